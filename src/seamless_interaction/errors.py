@@ -1,0 +1,55 @@
+"""Typed errors, all rooted in :class:`SeamlessError`.
+
+Each error also derives from the builtin a caller would naturally catch (``ValueError`` for malformed
+input, ``KeyError`` for unknown ids, ``OSError`` for transfer failures) so that code written against
+the official toolkit keeps working.
+"""
+
+from __future__ import annotations
+
+
+class SeamlessError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InvalidIdError(SeamlessError, ValueError):
+    """A file id, interaction key or session key that does not follow the grammar."""
+
+
+class UnknownIdError(SeamlessError, KeyError):
+    """A well-formed id or key that the catalog does not contain."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CatalogError(SeamlessError):
+    """Metadata tables that cannot be fetched or parsed."""
+
+
+class TransferError(SeamlessError, OSError):
+    """A download that failed; carries the URL and, when there was one, the HTTP status."""
+
+    def __init__(self, message: str, url: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingPartError(TransferError):
+    """A required part of a file id (audio, video, vad, smplh) is absent on the remote."""
+
+
+class IntegrityError(SeamlessError):
+    """Bytes that do not match their expected size or checksum, or a corrupt local file."""
+
+
+class UnsafeArchiveError(SeamlessError):
+    """A tar archive with members that would escape the extraction folder, links or devices."""
+
+
+class InsufficientSpaceError(SeamlessError, OSError):
+    """Not enough free disk space for the planned download."""
