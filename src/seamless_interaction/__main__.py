@@ -1,0 +1,3 @@
+from seamless_interaction.cli import main
+
+raise SystemExit(main())

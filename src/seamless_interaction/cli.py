@@ -1,0 +1,285 @@
+"""Command line: ``seamless-interaction`` (also ``python -m seamless_interaction``).
+
+Every command exits non-zero with a one-line ``error:`` message on bad input or failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from seamless_interaction import __version__
+from seamless_interaction.errors import InvalidIdError, SeamlessError, UnknownIdError
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _add_dataset_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("dataset")
+    g.add_argument("--local-dir", type=Path, help="local dataset root (default ~/datasets/seamless_interaction)")
+    g.add_argument("--label", choices=("improvised", "naturalistic"), help="default label (improvised)")
+    g.add_argument("--split", dest="split_name", choices=("train", "dev", "test"), help="default split (dev)")
+    g.add_argument("--cdn-url", help="CDN base URL (env SEAMLESS_INTERACTION_CDN_URL)")
+    g.add_argument("--hf-url", help="Hub resolve base URL (env SEAMLESS_INTERACTION_HF_URL)")
+    g.add_argument("--assets", help="folder or base URL of the metadata tables (env SEAMLESS_INTERACTION_ASSETS)")
+    g.add_argument("--workers", type=int, help="concurrent connections")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _make_fs(args):
+    from seamless_interaction.config import DatasetConfig
+    from seamless_interaction.fs import SeamlessInteractionFS
+
+    kw = {}
+    if args.local_dir:
+        kw["local_dir"] = args.local_dir
+    if getattr(args, "label", None):
+        kw["label"] = args.label
+    if getattr(args, "split_name", None):
+        kw["split"] = args.split_name
+    for field, attr in (("cdn_url", "cdn_url"), ("hf_url", "hf_url"), ("assets", "assets"), ("num_workers", "workers")):
+        if getattr(args, attr, None):
+            kw[field] = getattr(args, attr)
+    return SeamlessInteractionFS(DatasetConfig(**kw), quiet=args.quiet)
+
+
+def _parse_archive_spec(text: str, parts: int) -> tuple:
+    bits = text.strip("/").split("/")
+    if len(bits) != parts:
+        shape = "LABEL/SPLIT/BATCH/ARCHIVE" if parts == 4 else ("LABEL/SPLIT/BATCH" if parts == 3 else "LABEL/SPLIT")
+        raise InvalidIdError(f"{text!r}: expected {shape}, e.g. improvised/dev/0/3"[: 200])
+    label, split = bits[0], bits[1]
+    if label not in ("improvised", "naturalistic") or split not in ("train", "dev", "test"):
+        raise InvalidIdError(f"{text!r}: label must be improvised|naturalistic and split train|dev|test")
+    try:
+        nums = tuple(int(b) for b in bits[2:])
+    except ValueError:
+        raise InvalidIdError(f"{text!r}: batch and archive must be integers") from None
+    return (label, split, *nums)
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+# ---------------------------------------------------------------------------------------- commands
+def cmd_sample(args) -> int:
+    with _make_fs(args) as fs:
+        ids = fs.sample_random_file_ids(num_samples=args.num, seed=args.seed,
+                                        preferred_vendors_only=not args.all_vendors)
+    print("\n".join(ids))
+    return 0
+
+
+def _collect_file_ids(fs, args) -> list[str]:
+    from seamless_interaction.ids import validate_file_id
+
+    ids = [validate_file_id(f) for f in args.file_ids]
+    for key in args.pair or []:
+        pairs = fs.get_interaction_pairs(interaction_keys=[key])
+        if not pairs:
+            ids.extend(fs.catalog.interaction_file_ids(key))  # singleton interaction
+        for pair in pairs:
+            ids.extend(pair)
+    for key in args.session or []:
+        for group in fs.get_session_groups(session_keys=[key], interactions_per_session=10**6):
+            ids.extend(group)
+    seen, out = set(), []
+    for f in ids:
+        if f not in seen:
+            seen.add(f)
+            out.append(f)
+    return out
+
+
+def cmd_download(args) -> int:
+    with _make_fs(args) as fs:
+        file_ids = _collect_file_ids(fs, args)
+        archives = [_parse_archive_spec(a, 4) for a in args.archive or []]
+        for spec in args.batch or []:
+            label, split, b = _parse_archive_spec(spec, 3)
+            archives.extend((label, split, b, a) for a in fs.list_archives(label, split, b))
+        only = tuple(x.strip() for x in args.only.split(",")) if args.only else None
+        if only:
+            bad = [x for x in only if x not in ("json", "mp4", "npz", "wav")]
+            if bad:
+                raise InvalidIdError(f"--only {args.only!r}: expected a comma list of json, mp4, npz, wav")
+        splits = [_parse_archive_spec(s, 2) for s in args.split or []]
+        if not (file_ids or archives or splits):
+            raise InvalidIdError("nothing to download: give FILE_IDs, --pair, --session, --archive, --batch or --split")
+        for fid in file_ids:
+            fs.catalog.record(fid)  # unknown ids fail before anything is fetched
+        if only or args.source == "hub" or splits:
+            return _download_members(fs, args, file_ids, archives, splits, only or ("json", "mp4", "npz", "wav"))
+        if args.dry_run:
+            return _dry_run(fs, file_ids, archives)
+        for label, split, b, a in archives:
+            ok, path = fs.download_archive_from_hf(a, label=label, split=split, batch=b, extract=not args.keep_tar)
+            print(f"archive {label}/{split}/{b:04d}/{a:04d}.tar -> {path}")
+        if file_ids:
+            results = fs.download_batch_from_s3(file_ids)
+            for fid, paths in zip(file_ids, results):
+                print(f"{fid} -> {paths['npz'].parent}")
+    return 0
+
+
+def _download_members(fs, args, file_ids, archives, splits, only) -> int:
+    if args.dry_run:
+        plan = fs.plan_members(file_ids=file_ids, archives=archives, splits=splits, modalities=only)
+        print(f"{plan['members']} members from {plan['archives']} archives: {_fmt_bytes(plan['bytes'])} "
+              f"to fetch instead of {_fmt_bytes(plan['archive_bytes'])} of whole archives")
+        return 0
+    paths = fs.fetch_members_for(file_ids=file_ids, archives=archives, splits=splits, modalities=only)
+    print(f"{len(paths)} files in {fs.local_dir}")
+    return 0
+
+
+def _dry_run(fs, file_ids, archives) -> int:
+    from seamless_interaction.urls import hub_archive_url
+
+    total = 0
+    for label, split, b, a in archives:
+        size = fs.get_tar_archive_size(label, split, b, a)
+        total += size
+        print(f"archive {hub_archive_url(fs.config.hf_url, label, split, b, a)}  {_fmt_bytes(size)}")
+    if file_ids:
+        urls = [u for fid in file_ids for u in fs.get_path_list_for_file_id_s3(fid)]
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            infos = list(pool.map(lambda u: fs.transfer.head(u, optional=True), urls))
+        present = [(u, i) for u, i in zip(urls, infos) if i is not None]
+        size = sum(i.size or 0 for _, i in present)
+        total += size
+        print(f"{len(file_ids)} file ids: {len(present)} of {len(urls)} CDN objects present, {_fmt_bytes(size)}")
+    print(f"total: {_fmt_bytes(total)} ({total} bytes); nothing was downloaded (--dry-run)")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from seamless_interaction.ids import classify_key
+
+    kind = classify_key(args.key)
+    with _make_fs(args) as fs:
+        cat = fs.catalog
+        if kind == "file":
+            rec = cat.record(args.key)
+            out = {"file": rec.__dict__, "interaction": cat.interaction_metadata(rec.interaction_key),
+                   "local_files": fs.get_path_list_for_file_id_local(rec.file_id)}
+        elif kind == "interaction":
+            meta = cat.interaction_metadata(args.key)
+            local = {p["file_id"]: fs.get_path_list_for_file_id_local(p["file_id"]) for p in meta["participants"]}
+            out = {"interaction": meta, "local_files": local}
+        else:
+            out = {"session": args.key, "relationship": cat.relationship(*args.key.split("_")),
+                   "interactions": cat.session_interactions(args.key)}
+    print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+def cmd_mirror(args) -> int:
+    from seamless_interaction.mirror import MirrorServer, build_mirror
+
+    if args.mirror_cmd == "build":
+        info = build_mirror(args.dir)
+        print(f"mirror in {info.root}: {len(info.file_ids)} file ids, {len(info.pairs)} pairs")
+        return 0
+    server = MirrorServer(args.dir, host=args.host, port=args.port, latency_s=args.latency,
+                          bandwidth_bps=args.bandwidth)
+    server.start()
+    print(f"serving {args.dir}\n  cdn:    {server.cdn_url}\n  hub:    {server.hf_url}\n  assets: {server.assets_url}\n"
+          f"use: SEAMLESS_INTERACTION_CDN_URL={server.cdn_url} SEAMLESS_INTERACTION_HF_URL={server.hf_url} "
+          f"SEAMLESS_INTERACTION_ASSETS={server.assets_url}", flush=True)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from seamless_interaction.demo import run_demo
+
+    return run_demo(workdir=args.dir, quiet=args.quiet, app=args.app)
+
+
+# ---------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="seamless-interaction", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("sample", help="print random file ids")
+    _add_dataset_options(s)
+    s.add_argument("-n", "--num", type=int, default=1)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--all-vendors", action="store_true", help="not only the preferred vendors")
+    s.set_defaults(func=cmd_sample)
+
+    d = sub.add_parser("download", help="download file ids (CDN route) or archives (Hub route)")
+    _add_dataset_options(d)
+    d.add_argument("file_ids", nargs="*", metavar="FILE_ID")
+    d.add_argument("--pair", action="append", metavar="INTERACTION_KEY", help="both participants of an interaction")
+    d.add_argument("--session", action="append", metavar="SESSION_KEY", help="every interaction of a session")
+    d.add_argument("--archive", action="append", metavar="L/S/B/A", help="one Hub archive, e.g. improvised/dev/0/3")
+    d.add_argument("--batch", action="append", metavar="L/S/B", help="every archive of a batch")
+    d.add_argument("--split", action="append", metavar="L/S", help="a whole split (with --only: just those members)")
+    d.add_argument("--from", dest="source", choices=("cdn", "hub"), default="cdn", help="route for file ids")
+    d.add_argument("--only", metavar="EXTS", help="only these members from Hub archives, e.g. npz,json")
+    d.add_argument("--keep-tar", action="store_true", help="keep archives as .tar instead of extracting")
+    d.add_argument("--dry-run", action="store_true", help="print what would be fetched and how many bytes")
+    d.set_defaults(func=cmd_download)
+
+    i = sub.add_parser("info", help="catalog row, metadata joins and local state of an id or key")
+    _add_dataset_options(i)
+    i.add_argument("key", help="file id, interaction key or session key")
+    i.set_defaults(func=cmd_info)
+
+    m = sub.add_parser("mirror", help="build or serve a synthetic mirror of the dataset")
+    msub = m.add_subparsers(dest="mirror_cmd", required=True)
+    mb = msub.add_parser("build", help="write the embedded sample (both layouts + tables) into DIR")
+    mb.add_argument("dir", type=Path)
+    ms = msub.add_parser("serve", help="serve DIR over HTTP with the real URL layouts")
+    ms.add_argument("dir", type=Path)
+    ms.add_argument("--host", default="127.0.0.1")
+    ms.add_argument("--port", type=int, default=8000)
+    ms.add_argument("--latency", type=float, default=0.0, help="seconds before each response's first byte")
+    ms.add_argument("--bandwidth", type=float, default=None, help="bytes/s per connection")
+    m.set_defaults(func=cmd_mirror)
+
+    dm = sub.add_parser("demo", help="build and serve the sample, download a pair by both routes, compare")
+    dm.add_argument("--dir", type=Path, default=None, help="work folder (default: a temporary one)")
+    dm.add_argument("--app", action="store_true", help="then open the browser app on the sample")
+    dm.add_argument("-q", "--quiet", action="store_true")
+    dm.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (InvalidIdError, UnknownIdError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (SeamlessError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("interrupted; partial downloads are kept and resume on the next run", file=sys.stderr)
+        return 130
