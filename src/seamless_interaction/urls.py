@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from seamless_interaction.constants import ANNOTATION_TYPES, FEATURE_GROUPS
 
 
-@dataclass(frozen=True)
-class Part:
-    """One object of a file id on the CDN."""
+class Part(NamedTuple):
+    """One object of a file id on the CDN (a NamedTuple: URL lists are built in hot loops)."""
 
     kind: str  # "audio", "video", "feature", "transcript", "vad", "annotation"
     name: str  # npz key ("smplh:body_pose"), json key ("metadata:vad", "annotations:1P-IS"), or "wav"/"mp4"
@@ -21,23 +20,28 @@ class Part:
         return self.name.split(":", 1)[0]
 
 
-def cdn_parts(cdn_url: str, label: str, split: str, file_id: str, *, movement_v4: bool = True) -> list[Part]:
-    """Every CDN object of a file id: 50 with movement_v4, 33 without (FORMAT.md 2.1)."""
-    base = f"{cdn_url.rstrip('/')}/{label}/{split}"
-    parts = [
-        Part("audio", "wav", f"{base}/audio/{file_id}.wav", True),
-        Part("video", "mp4", f"{base}/video/{file_id}.mp4", True),
-    ]
+def _templates(movement_v4: bool) -> tuple[tuple[str, str, str, str, bool], ...]:
+    out = [("audio", "wav", "audio/{}.wav", True), ("video", "mp4", "video/{}.mp4", True)]
     for group, features in FEATURE_GROUPS.items():
         if group == "movement_v4" and not movement_v4:
             continue
-        for feat in features:
-            parts.append(Part("feature", f"{group}:{feat}", f"{base}/{group}/{feat}/{file_id}.npy", group == "smplh"))
-    parts.append(Part("transcript", "metadata:transcript", f"{base}/metadata/transcript/{file_id}.jsonl", False))
-    parts.append(Part("vad", "metadata:vad", f"{base}/metadata/vad/{file_id}.jsonl", True))
-    for kind in ANNOTATION_TYPES:
-        parts.append(Part("annotation", f"annotations:{kind}", f"{base}/annotations/{kind}/{file_id}.json", False))
-    return parts
+        out += [("feature", f"{group}:{f}", f"{group}/{f}/{{}}.npy", group == "smplh") for f in features]
+    out.append(("transcript", "metadata:transcript", "metadata/transcript/{}.jsonl", False))
+    out.append(("vad", "metadata:vad", "metadata/vad/{}.jsonl", True))
+    out += [("annotation", f"annotations:{k}", f"annotations/{k}/{{}}.json", False) for k in ANNOTATION_TYPES]
+    return tuple((kind, name, *tpl.split("{}"), req) for kind, name, tpl, req in out)
+
+
+# Immutable, computed once at import: the layout never changes at run time.
+_TEMPLATES = {True: _templates(True), False: _templates(False)}
+
+
+def cdn_parts(cdn_url: str, label: str, split: str, file_id: str, *, movement_v4: bool = True) -> list[Part]:
+    """Every CDN object of a file id: 50 with movement_v4, 33 without (FORMAT.md 2.1)."""
+    base = f"{cdn_url.rstrip('/')}/{label}/{split}/"
+    new = tuple.__new__  # skips NamedTuple's Python-level __new__: this runs 50 times per file id
+    return [new(Part, (kind, name, base + pre + file_id + post, req))
+            for kind, name, pre, post, req in _TEMPLATES[movement_v4]]
 
 
 def hub_archive_path(label: str, split: str, batch: int, archive: int) -> str:
