@@ -187,24 +187,18 @@ def cmd_info(args) -> int:
 
 
 def cmd_mirror(args) -> int:
-    from seamless_interaction.mirror import MirrorServer, build_mirror
+    from seamless_interaction.mirror import build_mirror
+    from seamless_interaction.mirror.server import serve
 
     if args.mirror_cmd == "build":
         info = build_mirror(args.dir)
         print(f"mirror in {info.root}: {len(info.file_ids)} file ids, {len(info.pairs)} pairs")
         return 0
-    server = MirrorServer(args.dir, host=args.host, port=args.port, latency_s=args.latency,
-                          bandwidth_bps=args.bandwidth)
-    server.start()
-    print(f"serving {args.dir}\n  cdn:    {server.cdn_url}\n  hub:    {server.hf_url}\n  assets: {server.assets_url}\n"
-          f"use: SEAMLESS_INTERACTION_CDN_URL={server.cdn_url} SEAMLESS_INTERACTION_HF_URL={server.hf_url} "
-          f"SEAMLESS_INTERACTION_ASSETS={server.assets_url}", flush=True)
-    try:
-        server.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    if not (Path(args.dir) / "mirror.json").exists():
+        raise InvalidIdError(f"{args.dir}: not a mirror (no mirror.json); run `seamless-interaction mirror build {args.dir}` first")
+    print(f"serving {args.dir}; point the toolkit at it with SEAMLESS_INTERACTION_CDN_URL, "
+          "SEAMLESS_INTERACTION_HF_URL and SEAMLESS_INTERACTION_ASSETS (Ctrl-C stops)", flush=True)
+    serve(args.dir, host=args.host, port=args.port, latency_s=args.latency, bandwidth_bps=args.bandwidth)
     return 0
 
 

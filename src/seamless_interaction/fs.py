@@ -160,7 +160,13 @@ class SeamlessInteractionFS:
 
     def get_interaction_metadata(self, interaction_key: str) -> dict:
         """Catalog rows of both participants (full ids, suffix kept) with prompt, IPC, relationship, BFI-2."""
-        return self.catalog.interaction_metadata(validate_interaction_key(interaction_key))
+        meta = self.catalog.interaction_metadata(validate_interaction_key(interaction_key))
+        # The official dict's keys, kept for existing code: one batch per interaction (FORMAT.md 2.3),
+        # but an archive per participant, since partners often sit in different archives.
+        meta.setdefault("num_participants", len(meta["participants"]))
+        meta.setdefault("batch_idx", meta["participants"][0]["batch"] if meta["participants"] else None)
+        meta.setdefault("archive_idx", [p["archive"] for p in meta["participants"]])
+        return meta
 
     def list_batches(self, label: str | None = None, split: str | None = None) -> list[int]:
         label, split = self._label_split(label, split)
