@@ -19,11 +19,12 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
-def _add_dataset_options(p: argparse.ArgumentParser) -> None:
+def _add_dataset_options(p: argparse.ArgumentParser, *, split_option: bool = True) -> None:
     g = p.add_argument_group("dataset")
     g.add_argument("--local-dir", type=Path, help="local dataset root (default ~/datasets/seamless_interaction)")
     g.add_argument("--label", choices=("improvised", "naturalistic"), help="default label (improvised)")
-    g.add_argument("--split", dest="split_name", choices=("train", "dev", "test"), help="default split (dev)")
+    if split_option:  # `download --split` names a whole LABEL/SPLIT instead
+        g.add_argument("--split", dest="split_name", choices=("train", "dev", "test"), help="default split (dev)")
     g.add_argument("--cdn-url", help="CDN base URL (env SEAMLESS_INTERACTION_CDN_URL)")
     g.add_argument("--hf-url", help="Hub resolve base URL (env SEAMLESS_INTERACTION_HF_URL)")
     g.add_argument("--assets", help="folder or base URL of the metadata tables (env SEAMLESS_INTERACTION_ASSETS)")
@@ -223,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sample)
 
     d = sub.add_parser("download", help="download file ids (CDN route) or archives (Hub route)")
-    _add_dataset_options(d)
+    _add_dataset_options(d, split_option=False)
     d.add_argument("file_ids", nargs="*", metavar="FILE_ID")
     d.add_argument("--pair", action="append", metavar="INTERACTION_KEY", help="both participants of an interaction")
     d.add_argument("--session", action="append", metavar="SESSION_KEY", help="every interaction of a session")

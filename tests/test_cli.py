@@ -1,0 +1,87 @@
+"""The command line, run as a user runs it: a subprocess against the loopback mirror."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture
+def run(sample_server, tmp_path):
+    env = {**os.environ, "SEAMLESS_INTERACTION_CDN_URL": sample_server.cdn_url,
+           "SEAMLESS_INTERACTION_HF_URL": sample_server.hf_url,
+           "SEAMLESS_INTERACTION_ASSETS": sample_server.assets_url,
+           "SEAMLESS_INTERACTION_CACHE": str(tmp_path / "cache")}
+
+    def run(*args, check=True):
+        proc = subprocess.run([sys.executable, "-m", "seamless_interaction", *args], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+    return run
+
+
+def test_sample_prints_ids(run, sample_mirror):
+    out = run("sample", "-n", "2", "--seed", "3", "--all-vendors").stdout.split()
+    assert len(out) == 2 and set(out) <= set(sample_mirror.file_ids)
+
+
+def test_download_pair_by_cdn_route(run, sample_mirror, tmp_path):
+    key = sample_mirror.split_pairs[0][0].rsplit("_P", 1)[0]
+    run("download", "--pair", key, "--local-dir", str(tmp_path / "d"), "-q")
+    for fid in sample_mirror.split_pairs[0]:
+        assert len(list((tmp_path / "d").rglob(f"{fid}.*"))) == 4
+
+
+def test_download_archive_and_dry_run(run, sample_mirror, tmp_path):
+    rec = sample_mirror.files[sample_mirror.split_pairs[0][0]]
+    spec = f"{rec.label}/{rec.split}/{rec.batch}/{rec.archive}"
+    dry = run("download", "--archive", spec, "--local-dir", str(tmp_path / "d"), "--dry-run").stdout
+    size = (sample_mirror.root / "hub" / rec.archive_path).stat().st_size
+    assert f"({size} bytes)" in dry and not (tmp_path / "d").exists()
+    dry_ids = run("download", rec.file_id, "--local-dir", str(tmp_path / "d"), "--dry-run").stdout
+    assert "CDN objects present" in dry_ids
+    run("download", "--archive", spec, "--local-dir", str(tmp_path / "d"), "-q")
+    assert (tmp_path / "d" / rec.label / rec.split / f"{rec.batch:04d}" / f"{rec.archive:04d}" / f"{rec.file_id}.npz").exists()
+
+
+def test_info_joins_metadata(run, sample_mirror):
+    key = sample_mirror.pairs[0][0].rsplit("_P", 1)[0]
+    doc = json.loads(run("info", key).stdout)
+    assert sorted(doc["interaction"]["file_ids"]) == sorted(sample_mirror.pairs[0])
+    doc = json.loads(run("info", sample_mirror.pairs[0][0]).stdout)
+    assert doc["file"]["file_id"] == sample_mirror.pairs[0][0]
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    (("download", "V00_S0001_I0000001_P0001"), 2, "malformed file id"),
+    (("download", "V00_S9999_I00000001_P0001"), 2, "V00_S9999_I00000001_P0001"),
+    (("download", "--archive", "improvised/dev/x/1"), 2, "integers"),
+    (("download",), 2, "nothing to download"),
+    (("info", "S0809"), 2, "malformed key"),
+    (("download", "--archive", "naturalistic/test/0/0", "-q"), 1, "404"),
+])
+def test_bad_input_exits_nonzero_with_one_line_error(run, args, code, needle, tmp_path):
+    proc = run(*args, "--local-dir", str(tmp_path / "d"), check=False) if args[0] != "info" else run(*args, check=False)
+    assert proc.returncode == code, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") and needle in lines[-1]
+    assert "Traceback" not in proc.stderr
+
+
+def test_mirror_build_refuses_non_mirror_folder(run, tmp_path):
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "thesis.tex").write_text("x")
+    proc = run("mirror", "build", str(tmp_path / "precious"), check=False)
+    assert proc.returncode != 0 and (tmp_path / "precious" / "thesis.tex").exists()
+
+
+def test_demo_runs_end_to_end(run, tmp_path):
+    proc = run("demo", "--dir", str(tmp_path / "demo"))
+    assert "OK: both routes produced identical" in proc.stdout
