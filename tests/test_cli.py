@@ -85,3 +85,23 @@ def test_mirror_build_refuses_non_mirror_folder(run, tmp_path):
 def test_demo_runs_end_to_end(run, tmp_path):
     proc = run("demo", "--dir", str(tmp_path / "demo"))
     assert "OK: both routes produced identical" in proc.stdout
+
+
+def test_member_downloads_fetch_only_requested_members(run, sample_mirror, tmp_path):
+    rec = sample_mirror.files[sample_mirror.split_pairs[0][0]]
+    spec = f"{rec.label}/{rec.split}/{rec.batch}/{rec.archive}"
+    d = tmp_path / "d"
+    dry = run("download", "--archive", spec, "--only", "npz,json", "--local-dir", str(d), "--dry-run").stdout
+    assert "instead of" in dry and not list(d.rglob("*.npz"))
+    run("download", "--archive", spec, "--only", "npz,json", "--local-dir", str(d), "-q")
+    exts = {p.suffix for p in d.rglob("V*") if p.is_file()}
+    assert exts == {".npz", ".json"}
+    fid = sample_mirror.split_pairs[1][0]
+    run("download", fid, "--from", "hub", "--only", "wav", "--local-dir", str(d), "-q")
+    assert [p.suffix for p in d.rglob(f"{fid}.*")] == [".wav"]
+    run("download", "--split", "improvised/dev", "--only", "json", "--local-dir", str(d / "split"), "-q")
+    got = {p.name.split(".")[0] for p in (d / "split").rglob("*.json")}
+    expected = {f for f, r in sample_mirror.files.items() if (r.label, r.split) == ("improvised", "dev")}
+    assert got == expected
+    proc = run("download", "--archive", spec, "--only", "avi", "--local-dir", str(d), check=False)
+    assert proc.returncode == 2 and "--only" in proc.stderr

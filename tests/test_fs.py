@@ -258,3 +258,27 @@ def test_catalog_queries(sample_mirror, make_fs, tmp_path):
 def test_errors_share_one_base():
     for exc in (InvalidIdError, UnknownIdError, TransferError, MissingPartError):
         assert issubclass(exc, SeamlessError)
+
+
+def test_fetch_interaction_reads_only_requested_members_of_both_archives(sample_mirror, sample_server, make_fs, tmp_path):
+    import tarfile
+
+    pair = sample_mirror.split_pairs[0]
+    key = pair[0].rsplit("_P", 1)[0]
+    fs = make_fs(tmp_path / "d")
+    fs.catalog
+    sample_server.clear_requests()
+    paths = fs.fetch_interaction(key, modalities=("npz", "json"))
+    assert sorted(p.name for p in paths) == sorted(f"{f}.{e}" for f in pair for e in ("json", "npz"))
+    selected = 0
+    for fid in pair:
+        rec = sample_mirror.files[fid]
+        with tarfile.open(sample_mirror.root / "hub" / rec.archive_path) as tf:
+            for ext in ("npz", "json"):
+                m = tf.getmember(f"{fid}.{ext}")
+                selected += m.size
+                assert _bundle(tmp_path / "d", fs.catalog.record(fid))[ext].read_bytes() == tf.extractfile(m).read()
+        assert not _bundle(tmp_path / "d", fs.catalog.record(fid))["mp4"].exists()
+    sent = sum(r.body_bytes for r in sample_server.requests if r.method == "GET")
+    whole = sum((sample_mirror.root / "hub" / sample_mirror.files[f].archive_path).stat().st_size for f in pair)
+    assert sent < whole / 3 and sent >= selected

@@ -138,8 +138,10 @@ def cmd_download(args) -> int:
 def _download_members(fs, args, file_ids, archives, splits, only) -> int:
     if args.dry_run:
         plan = fs.plan_members(file_ids=file_ids, archives=archives, splits=splits, modalities=only)
-        print(f"{plan['members']} members from {plan['archives']} archives: {_fmt_bytes(plan['bytes'])} "
-              f"to fetch instead of {_fmt_bytes(plan['archive_bytes'])} of whole archives")
+        ratio = plan["archive_bytes"] / plan["bytes"] if plan["bytes"] else float("inf")
+        print(f"{'+'.join(only)} from {plan['archives']} archive(s): {_fmt_bytes(plan['bytes'])} to fetch "
+              f"({plan['bytes']} bytes) instead of {_fmt_bytes(plan['archive_bytes'])} of whole archives "
+              f"({ratio:.1f}x less); nothing was downloaded (--dry-run)")
         return 0
     paths = fs.fetch_members_for(file_ids=file_ids, archives=archives, splits=splits, modalities=only)
     print(f"{len(paths)} files in {fs.local_dir}")

@@ -252,3 +252,69 @@ class SeamlessInteractionFS:
             if found:
                 return found
         return [str(p) for p in find_bundle(self.local_dir, file_id).values()]
+
+    # ------------------------------------------------------------------ members of remote archives
+    def fetch_members(self, label: str, split: str, batch: int, archive: int, file_ids: list[str] | None = None,
+                      modalities: tuple[str, ...] = ("npz", "json")) -> list[Path]:
+        """Fetch only ``modalities`` (json, mp4, npz, wav) of one Hub archive by HTTP Range reads."""
+        from seamless_interaction import members
+
+        return members.fetch_archive_members(self.transfer, self.catalog, self.config.hf_url, self.local_dir,
+                                             label, split, int(batch), int(archive), file_ids=file_ids,
+                                             modalities=modalities, cache_dir=self.config.cache_dir)
+
+    def fetch_file_id(self, file_id: str, modalities: tuple[str, ...] = ("npz", "json")) -> list[Path]:
+        """One file id's members out of whichever Hub archive holds it."""
+        from seamless_interaction import members
+
+        return members.fetch_file_ids(self.transfer, self.catalog, self.config.hf_url, self.local_dir,
+                                      [validate_file_id(file_id)], modalities=modalities,
+                                      cache_dir=self.config.cache_dir)
+
+    def fetch_interaction(self, interaction_key: str, modalities: tuple[str, ...] = ("npz", "json")) -> list[Path]:
+        """Both participants' members, from the (usually two) archives holding them."""
+        from seamless_interaction import members
+
+        ids = self.catalog.interaction_file_ids(validate_interaction_key(interaction_key))
+        return members.fetch_file_ids(self.transfer, self.catalog, self.config.hf_url, self.local_dir, ids,
+                                      modalities=modalities, cache_dir=self.config.cache_dir)
+
+    def _member_archives(self, archives, splits) -> list[tuple[str, str, int, int]]:
+        out = list(archives or [])
+        for label, split in splits or []:
+            out += [(label, split, b, a) for b in self.catalog.batches(label, split)
+                    for a in self.catalog.archives(label, split, b)]
+        return out
+
+    def plan_members(self, *, file_ids=None, archives=None, splits=None,
+                     modalities: tuple[str, ...] = ("npz", "json")) -> dict:
+        """Dry run of a member fetch: bytes to fetch against bytes of the whole archives.
+
+        Building the member index costs header reads only (cached afterwards)."""
+        from seamless_interaction import members
+
+        arcs = self._member_archives(archives, splits)
+        for fid in file_ids or []:
+            r = self.catalog.record(fid)
+            arcs.append((r.label, r.split, r.batch, r.archive))
+        arcs = sorted(set(arcs))
+        selected_ids = list(file_ids or []) if not (archives or splits) else None
+        fetch, whole = members.plan_bytes(self.transfer, self.catalog, self.config.hf_url,
+                                          file_ids=selected_ids, archives=None if selected_ids else arcs,
+                                          modalities=modalities, cache_dir=self.config.cache_dir,
+                                          local_dir=self.local_dir)
+        return {"archives": len(arcs), "bytes": fetch, "archive_bytes": whole,
+                "members": None if selected_ids is None else len(selected_ids) * len(modalities)}
+
+    def fetch_members_for(self, *, file_ids=None, archives=None, splits=None,
+                          modalities: tuple[str, ...] = ("npz", "json")) -> list[Path]:
+        """Member fetch for the CLI: explicit archives and whole splits, plus single file ids."""
+        from seamless_interaction import members
+
+        paths: list[Path] = []
+        for label, split, batch, archive in self._member_archives(archives, splits):
+            paths += self.fetch_members(label, split, batch, archive, modalities=modalities)
+        if file_ids:
+            paths += members.fetch_file_ids(self.transfer, self.catalog, self.config.hf_url, self.local_dir,
+                                            list(file_ids), modalities=modalities, cache_dir=self.config.cache_dir)
+        return paths
