@@ -205,8 +205,14 @@ class SeamlessInteractionFS:
         for fid in file_ids:
             validate_file_id(fid)
         root = Path(local_dir) if local_dir is not None else self.local_dir
-        results = cdn.gather_many(self.transfer, self.catalog, self.config.cdn_url, root, list(file_ids),
-                                  manifest=Manifest(root) if local_dir is not None else self.manifest)
+        for fid in file_ids:  # unknown ids fail before the progress bar or any request
+            self.catalog.record(fid)
+        self.transfer.progress.start(None, f"{len(file_ids)} file ids")
+        try:
+            results = cdn.gather_many(self.transfer, self.catalog, self.config.cdn_url, root, list(file_ids),
+                                      manifest=Manifest(root) if local_dir is not None else self.manifest)
+        finally:
+            self.transfer.progress.close()
         return [r.paths for r in results]
 
     # ------------------------------------------------------------------ Hub route

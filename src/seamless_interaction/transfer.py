@@ -133,23 +133,32 @@ class NullProgress:
 
 
 class TqdmProgress:
-    """A tqdm bar in bytes (rate and ETA included); ``disable=True`` for quiet runs."""
+    """A tqdm bar in bytes (rate and ETA included); ``disable=True`` for quiet runs.
+
+    Starts nest: while a bar is open (say for a batch of file ids), a further ``start`` from a
+    concurrent fetch adds its bytes to the same bar instead of replacing it, and the bar closes
+    with the outermost ``close``. Concurrent downloads therefore share one honest bar.
+    """
 
     def __init__(self, *, disable: bool = False) -> None:
         self._disable = disable
         self._lock = threading.Lock()
         self._bar: object | None = None
+        self._depth = 0
 
     def start(self, total_bytes: int | None, desc: str) -> None:
         from tqdm.auto import tqdm
 
         with self._lock:
-            if self._bar is not None:
-                self._bar.close()  # type: ignore[attr-defined]
-            self._bar = tqdm(
-                total=total_bytes, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-                disable=self._disable, dynamic_ncols=True, smoothing=0.1,
-            )
+            self._depth += 1
+            if self._bar is None:
+                self._bar = tqdm(
+                    total=total_bytes, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
+                    disable=self._disable, dynamic_ncols=True, smoothing=0.1,
+                )
+            elif total_bytes and self._bar.total is not None:  # type: ignore[attr-defined]
+                self._bar.total += total_bytes  # type: ignore[attr-defined]
+                self._bar.refresh()  # type: ignore[attr-defined]
 
     def advance(self, n: int) -> None:
         with self._lock:
@@ -158,7 +167,8 @@ class TqdmProgress:
 
     def close(self) -> None:
         with self._lock:
-            if self._bar is not None:
+            self._depth = max(0, self._depth - 1)
+            if self._depth == 0 and self._bar is not None:
                 self._bar.close()  # type: ignore[attr-defined]
                 self._bar = None
 
