@@ -282,3 +282,33 @@ def test_fetch_interaction_reads_only_requested_members_of_both_archives(sample_
     sent = sum(r.body_bytes for r in sample_server.requests if r.method == "GET")
     whole = sum((sample_mirror.root / "hub" / sample_mirror.files[f].archive_path).stat().st_size for f in pair)
     assert sent < whole / 3 and sent >= selected
+
+
+def test_official_load_interaction_data_flow_without_opencv(sample_mirror, make_fs, tmp_path):
+    """The official README's 'Working with Downloaded Data' flow: Hub archive, then the dict of modalities."""
+    fs = make_fs(tmp_path / "d")
+    fid = next(f for f in sample_mirror.movement if f not in sample_mirror.placeholder
+               and f not in sample_mirror.missing_archive_ids)
+    rec = fs.catalog.record(fid)
+    fs.download_archive_from_hf(archive=rec.archive, label=rec.label, split=rec.split, batch=rec.batch,
+                                local_dir=None, extract=True)
+    data = fs.load_interaction_data(fid)
+    assert set(data) >= {"video", "audio", "sample_rate", "json", "npz"}
+    assert data["sample_rate"] == 48_000 and data["audio"].dtype == np.float32
+    assert len(list(data["npz"].keys())) == 24
+    n = sample_mirror.files[fid].n_frames
+    assert data["npz"]["smplh:right_hand_pose"].shape == (n, 15, 3)
+    assert data["json"]["id"] == fid
+    ok, frame = data["video"].read()
+    assert ok and frame.ndim == 3 and frame.dtype == np.uint8
+    p = fs.open_participant(fid)
+    assert p.num_frames == n and p.sample_rate == 48_000
+    partners = fs.catalog.interaction_file_ids(rec.interaction_key)
+    if len(partners) == 2 and any(fs.catalog.record(f).archive != rec.archive for f in partners):
+        with pytest.raises(FileNotFoundError, match="download it first"):  # partner's archive not fetched
+            fs.open_interaction(rec.interaction_key)
+        fs.download_batch_from_s3(partners)
+    it = fs.open_interaction(rec.interaction_key)
+    assert sorted(q.file_id for q in it.participants) == partners
+    with pytest.raises(FileNotFoundError):
+        fs.load_interaction_data(sample_mirror.placeholder[0][:-4] + "0000")

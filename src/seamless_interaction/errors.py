@@ -53,3 +53,7 @@ class UnsafeArchiveError(SeamlessError):
 
 class InsufficientSpaceError(SeamlessError, OSError):
     """Not enough free disk space for the planned download."""
+
+
+class NotDownloadedError(SeamlessError, FileNotFoundError):
+    """Local data that was asked for but has not been downloaded (or was deleted)."""

@@ -156,10 +156,10 @@ def decode_wav(data: bytes, *, name: str = "wav") -> tuple[np.ndarray, int]:
     """Return (float32 samples, sample rate); stereo stays (frames, channels)."""
     info = read_wav_info(data, name=name, total_size=len(data))
     raw = data[info.data_offset:info.data_offset + info.data_size]
-    return _pcm_to_float(raw, info, name), info.sample_rate
+    return pcm_to_float(raw, info, name), info.sample_rate
 
 
-def _pcm_to_float(raw: bytes, info: WavInfo, name: str) -> np.ndarray:
+def pcm_to_float(raw: bytes, info: WavInfo, name: str) -> np.ndarray:
     if info.format_tag == 3 and info.bits == 32:
         x = np.frombuffer(raw, dtype="<f4")
     elif info.format_tag == 3 and info.bits == 64:

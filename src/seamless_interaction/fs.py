@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from seamless_interaction import cdn, hub
 from seamless_interaction.catalog import Catalog
 from seamless_interaction.config import DatasetConfig
-from seamless_interaction.errors import UnknownIdError
+from seamless_interaction.errors import NotDownloadedError, SeamlessError, UnknownIdError
 from seamless_interaction.ids import validate_file_id, validate_interaction_key, validate_session_key
 from seamless_interaction.layout import bundle_paths, find_bundle
 from seamless_interaction.manifest import Manifest
 from seamless_interaction.transfer import Transfer, TqdmProgress
 from seamless_interaction.urls import cdn_parts
+
+if TYPE_CHECKING:
+    from seamless_interaction.access import Interaction, Participant
 
 __all__ = ["SeamlessInteractionFS", "DatasetConfig"]
 
@@ -324,3 +327,34 @@ class SeamlessInteractionFS:
             paths += members.fetch_file_ids(self.transfer, self.catalog, self.config.hf_url, self.local_dir,
                                             list(file_ids), modalities=modalities, cache_dir=self.config.cache_dir)
         return paths
+
+    # ------------------------------------------------------------------ time-aligned local access
+    def _catalog_if_available(self) -> Catalog | None:
+        # Reading local data must work offline: the catalog is used when it loads (it is cached
+        # after the first download), else the layout is searched.
+        try:
+            return self.catalog
+        except SeamlessError:
+            return None
+
+    def open_participant(self, file_id: str) -> "Participant":
+        """One participant's local data, every modality on one clock (see :mod:`access`)."""
+        from seamless_interaction.access import open_participant
+
+        return open_participant(self.local_dir, file_id, self._catalog_if_available())
+
+    def open_interaction(self, interaction_key: str) -> "Interaction":
+        """Both participants of an interaction, from local data whichever route fetched them."""
+        from seamless_interaction.access import open_interaction
+
+        return open_interaction(self.local_dir, interaction_key, self._catalog_if_available())
+
+    def load_interaction_data(self, file_id: str) -> dict:
+        """The official README's ``load_interaction_data`` dict (video, audio, sample_rate, json, npz),
+        without OpenCV or librosa."""
+        from seamless_interaction.access import load_interaction_data
+
+        paths = self.get_path_list_for_file_id_local(file_id)
+        if not paths:
+            raise NotDownloadedError(f"{file_id}: no local files under {self.local_dir}; download it first")
+        return load_interaction_data(paths)

@@ -1,21 +1,20 @@
-"""Fixtures for the mirror tests: one default build per session, and a server over it."""
+"""Fixtures for the mirror tests: the session's sample mirror (tests/conftest.py) under short names."""
 
 from __future__ import annotations
 
 import pytest
 
-from seamless_interaction.mirror import MirrorInfo, MirrorServer, build_mirror
+from seamless_interaction.mirror import MirrorInfo, MirrorServer
 
 
 @pytest.fixture(scope="session")
-def mirror(tmp_path_factory: pytest.TempPathFactory) -> MirrorInfo:
-    return build_mirror(tmp_path_factory.mktemp("mirror") / "sample")
+def mirror(sample_mirror: MirrorInfo) -> MirrorInfo:
+    return sample_mirror
 
 
 @pytest.fixture(scope="session")
-def server(mirror: MirrorInfo):
-    with MirrorServer(mirror.root) as srv:
-        yield srv
+def server(sample_server: MirrorServer) -> MirrorServer:
+    return sample_server
 
 
 @pytest.fixture
