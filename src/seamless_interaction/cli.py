@@ -205,6 +205,13 @@ def cmd_mirror(args) -> int:
     return 0
 
 
+def cmd_app(args) -> int:
+    from seamless_interaction.app.launch import launch_app
+
+    return launch_app(local_dir=args.local_dir, mirror_root=args.mirror, port=args.port,
+                      open_browser=not args.no_browser)
+
+
 def cmd_demo(args) -> int:
     from seamless_interaction.demo import run_demo
 
@@ -255,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--latency", type=float, default=0.0, help="seconds before each response's first byte")
     ms.add_argument("--bandwidth", type=float, default=None, help="bytes/s per connection")
     m.set_defaults(func=cmd_mirror)
+
+    ap = sub.add_parser("app", help="open the browser app (explore, download, view interactions)")
+    ap.add_argument("--local-dir", type=Path, help="dataset root the app starts on")
+    ap.add_argument("--mirror", type=Path, help="serve this mirror build and use it instead of the real endpoints")
+    ap.add_argument("--port", type=int, default=None)
+    ap.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
+    ap.set_defaults(func=cmd_app)
 
     dm = sub.add_parser("demo", help="build and serve the sample, download a pair by both routes, compare")
     dm.add_argument("--dir", type=Path, default=None, help="work folder (default: a temporary one)")
