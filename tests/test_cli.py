@@ -105,3 +105,22 @@ def test_member_downloads_fetch_only_requested_members(run, sample_mirror, tmp_p
     assert got == expected
     proc = run("download", "--archive", spec, "--only", "avi", "--local-dir", str(d), check=False)
     assert proc.returncode == 2 and "--only" in proc.stderr
+
+
+def test_verify_reports_and_repairs(run, sample_mirror, tmp_path):
+    d = tmp_path / "d"
+    pair = sample_mirror.split_pairs[0]
+    run("download", *pair, "--local-dir", str(d), "-q")
+    clean = run("verify", "--local-dir", str(d), "--json")
+    assert clean.returncode == 0
+    counts = json.loads(clean.stdout)["counts"]
+    assert all(counts.get(k, 0) == 0 for k in ("missing", "corrupt", "size_mismatch", "temp_file"))
+    npz = next(d.rglob(f"{pair[0]}.npz"))
+    good = npz.read_bytes()
+    npz.write_bytes(good[: len(good) // 2])
+    bad = run("verify", "--local-dir", str(d), check=False)
+    assert bad.returncode == 1 and pair[0] in bad.stdout
+    run("verify", "--local-dir", str(d), "--repair", "-q")
+    assert npz.read_bytes() == good
+    proc = run("verify", "--local-dir", str(d), "--batch", "0", check=False)
+    assert proc.returncode == 2 and "--batch needs" in proc.stderr

@@ -205,6 +205,16 @@ def cmd_mirror(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    if args.batch is not None and not (args.label and args.split_name):
+        raise InvalidIdError("--batch needs --label and --split")
+    with _make_fs(args) as fs:
+        report = fs.verify(label=args.label, split=args.split_name, batch=args.batch, deep=args.deep,
+                           check_remote=args.check_remote, repair=args.repair)
+    print(report.to_json() if args.json else report.summary())
+    return report.exit_code
+
+
 def cmd_app(args) -> int:
     from seamless_interaction.app.launch import launch_app
 
@@ -262,6 +272,15 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--latency", type=float, default=0.0, help="seconds before each response's first byte")
     ms.add_argument("--bandwidth", type=float, default=None, help="bytes/s per connection")
     m.set_defaults(func=cmd_mirror)
+
+    v = sub.add_parser("verify", help="audit local files against the catalog and manifest; --repair refetches")
+    _add_dataset_options(v)
+    v.add_argument("--batch", type=int, help="only this batch (with --label and --split)")
+    v.add_argument("--json", action="store_true", help="machine-readable report")
+    v.add_argument("--repair", action="store_true", help="refetch exactly what is bad")
+    v.add_argument("--deep", action="store_true", help="also compare sha256 where the manifest has one")
+    v.add_argument("--check-remote", action="store_true", help="HEAD every archive in scope on the Hub")
+    v.set_defaults(func=cmd_verify)
 
     ap = sub.add_parser("app", help="open the browser app (explore, download, view interactions)")
     ap.add_argument("--local-dir", type=Path, help="dataset root the app starts on")

@@ -25,6 +25,7 @@ from seamless_interaction.urls import cdn_parts
 
 if TYPE_CHECKING:
     from seamless_interaction.access import Interaction, Participant
+    from seamless_interaction.verify import Report
 
 __all__ = ["SeamlessInteractionFS", "DatasetConfig"]
 
@@ -358,3 +359,13 @@ class SeamlessInteractionFS:
         if not paths:
             raise NotDownloadedError(f"{file_id}: no local files under {self.local_dir}; download it first")
         return load_interaction_data(paths)
+
+    # ------------------------------------------------------------------ audit
+    def verify(self, *, label: str | None = None, split: str | None = None, batch: int | None = None,
+               deep: bool = False, check_remote: bool = False, repair: bool = False) -> "Report":
+        """Audit the local tree against the catalog and the manifest; ``repair=True`` refetches
+        exactly what is bad (see :mod:`verify`)."""
+        from seamless_interaction.verify import verify_fs
+
+        return verify_fs(self, label=label, split=split, batch=batch, deep=deep, check_remote=check_remote,
+                         repair=repair)
