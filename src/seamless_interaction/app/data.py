@@ -1,0 +1,143 @@
+"""Streamlit glue shared by the pages: settings, cached catalog and filesystem, inventory, media server.
+
+Heavy objects are made once per process (``st.cache_resource``: the catalog, the media server) and
+derived data once per input (``st.cache_data``: archive sizes, plot tables, player payloads). The
+endpoints come from :class:`DatasetConfig` and its environment variables, so the app talks to the
+real dataset or to a mirror with no code change; the local folder comes from
+``SEAMLESS_INTERACTION_LOCAL_DIR`` (set by ``launch_app``) and can be changed in the sidebar.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from seamless_interaction.app.launch import ENV_LOCAL_DIR
+from seamless_interaction.app.local import LocalInventory, scan_local_dir
+from seamless_interaction.app.media import MediaServer
+from seamless_interaction.catalog import Catalog
+from seamless_interaction.config import DatasetConfig, default_local_dir
+from seamless_interaction.constants import DEFAULT_CDN_URL
+from seamless_interaction.manifest import MANIFEST_NAME
+
+logger = logging.getLogger(__name__)
+
+LOCAL_DIR_KEY = "local_dir"
+
+
+def initial_local_dir() -> Path:
+    env = os.environ.get(ENV_LOCAL_DIR)
+    return Path(env).expanduser() if env else default_local_dir()
+
+
+def local_dir() -> Path:
+    """The folder the session works on (sidebar setting, shared by every page)."""
+    if LOCAL_DIR_KEY not in st.session_state:
+        st.session_state[LOCAL_DIR_KEY] = str(initial_local_dir())
+    return Path(st.session_state[LOCAL_DIR_KEY]).expanduser()
+
+
+def config(local: Path | None = None) -> DatasetConfig:
+    """The resolved configuration: endpoints from the environment, the session's local folder."""
+    return DatasetConfig(local_dir=local or local_dir()).resolved()
+
+
+def is_mirror(cfg: DatasetConfig) -> bool:
+    return (cfg.cdn_url or "").rstrip("/") != DEFAULT_CDN_URL
+
+
+@st.cache_resource(show_spinner="Loading the dataset catalog…")
+def _catalog(assets: str, cache_dir: str) -> Catalog:
+    return Catalog.load(assets, Path(cache_dir))
+
+
+def catalog(cfg: DatasetConfig | None = None) -> Catalog:
+    """The catalog for the configured endpoints; raises CatalogError when it cannot be fetched."""
+    cfg = cfg or config()
+    return _catalog(str(cfg.assets), str(cfg.cache_dir))
+
+
+def require_catalog() -> Catalog:
+    """The catalog, or an error box explaining why it is unavailable and a stop of the page."""
+    try:
+        return catalog()
+    except Exception as exc:  # shown, never swallowed: the page cannot work without it
+        cfg = config()
+        st.error(f"The dataset catalog could not be loaded from `{cfg.assets}`: {type(exc).__name__}: {exc}\n\n"
+                 "Without network access, start the app on the embedded sample with "
+                 "`seamless-interaction demo --app`.")
+        st.stop()
+        raise  # unreachable: st.stop() raises
+
+
+def make_fs(progress: Any = None, local: Path | None = None):
+    """A fresh :class:`SeamlessInteractionFS` sharing the cached catalog, reporting to ``progress``.
+
+    One per operation: a Transfer holds a connection pool and a progress sink, which must not be
+    shared between browser sessions downloading at the same time.
+    """
+    from seamless_interaction.fs import SeamlessInteractionFS
+
+    cfg = config(local)
+    fs = SeamlessInteractionFS(cfg, catalog=catalog(cfg), quiet=True)
+    if progress is not None:
+        fs.transfer.progress = progress
+    return fs
+
+
+@st.cache_data(show_spinner=False, ttl=3600, max_entries=4096)
+def archive_size(hf_url: str, label: str, split: str, batch: int, archive: int) -> int:
+    """Bytes of one Hub archive (a HEAD request), cached for an hour."""
+    fs = make_fs()
+    try:
+        return fs.get_tar_archive_size(label, split, batch, archive)
+    finally:
+        fs.close()
+
+
+@st.cache_data(show_spinner=False, ttl=5, max_entries=8)
+def _inventory(root: str, generation: int, manifest_stamp: tuple[int, int] | None) -> LocalInventory:
+    return scan_local_dir(root)
+
+
+def inventory(root: Path | None = None) -> LocalInventory:
+    """What is on disk: rescanned when the manifest changes (every download and delete through the
+    toolkit writes it, from any session), after :func:`invalidate_inventory`, and at least every 5 s
+    (files changed by hand)."""
+    root = Path(root or local_dir())
+    try:
+        st_ = (root / MANIFEST_NAME).stat()
+        stamp: tuple[int, int] | None = (st_.st_size, st_.st_mtime_ns)
+    except OSError:
+        stamp = None
+    return _inventory(str(root), st.session_state.get("_inventory_generation", 0), stamp)
+
+
+def invalidate_inventory() -> None:
+    st.session_state["_inventory_generation"] = st.session_state.get("_inventory_generation", 0) + 1
+
+
+@st.cache_resource(show_spinner=False)
+def _media_server(root: str) -> MediaServer:
+    return MediaServer(root).start()
+
+
+def media_server(root: Path | None = None) -> MediaServer:
+    return _media_server(str(Path(root or local_dir()).expanduser().resolve()))
+
+
+def file_signature(paths: list[Path]) -> tuple:
+    """(path, size, mtime) of each file: a cache key that changes when a file is replaced."""
+    out = []
+    for p in paths:
+        try:
+            st_ = p.stat()
+            out.append((str(p), st_.st_size, st_.st_mtime_ns))
+        except OSError:
+            out.append((str(p), -1, -1))
+    return tuple(out)
+

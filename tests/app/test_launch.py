@@ -1,0 +1,40 @@
+"""``launch_app`` over a mirror: the server comes up on the given port and answers; Ctrl-C stops it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+
+def test_launch_app_serves_the_mirror_and_stops_on_interrupt(app_setup, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = ("import sys; from seamless_interaction.app.launch import launch_app; "
+            f"sys.exit(launch_app(local_dir={str(app_setup.local_dir)!r}, "
+            f"mirror_root={str(app_setup.mirror.root)!r}, port={port}, open_browser=False))")
+    env = dict(os.environ, SEAMLESS_INTERACTION_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()[-2000:]
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+        out = proc.stdout.read().decode()
+        assert "Serving the mirror" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
