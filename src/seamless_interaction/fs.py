@@ -20,7 +20,7 @@ from seamless_interaction.errors import NotDownloadedError, SeamlessError, Unkno
 from seamless_interaction.ids import validate_file_id, validate_interaction_key, validate_session_key
 from seamless_interaction.layout import bundle_paths, find_bundle
 from seamless_interaction.manifest import Manifest
-from seamless_interaction.transfer import Transfer, TqdmProgress
+from seamless_interaction.transfer import Progress, TqdmProgress, Transfer
 from seamless_interaction.urls import cdn_parts
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class SeamlessInteractionFS:
     """
 
     def __init__(self, config: DatasetConfig | None = None, *, catalog: Catalog | None = None,
-                 quiet: bool = False, **overrides) -> None:
+                 quiet: bool = False, progress: Progress | None = None, **overrides) -> None:
         # The oldest official releases took keyword arguments (local_dir=..., num_workers=...).
         if overrides:
             base = config or DatasetConfig()
@@ -53,6 +53,8 @@ class SeamlessInteractionFS:
         self._transfer: Transfer | None = None
         self._manifest: Manifest | None = None
         self.quiet = quiet
+        # Byte progress of every download (a tqdm bar by default; the app passes its own).
+        self._progress = progress
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -71,7 +73,7 @@ class SeamlessInteractionFS:
         if self._transfer is None:
             self._transfer = Transfer(token=self.config.hf_token, timeout_s=self.config.timeout_s,
                                       max_connections=self.config.num_workers,
-                                      progress=TqdmProgress(disable=self.quiet))
+                                      progress=self._progress or TqdmProgress(disable=self.quiet))
         return self._transfer
 
     @property

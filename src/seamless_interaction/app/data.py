@@ -83,10 +83,7 @@ def make_fs(progress: Any = None, local: Path | None = None):
     from seamless_interaction.fs import SeamlessInteractionFS
 
     cfg = config(local)
-    fs = SeamlessInteractionFS(cfg, catalog=catalog(cfg), quiet=True)
-    if progress is not None:
-        fs.transfer.progress = progress
-    return fs
+    return SeamlessInteractionFS(cfg, catalog=catalog(cfg), quiet=True, progress=progress)
 
 
 @st.cache_data(show_spinner=False, ttl=3600, max_entries=4096)
