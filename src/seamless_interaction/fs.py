@@ -21,7 +21,7 @@ from seamless_interaction.ids import validate_file_id, validate_interaction_key,
 from seamless_interaction.layout import bundle_paths, find_bundle
 from seamless_interaction.manifest import Manifest
 from seamless_interaction.transfer import Progress, TqdmProgress, Transfer
-from seamless_interaction.urls import cdn_parts
+from seamless_interaction.urls import cdn_urls
 
 if TYPE_CHECKING:
     from seamless_interaction.access import Interaction, Participant
@@ -189,7 +189,7 @@ class SeamlessInteractionFS:
     # ------------------------------------------------------------------ CDN route
     def get_path_list_for_file_id_s3(self, file_id: str) -> list[str]:
         rec = self.catalog.record(file_id)
-        return [p.url for p in cdn_parts(self.config.cdn_url, rec.label, rec.split, rec.file_id)]
+        return cdn_urls(self.config.cdn_url, rec.label, rec.split, rec.file_id)
 
     def gather_file_id_data_from_s3(self, file_id: str, *, num_workers: int | None = None,
                                     local_dir: str | Path | None = None) -> dict[str, Path]:

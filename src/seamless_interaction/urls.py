@@ -44,6 +44,12 @@ def cdn_parts(cdn_url: str, label: str, split: str, file_id: str, *, movement_v4
             for kind, name, pre, post, req in _TEMPLATES[movement_v4]]
 
 
+def cdn_urls(cdn_url: str, label: str, split: str, file_id: str, *, movement_v4: bool = True) -> list[str]:
+    """Just the URLs of :func:`cdn_parts` (the official ``get_path_list_for_file_id_s3`` list)."""
+    base = f"{cdn_url.rstrip('/')}/{label}/{split}/"
+    return [base + pre + file_id + post for _, _, pre, post, _ in _TEMPLATES[movement_v4]]
+
+
 def hub_archive_path(label: str, split: str, batch: int, archive: int) -> str:
     return f"{label}/{split}/{int(batch):04d}/{int(archive):04d}.tar"
 
