@@ -124,3 +124,48 @@ def test_verify_reports_and_repairs(run, sample_mirror, tmp_path):
     assert npz.read_bytes() == good
     proc = run("verify", "--local-dir", str(d), "--batch", "0", check=False)
     assert proc.returncode == 2 and "--batch needs" in proc.stderr
+
+
+SNIPPET = """
+from pathlib import Path
+from seamless_interaction.fs import SeamlessInteractionFS, DatasetConfig
+config = DatasetConfig(label="improvised", split="dev", preferred_vendors_only=True,
+                       local_dir=Path.cwd() / "datasets/seamless_interaction", num_workers=None, seed=None)
+fs = SeamlessInteractionFS(config=config)
+file_ids = fs.sample_random_file_ids(num_samples=1)
+fs.gather_file_id_data_from_s3(file_ids[0])
+fs.download_batch_from_hf(batch_idx=0, archive_list=[0])
+print(file_ids[0], len(fs.get_path_list_for_file_id_local(file_ids[0])))
+"""
+
+
+def test_official_snippet_against_mirror_serve_subprocess(sample_mirror, tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "seamless_interaction", "mirror", "serve",
+                               str(sample_mirror.root), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "SEAMLESS_INTERACTION_CDN_URL": f"{base}/seamless_interaction",
+               "SEAMLESS_INTERACTION_HF_URL": f"{base}/datasets/facebook/seamless-interaction/resolve/main",
+               "SEAMLESS_INTERACTION_ASSETS": f"{base}/assets", "SEAMLESS_INTERACTION_CACHE": str(tmp_path / "c")}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        proc = subprocess.run([sys.executable, "-c", SNIPPET], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        fid, n = proc.stdout.split()
+        assert fid in sample_mirror.file_ids and n == "4"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
