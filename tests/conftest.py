@@ -9,6 +9,7 @@ import pytest
 from seamless_interaction.config import DatasetConfig
 from seamless_interaction.fs import SeamlessInteractionFS
 from seamless_interaction.mirror import MirrorInfo, MirrorServer, build_mirror
+from seamless_interaction.transfer import Transfer
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +47,18 @@ def make_fs(mirror_config):
     yield make
     for fs in made:
         fs.close()
+
+
+@pytest.fixture
+def hub(tmp_path: Path):
+    """An empty mirror (tests write their own tars under ``hub/``) served on loopback."""
+    (tmp_path / "mirror" / "hub").mkdir(parents=True)
+    with MirrorServer(tmp_path / "mirror") as server:
+        yield server
+
+
+@pytest.fixture
+def transfer():
+    t = Transfer(retries=1)
+    yield t
+    t.close()

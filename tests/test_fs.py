@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import filecmp
-import io
 import json
-import os
 import random
 import shutil
 import subprocess

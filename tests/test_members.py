@@ -32,20 +32,6 @@ def sample_members(file_ids: list[str], scale: int = 1) -> list[tuple[str, int]]
 
 
 @pytest.fixture
-def hub(tmp_path: Path):
-    (tmp_path / "mirror" / "hub").mkdir(parents=True)
-    with MirrorServer(tmp_path / "mirror") as server:
-        yield server
-
-
-@pytest.fixture
-def transfer():
-    t = Transfer(retries=1)
-    yield t
-    t.close()
-
-
-@pytest.fixture
 def archives(hub: MirrorServer) -> dict[str, bytes]:
     """improvised/dev/0000/0000 holds IDS_A, .../0001 holds IDS_B (partners split across archives)."""
     contents = {}

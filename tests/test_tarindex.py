@@ -71,18 +71,6 @@ def index_listing(index: TarIndex) -> list[tuple[str, int, int, int, str]]:
     return [(m.name, m.offset_data, m.size, m.header_offset, m.type) for m in index.members]
 
 
-@pytest.fixture
-def hub(tmp_path: Path):
-    (tmp_path / "mirror" / "hub").mkdir(parents=True)
-    with MirrorServer(tmp_path / "mirror") as server:
-        yield server
-
-
-@pytest.fixture
-def transfer():
-    t = Transfer(retries=1)
-    yield t
-    t.close()
 
 
 @pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])

@@ -43,7 +43,7 @@ from seamless_interaction.assets import load_tables, source_cache_dir
 from seamless_interaction.constants import ALL_LABELS, ALL_SPLITS, ASSET_TABLES
 from seamless_interaction.errors import CatalogError, InvalidIdError, UnknownIdError
 from seamless_interaction.ids import (
-    FILE_ID_RE, INTERACTION_KEY_RE, SESSION_KEY_RE, validate_interaction_key, validate_session_key,
+    FILE_ID_RE, INTERACTION_KEY_RE, validate_interaction_key, validate_session_key,
 )
 
 __all__ = ["Catalog", "FileRecord", "FLAG_COLUMNS", "TRAIT_COLUMNS"]

@@ -30,7 +30,6 @@ import os
 import re
 import shutil
 import struct
-import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor

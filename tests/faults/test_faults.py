@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from faultserver import Fault, FaultServer
+from faultserver import Fault
 from seamless_interaction.errors import (
     InsufficientSpaceError, IntegrityError, MissingPartError, TransferError,
 )
