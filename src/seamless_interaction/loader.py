@@ -22,6 +22,12 @@ partners of what is buffered, so the buffer never outlives a batch and holds at 
 interactions split across the shards read so far; without a catalog it is capped at ``max_pending``
 participants, the oldest leaving unmatched (with a warning) when the cap is hit or the stream ends.
 Unmatched participants are yielded alone (``participant_mask`` marks the empty slot after collate).
+
+Speed: the features are the cost (the npz members are DEFLATE, ~2x compressed). Each participant's
+requested members are inflated once, each in one C call (libdeflate when the optional ``deflate``
+package is installed, else zlib), on ``decode_threads`` threads and one participant ahead of the one
+being cut; windows are views of those arrays, and audio windows are cut from the WAV member's bytes
+without converting them. So at most one participant beyond the join buffer is held in memory.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ import re
 import struct
 import warnings
 import zlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -49,7 +56,8 @@ except ImportError as exc:  # torch is an optional extra
     raise ImportError("seamless_interaction.loader needs PyTorch: pip install 'seamless-interaction[loader]' "
                       "(the CPU wheel: --index-url https://download.pytorch.org/whl/cpu)") from exc
 
-from seamless_interaction.access import EmptyMediaWarning, Interaction, Participant, span_indices, windows
+from seamless_interaction.access import (EmptyMediaWarning, Interaction, NpzReader, Participant, span_indices,
+                                         windows)
 from seamless_interaction.constants import VAD_RATE
 from seamless_interaction.errors import IntegrityError, TransferError
 from seamless_interaction.urls import hub_archive_url
@@ -407,6 +415,9 @@ class WindowDataset(IterableDataset):
         feature_keys: npz keys to return (default all); only these are decompressed.
         rank, world_size: override torch.distributed / RANK / WORLD_SIZE.
         drop_last: only full windows (default); else a last shorter window per interaction.
+        decode_threads: threads inflating npz members (zlib and libdeflate release the GIL), which also
+            inflate the next participant while the current one is cut; default 2 in the main process
+            and 1 (no thread) inside a DataLoader worker, where the workers already use the cores.
     """
 
     def __init__(self, sources, modalities: Sequence[str] = ("features",), window_s: float = 4.0,
@@ -414,7 +425,7 @@ class WindowDataset(IterableDataset):
                  strict: bool = False, catalog=None, feature_keys: Sequence[str] | None = None, *,
                  hf_url: str | None = None, rank: int | None = None, world_size: int | None = None,
                  drop_last: bool = True, max_pending: int = 256, shuffle_buffer: int = 512,
-                 http_client=None, vad_rate: int = VAD_RATE):
+                 http_client=None, vad_rate: int = VAD_RATE, decode_threads: int | None = None):
         super().__init__()
         bad = set(modalities) - set(LOADER_MODALITIES)
         if bad:
@@ -428,6 +439,7 @@ class WindowDataset(IterableDataset):
         self.max_pending, self.shuffle_buffer, self.vad_rate = max_pending, shuffle_buffer, vad_rate
         self._http_client = http_client
         self._own_client = None
+        self.decode_threads = decode_threads
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -530,7 +542,7 @@ class WindowDataset(IterableDataset):
             raise IntegrityError(message) from exc
         warnings.warn(message, ShardWarning, stacklevel=3)
 
-    def _read_shard(self, shard: Shard, owned: Callable[[str], bool]) -> Iterator[Participant]:
+    def _read_shard(self, shard: Shard, owned: Callable[[str], bool]) -> Iterator[tuple[Participant, dict]]:
         def want(file_id: str, ext: str) -> str:
             return self._want(ext) if owned(self._unit(file_id)) else "skip"
 
@@ -539,44 +551,85 @@ class WindowDataset(IterableDataset):
             reader = _HttpReader(self._client(), shard.location) if shard.is_http else _LocalReader(shard.location)
             for file_id, parts in iter_samples(reader, want, shard.location):
                 if owned(self._unit(file_id)):
-                    yield Participant.from_sources(file_id, parts, wav_header_only="audio" not in self.modalities)
+                    yield (Participant.from_sources(file_id, parts, wav_header_only="audio" not in self.modalities),
+                           parts)
         except (IntegrityError, TransferError, OSError) as exc:
             self._problem(f"{shard.location}: {exc}; rest of the shard skipped", exc)
         finally:
             if reader is not None:
                 reader.close()
 
-    def _load(self, p: Participant) -> dict[str, np.ndarray] | None:
-        """The participant's requested feature arrays (decompressed once, cut many times), or None
-        when it cannot be used (a warning, or an error in strict mode)."""
+    def _start(self, p: Participant, parts: dict, pool: Executor | None) -> Callable[[], dict[str, Any] | None]:
+        """Check a participant and start inflating its features; the returned call waits for them.
+
+        The result is what its windows are cut from: ``features`` (the requested arrays, each inflated
+        once), ``audio`` (the whole float track, when asked) and ``rates``; or None when the participant
+        cannot be used (a warning, or an error in strict mode, raised by the returned call so that
+        problems surface in stream order).
+        """
+        def fail(message: str, exc: Exception | None = None) -> Callable[[], None]:
+            return lambda: self._problem(message, exc)
+
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", EmptyMediaWarning)
                 if p.is_placeholder or not p.frame_rate or p.duration_s <= 0:
-                    self._problem(f"{p.file_id}: placeholder or empty media; skipped")
-                    return None
-            if "features" not in self.modalities:
-                return {}
-            got = p.features(self.feature_keys)
-            if any(len(v) == 0 for v in got.values()):
-                self._problem(f"{p.file_id}: zero-length feature arrays; skipped")
-                return None
-            return got
+                    return fail(f"{p.file_id}: placeholder or empty media; skipped")
+            pending = None
+            if "features" in self.modalities:
+                if "npz" not in parts:
+                    return fail(f"{p.file_id}: no npz member; skipped")
+                pending = NpzReader(parts["npz"], name=f"{p.file_id}.npz").submit_arrays(self.feature_keys, pool)
         except (IntegrityError, KeyError, ValueError) as exc:
-            self._problem(f"{p.file_id}: {exc}; skipped", exc)
-            return None
+            return fail(f"{p.file_id}: {exc}; skipped", exc)
+
+        def finish() -> dict[str, Any] | None:
+            try:
+                out: dict[str, Any] = {"rates": {}}
+                if pending is not None:
+                    got = pending()
+                    if any(len(v) == 0 for v in got.values()):
+                        self._problem(f"{p.file_id}: zero-length feature arrays; skipped")
+                        return None
+                    out["features"] = got
+                    out["rates"] = {k: float(p.feature_rate(k)) for k in got}
+                if "audio" in self.modalities:
+                    out["audio"] = _audio_track(p, parts.get("wav"))
+                return out
+            except (IntegrityError, KeyError, ValueError) as exc:
+                self._problem(f"{p.file_id}: {exc}; skipped", exc)
+                return None
+
+        return finish
+
+    def _loaded(self, shards: list[Shard], owned, pool: Executor | None
+                ) -> Iterator[tuple[Participant, dict[str, Any] | None]]:
+        """Participants with their loaded data, one ahead: the next one is read from the tar and its
+        members are inflating on the pool while the current one is cut into windows and consumed."""
+        ahead: deque[tuple[Participant, Callable[[], dict[str, Any] | None]]] = deque()
+        for shard in shards:
+            for p, parts in self._read_shard(shard, owned):
+                ahead.append((p, self._start(p, parts, pool)))
+                if len(ahead) > 1:
+                    q, finish = ahead.popleft()
+                    yield q, finish()
+        while ahead:
+            q, finish = ahead.popleft()
+            yield q, finish()
 
     def _window_items(self, group: list[tuple[Participant, dict]]) -> Iterator[dict]:
-        loaded = {p.file_id: arrays for p, arrays in group}
+        loaded = {p.file_id: data for p, data in group}
         it = Interaction(self._unit(group[0][0].file_id), [p for p, _ in group])
         for start, end in windows(it.duration_s, self.window_s, self.hop_s, drop_last=self.drop_last):
             parts = []
             for p in it.participants:
+                data = loaded[p.file_id]
                 d: dict[str, Any] = {"file_id": p.file_id}
                 if "features" in self.modalities:
-                    d["features"] = {k: _cut(v, p, k, start, end) for k, v in loaded[p.file_id].items()}
+                    d["features"] = _cut_all(data["features"], data["rates"], start, end)
                 if "audio" in self.modalities:
-                    d["audio"] = p.audio(start, end)
+                    track = data["audio"]
+                    d["audio"] = p.audio(start, end) if track is None else _cut_audio(track, p, start, end)
                 if "vad" in self.modalities:
                     d["vad"] = p.vad_mask(self.vad_rate, start, end)
                 if "words" in self.modalities:
@@ -585,29 +638,28 @@ class WindowDataset(IterableDataset):
             yield {"key": it.key, "file_ids": [p.file_id for p in it.participants], "start_s": start,
                    "end_s": end, "participants": parts}
 
-    def _groups(self, read_groups, owned, expected) -> Iterator[list[tuple[Participant, dict]]]:
+    def _groups(self, read_groups, owned, expected, pool: Executor | None = None
+                ) -> Iterator[list[tuple[Participant, dict]]]:
         for shards in read_groups:
             pending: OrderedDict[str, list[tuple[Participant, dict]]] = OrderedDict()
-            for shard in shards:
-                for p in self._read_shard(shard, owned):
-                    u = self._unit(p.file_id)
-                    arrays = self._load(p)
-                    if arrays is None:
-                        expected[u] = expected.get(u, 2) - 1
-                        if u in pending and len(pending[u]) >= expected[u]:
-                            yield pending.pop(u)
-                        continue
-                    if not self.dyadic:
-                        yield [(p, arrays)]
-                        continue
-                    pending.setdefault(u, []).append((p, arrays))
-                    if len(pending[u]) >= expected.get(u, 2):
+            for p, arrays in self._loaded(shards, owned, pool):
+                u = self._unit(p.file_id)
+                if arrays is None:
+                    expected[u] = expected.get(u, 2) - 1
+                    if u in pending and len(pending[u]) >= expected[u]:
                         yield pending.pop(u)
-                    while sum(map(len, pending.values())) > self.max_pending:
-                        u0, ps = pending.popitem(last=False)
-                        warnings.warn(f"{u0}: partner not seen within max_pending={self.max_pending} "
-                                      "participants; yielded alone", ShardWarning, stacklevel=2)
-                        yield ps
+                    continue
+                if not self.dyadic:
+                    yield [(p, arrays)]
+                    continue
+                pending.setdefault(u, []).append((p, arrays))
+                if len(pending[u]) >= expected.get(u, 2):
+                    yield pending.pop(u)
+                while sum(map(len, pending.values())) > self.max_pending:
+                    u0, ps = pending.popitem(last=False)
+                    warnings.warn(f"{u0}: partner not seen within max_pending={self.max_pending} "
+                                  "participants; yielded alone", ShardWarning, stacklevel=2)
+                    yield ps
             for u, ps in pending.items():
                 if expected.get(u, 2) > len(ps) and (self.catalog is None or expected.get(u, 0) > 0):
                     warnings.warn(f"{u}: partner of {ps[0][0].file_id} not found in the shards read; yielded alone",
@@ -619,8 +671,12 @@ class WindowDataset(IterableDataset):
         read_groups, owned, expected = self.plan(worker, world)
         rng = random.Random(f"{self.seed}:{self.epoch}:{worker}")
         buf: list[dict] = []
+        threads = self.decode_threads
+        if threads is None:
+            threads = 2 if get_worker_info() is None else 1
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="npz-inflate") if threads > 1 else None
         try:
-            for group in self._groups(read_groups, owned, dict(expected)):
+            for group in self._groups(read_groups, owned, dict(expected), pool):
                 for item in self._window_items(group):
                     if not self.shuffle:
                         yield item
@@ -631,14 +687,45 @@ class WindowDataset(IterableDataset):
             rng.shuffle(buf)
             yield from buf
         finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
             if self._own_client is not None:
                 self._own_client.close()
                 self._own_client = None
 
 
-def _cut(arr: np.ndarray, p: Participant, key: str, start: float, end: float) -> np.ndarray:
-    a, b = span_indices(start, end, p.feature_rate(key), len(arr))
-    return arr[a:b]
+def _cut_all(arrays: dict[str, np.ndarray], rates: dict[str, float], start: float, end: float
+             ) -> dict[str, np.ndarray]:
+    """Rows of every array in ``[start, end)`` (views); the row range is worked out once per (rate, length).
+
+    ``rates`` are the exact Fractions as floats, which is what :func:`span_indices` computes with.
+    """
+    spans: dict[tuple[float, int], tuple[int, int]] = {}
+    out = {}
+    for k, arr in arrays.items():
+        key = (rates[k], len(arr))
+        ab = spans.get(key)
+        if ab is None:
+            ab = spans[key] = span_indices(start, end, key[0], key[1])
+        out[k] = arr[ab[0]:ab[1]]
+    return out
+
+
+def _audio_track(p: Participant, wav: Any) -> np.ndarray | None:
+    """The whole float32 track as a view of the WAV member's bytes (``(n,)`` or ``(n, channels)``),
+    or None where :meth:`Participant.audio` must convert it (integer PCM, float64)."""
+    info = p.wav_info
+    if not isinstance(wav, bytes) or info is None or info.format_tag != 3 or info.bits != 32 or not info.channels:
+        return None
+    track = np.frombuffer(wav, dtype="<f4", count=info.frames * info.channels, offset=info.data_offset)
+    return track.reshape(-1, info.channels) if info.channels > 1 else track
+
+
+def _cut_audio(track: np.ndarray, p: Participant, start: float, end: float) -> np.ndarray:
+    if len(track) == 0:
+        warnings.warn(f"{p.file_id}: audio is empty (placeholder media)", EmptyMediaWarning, stacklevel=3)
+    a, b = span_indices(start, end, p.wav_info.sample_rate, len(track))
+    return track[a:b].copy()  # owned and writable, as Participant.audio returns; the member's bytes can go
 
 
 # ------------------------------------------------------------------------------------------ collate
