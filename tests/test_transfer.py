@@ -208,3 +208,54 @@ def test_tqdm_progress_quiet(server, tmp_path):
     server.add("/f", b"x" * 1000)
     with Transfer(progress=TqdmProgress(disable=True)) as t:
         assert t.fetch(server.url("/f"), tmp_path / "f") is not None
+
+
+# -- batch scheduling: segments, splits of ranges in flight, small files --------------------------
+
+
+def test_idle_connections_split_the_ranges_in_flight(server, tmp_path):
+    data = os.urandom(8 << 20)
+    # ~6.5 MB/s per connection: the two planned 4 MiB segments would take 0.6 s each on their own.
+    server.add("/big", data, always=Fault.throttle(chunk=64 << 10, seconds=0.01))
+    dest = tmp_path / "big"
+    progress = RecordingProgress()
+    with Transfer(max_connections=6, segment_bytes=2 << 20, segments_per_file=2, progress=progress) as t:
+        (res,) = t.fetch_many([Job(server.url("/big"), dest)])
+    assert res is not None and dest.read_bytes() == data and res.sha256 == hashlib.sha256(data).hexdigest()
+    gets = server.requests("/big")
+    assert len(gets) > 2 and server.max_in_flight > 2  # the free connections took parts of the planned segments
+    assert progress.done == len(data)  # every byte counted once, although ranges were cut short
+    assert not list(tmp_path.glob("big.*"))  # no part, sidecar or lock left
+
+
+def test_single_fetch_many_job_still_uses_segments(server, tmp_path):
+    data = os.urandom(3 << 20)
+    server.add("/f", data, always=Fault.throttle(chunk=64 << 10, seconds=0.01))
+    with Transfer(max_connections=4, segment_bytes=512 << 10, segments_per_file=4) as t:
+        (res,) = t.fetch_many([Job(server.url("/f"), tmp_path / "f", expected_size=len(data))])
+    assert res is not None and (tmp_path / "f").read_bytes() == data
+    assert server.max_in_flight >= 2
+
+
+def test_hash_follows_a_resumed_single_stream(server, tmp_path):
+    data = os.urandom(600_000)
+    server.add("/f", data, faults=[Fault.drop(after=250_000)])
+    with Transfer(backoff_s=0.01, max_backoff_s=0.02) as t:
+        res = t.fetch(server.url("/f"), tmp_path / "f")
+    assert res is not None and res.sha256 == hashlib.sha256(data).hexdigest()
+    assert (tmp_path / "f").read_bytes() == data and len(server.requests("/f")) == 2
+
+
+def test_small_file_keeps_no_sidecar_and_restarts_cleanly(server, tmp_path):
+    data = os.urandom(100_000)
+    server.add("/s", data, always=Fault.drop(after=10_000))
+    dest = tmp_path / "s"
+    with Transfer(retries=0) as t, pytest.raises(TransferError):
+        t.fetch(server.url("/s"), dest)
+    assert not dest.exists() and not (tmp_path / "s.part.json").exists()  # no bookkeeping for a small file
+    server.routes["/s"].always = None
+    with Transfer() as t:
+        res = t.fetch(server.url("/s"), dest)
+    assert res is not None and dest.read_bytes() == data and not res.resumed
+    assert server.requests("/s")[-1].headers["range"] == "bytes=0-"  # from scratch, nothing to trust
+    assert not list(tmp_path.glob("s.*"))

@@ -10,6 +10,7 @@ any known sha256, and renamed into place, so nothing half-written ever sits at a
 
 from __future__ import annotations
 
+import collections
 import email.utils
 import errno
 import fcntl
@@ -23,7 +24,7 @@ import shutil
 import threading
 import time
 from contextlib import closing
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -61,6 +62,15 @@ _ATTEMPT_RESET_BYTES = 1 << 20
 _STATE_SAVE_INTERVAL_S = 1.0
 _LOCK_POLL_S = 0.05
 _HASH_CHUNK = 4 << 20
+# A range in flight is split only if both halves keep at least this much, and only once its rate
+# has been observed for this long.
+_MIN_SPLIT_BYTES = 1 << 20
+_MIN_RATE_WINDOW_S = 0.05
+# A single-stream file smaller than this gets no sidecar (no resume across runs): writing and
+# renaming it costs more than fetching the file again.
+_SIDECAR_MIN_BYTES = 256 << 10
+# How often an idle fetch_many worker looks for a range to split.
+_IDLE_POLL_S = 0.02
 # Statuses worth retrying besides 5xx.
 _RETRY_STATUSES = frozenset({408, 425, 429})
 _RETRY_EXCEPTIONS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
@@ -324,6 +334,25 @@ def _gaps(done: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
     return gaps
 
 
+class _SlotLike(Protocol):
+    def __enter__(self) -> object: ...
+
+    def __exit__(self, *exc: object) -> object: ...
+
+
+class _Taken:
+    """A semaphore slot already acquired: entering is free, leaving releases it."""
+
+    def __init__(self, sem: threading.BoundedSemaphore) -> None:
+        self.sem = sem
+
+    def __enter__(self) -> _Taken:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sem.release()
+
+
 class _FileLock:
     """Exclusive ``flock`` on ``path``; the file is removed on release.
 
@@ -392,7 +421,13 @@ class Transfer:
         retries: retries after the first attempt, per request or segment.
         backoff_s, max_backoff_s: exponential backoff with full jitter between attempts.
         segment_bytes, segments_per_file: files of at least ``2 * segment_bytes`` on servers that
-            accept ranges are fetched over up to ``segments_per_file`` connections.
+            accept ranges are fetched over up to ``segments_per_file`` connections. 8 MiB keeps
+            each request's latency small against its transfer time on real links (8 MiB at
+            20 MB/s is 0.4 s per 50 ms of latency); 16 per file lets one large archive use every
+            connection of the default pool. In a :meth:`fetch_many` batch and among one file's
+            segments, a connection left idle also splits the range with the most time left,
+            when the measured rate and latency say the split pays off (see ``_victim``), so
+            the connections finish together whatever the initial plan.
         progress: byte progress; :class:`NullProgress` when None.
         manifest: where completed files under its root are recorded, and trusted from.
     """
@@ -408,7 +443,7 @@ class Transfer:
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
         segment_bytes: int = 8 << 20,
-        segments_per_file: int = 8,
+        segments_per_file: int = 16,
         progress: Progress | None = None,
         manifest: Manifest | None = None,
     ) -> None:
@@ -537,9 +572,22 @@ class Transfer:
 
         return self._retrying("GET", url, attempt, lambda: len(buf))
 
-    def fetch_many(self, jobs: list[Job], *, fail_fast: bool = True) -> list[FetchResult | None]:
+    def fetch_many(
+        self,
+        jobs: list[Job],
+        *,
+        fail_fast: bool = True,
+        on_result: Callable[[int, FetchResult | None], None] | None = None,
+    ) -> list[FetchResult | None]:
         """Fetch ``jobs`` concurrently; results in job order (None: optional and absent).
 
+        Jobs with a known ``expected_size`` start largest first, ahead of the others, which keep the
+        caller's order (so a caller without sizes should list its large files first): long transfers
+        then overlap the many short ones instead of trailing behind them. A connection that finds no
+        job left helps finish the batch's segmented downloads by splitting their largest remaining
+        range, so the connections finish together.
+
+        ``on_result(index, result)`` is called from a worker thread as each job completes.
         With ``fail_fast`` the first error cancels the rest (their parts stay, resumable) and is
         raised; without it every job runs to its end, then the first error is raised, the
         others logged.
@@ -549,33 +597,68 @@ class Transfer:
         cancel = threading.Event()
         sizes = [j.expected_size for j in jobs]
         total = sum(s for s in sizes if s is not None) if any(s is not None for s in sizes) else None
-        self.progress.start(total, f"{len(jobs)} files")
+        order = sorted(range(len(jobs)), key=lambda i: (sizes[i] is None, -(sizes[i] or 0), i))
+        pending = collections.deque(order)
         results: list[FetchResult | None] = [None] * len(jobs)
         errors: list[BaseException] = []
+        batch: set[_PartDownload] = set()
+        state = threading.Lock()
+        busy = [0]  # workers with a job in hand
+
+        def worker() -> None:
+            # A free connection takes, in turn: a planned segment of a download in flight (so a
+            # large file spreads over the connections as they free up), the next job, or a split
+            # of the range with the most time left; it waits while another worker still has a
+            # job (whose download may yet become splittable).
+            while not cancel.is_set():
+                if self._take_segment(batch):
+                    continue
+                with state:
+                    i = pending.popleft() if pending else None
+                    if i is not None:
+                        busy[0] += 1
+                if i is not None:
+                    try:
+                        run(i)
+                    finally:
+                        with state:
+                            busy[0] -= 1
+                    continue
+                if self._steal(batch):
+                    continue
+                with state:
+                    if not busy[0]:
+                        return
+                cancel.wait(_IDLE_POLL_S)
+
+        def run(i: int) -> None:
+            j = jobs[i]
+            try:
+                res = self._fetch(j.url, Path(j.dest), j.expected_size, j.sha256, j.optional, cancel, batch)
+                results[i] = res
+                if on_result is not None:
+                    on_result(i, res)
+            except _Cancelled:
+                pass
+            except BaseException as e:
+                with state:
+                    errors.append(e)
+                if fail_fast or not isinstance(e, Exception):
+                    cancel.set()
+
+        # A few more workers than connections: a worker verifying and renaming a finished file
+        # (hash, fsync) holds no connection, and another one can use it meanwhile. Not capped by
+        # the number of jobs: workers without a job fetch the segments of the others' files.
+        n_workers = self.max_connections + max(2, self.max_connections // 4)
+        self.progress.start(total, f"{len(jobs)} files")
         try:
-            with ThreadPoolExecutor(max_workers=min(len(jobs), self.max_connections),
-                                    thread_name_prefix="si-fetch") as pool:
-                futures: dict[Future[FetchResult | None], int] = {
-                    pool.submit(self._fetch, j.url, Path(j.dest), j.expected_size, j.sha256, j.optional, cancel): i
-                    for i, j in enumerate(jobs)
-                }
+            with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="si-fetch") as pool:
+                futures = [pool.submit(worker) for _ in range(n_workers)]
                 try:
-                    for fut in as_completed(futures):
-                        try:
-                            results[futures[fut]] = fut.result()
-                        except _Cancelled:
-                            continue
-                        except Exception as e:
-                            errors.append(e)
-                            if fail_fast:
-                                cancel.set()
-                                for f in futures:
-                                    f.cancel()
-                                break
+                    for fut in futures:
+                        fut.result()
                 except BaseException:
                     cancel.set()  # Ctrl-C: stop the workers, keep their parts for a resume
-                    for f in futures:
-                        f.cancel()
                     raise
         finally:
             self.progress.close()
@@ -584,6 +667,23 @@ class Transfer:
                 logger.error("also failed: %s", e)
             raise errors[0]
         return results
+
+    def _take_segment(self, batch: set[_PartDownload]) -> bool:
+        """Fetch one planned, not yet started segment of a download in ``batch``; False if none waits."""
+        with self._helpers_lock:
+            candidates = [dl for dl in batch if dl.queue]
+        return any(dl.take_segment() for dl in candidates)
+
+    def _steal(self, batch: set[_PartDownload]) -> bool:
+        """Take over the tail of the range in ``batch`` whose split saves the most time; False if none pays."""
+        with self._helpers_lock:
+            candidates = list(batch)
+        best: tuple[float, _PartDownload] | None = None
+        for dl in candidates:
+            left = dl.stealable_s()
+            if left > 0 and (best is None or left > best[0]):
+                best = (left, dl)
+        return best is not None and best[1].steal()
 
     # -- internals: requests and retries ----------------------------------------------------
 
@@ -683,6 +783,7 @@ class Transfer:
         sha256: str | None,
         optional: bool,
         cancel: threading.Event | None,
+        batch: set[_PartDownload] | None = None,
     ) -> FetchResult | None:
         if cancel is not None and cancel.is_set():
             raise _Cancelled()
@@ -695,7 +796,7 @@ class Transfer:
                 return done
             for scratch in (0, 1):
                 try:
-                    result = _PartDownload(self, url, dest, expected_size, sha256, optional, cancel).run()
+                    result = _PartDownload(self, url, dest, expected_size, sha256, optional, cancel, batch).run()
                     break
                 except IntegrityError as e:
                     if scratch:
@@ -770,6 +871,13 @@ class _Piece:
     start: int
     end: int | None  # None: to the end of the body
     pos: int
+    # Bytes up to here are being written; a split never moves ``end`` below it.
+    claimed: int = 0
+    # When the current request went out, when its headers came back and ``pos`` then: the
+    # piece's latency and rate, which decide whether splitting it pays off.
+    sent_at: float | None = None
+    first_at: float | None = None
+    first_pos: int = 0
 
 
 class _PartDownload:
@@ -777,9 +885,11 @@ class _PartDownload:
 
     def __init__(
         self, t: Transfer, url: str, dest: Path, expected_size: int | None, sha256: str | None,
-        optional: bool, cancel: threading.Event | None,
+        optional: bool, cancel: threading.Event | None, batch: set[_PartDownload] | None = None,
     ) -> None:
         self.t = t
+        # Where an idle connection of the same batch looks for work to take over (see steal()).
+        self.batch = batch
         self.url = url
         self.dest = dest
         self.part = dest.with_name(dest.name + ".part")
@@ -790,6 +900,13 @@ class _PartDownload:
         self.cancel = cancel
         self.abort = threading.Event()
         self.lock = threading.Condition()
+        self.save_lock = threading.Lock()
+        # sha256 of the part's bytes [0, hashed), fed while streaming by whichever range is
+        # writing at ``hashed`` (the whole file for a single stream, the first segment otherwise);
+        # _finish reads back only the rest.
+        self.hasher = hashlib.sha256()
+        self.hashed = 0
+        self.hash_lock = threading.Lock()
         self.state: _PartState | None = None
         self.final_url: str | None = None
         self.fd = -1
@@ -858,8 +975,13 @@ class _PartDownload:
             return None
         return state
 
+    def _reset_hash(self) -> None:
+        with self.hash_lock:
+            self.hasher, self.hashed = hashlib.sha256(), 0
+
     def _discard(self) -> None:
         os.ftruncate(self.fd, 0)
+        self._reset_hash()
         _unlink(self.side)
         self.state = None
         self.resumed = False
@@ -896,6 +1018,7 @@ class _PartDownload:
             with self.lock:
                 self.pieces = list(gaps)
                 self.queue = gaps[1:]
+            self._register()
             self._spawn_helpers(len(self.queue))
         try:
             self._run_piece(owner)
@@ -911,6 +1034,8 @@ class _PartDownload:
                     with self.lock:
                         self.active -= 1
                         self.lock.notify_all()
+            while self.steal():
+                pass
         except BaseException as e:
             self._fail(e)
         self._stop_helpers()
@@ -938,6 +1063,8 @@ class _PartDownload:
         return pieces
 
     def _spawn_helpers(self, n: int) -> None:
+        if self.batch is not None:
+            return  # the batch's free workers take the segments (Transfer.fetch_many)
         pool = self.t._helper_pool()
         for _ in range(min(n, self.t.segments_per_file - 1)):
             pool.submit(self._helper)
@@ -954,7 +1081,7 @@ class _PartDownload:
             while True:
                 with self.lock:
                     if self.closed or self.abort.is_set() or not self.queue:
-                        return
+                        break
                     piece = self.queue.pop(0)
                 self._run_piece(piece)
         except BaseException as e:
@@ -963,6 +1090,108 @@ class _PartDownload:
             with self.lock:
                 self.active -= 1
                 self.lock.notify_all()
+        while self.steal():
+            pass
+
+    # -- splitting ranges in flight ---------------------------------------------------------
+
+    def take_segment(self) -> bool:
+        """Fetch the next planned segment on this thread; False if none is left."""
+        with self.lock:
+            if self.closed or self.abort.is_set() or not self.queue:
+                return False
+            piece = self.queue.pop(0)
+            self.active += 1
+        try:
+            self._run_piece(piece)
+        except BaseException as e:
+            self._fail(e)
+        finally:
+            with self.lock:
+                self.active -= 1
+                self.lock.notify_all()
+        return True
+
+    def _register(self) -> None:
+        if self.batch is not None:
+            with self.t._helpers_lock:
+                self.batch.add(self)
+
+    def _unregister(self) -> None:
+        if self.batch is not None:
+            with self.t._helpers_lock:
+                self.batch.discard(self)
+
+    def _victim(self, now: float) -> tuple[float, _Piece, int] | None:
+        """(seconds saved, piece, split offset) for the range most worth splitting; call with the lock held.
+
+        A range streaming at rate r with ``rem`` bytes left ends in rem/r; handing its tail to a new
+        request that first waits the observed latency ``lat`` makes both end in about
+        (rem/r + lat)/2, so a split pays when rem/r exceeds 2 x lat (margin for the estimates). No
+        split leaves either side under ``_MIN_SPLIT_BYTES``.
+        """
+        st = self.state
+        if self.closed or self.abort.is_set() or st is None or not st.segmented:
+            return None
+        best: tuple[float, _Piece, int] | None = None
+        for p in self.pieces:
+            if p.end is None or p.first_at is None or p.sent_at is None:
+                continue
+            base = max(p.pos, p.claimed)
+            rem = p.end - base
+            elapsed = now - p.first_at
+            if rem < 2 * _MIN_SPLIT_BYTES or elapsed < _MIN_RATE_WINDOW_S or p.pos <= p.first_pos:
+                continue
+            rate = (p.pos - p.first_pos) / elapsed
+            lat = p.first_at - p.sent_at
+            left_s = rem / rate
+            if left_s <= 2 * lat:
+                continue
+            keep = int((rem + lat * rate) / 2)
+            keep = min(max(keep, _MIN_SPLIT_BYTES), rem - _MIN_SPLIT_BYTES)
+            saved = left_s - (left_s + lat) / 2
+            if best is None or saved > best[0]:
+                best = (saved, p, base + keep)
+        return best
+
+    def stealable_s(self) -> float:
+        """Seconds a split of this download would save now (0: none worth it)."""
+        with self.lock:
+            v = self._victim(time.monotonic())
+        return v[0] if v else 0.0
+
+    def steal(self) -> bool:
+        """Split the range most worth it and fetch its tail on this thread; False if none pays off.
+
+        Runs only with a connection slot free (taken before the split, so the tail never waits
+        behind other downloads while its former owner has already stopped short).
+        """
+        if not self.t._slots.acquire(blocking=False):
+            return False
+        held = True
+        try:
+            with self.lock:
+                v = self._victim(time.monotonic())
+                if v is None:
+                    return False
+                _, victim, mid = v
+                piece = _Piece(mid, victim.end, mid, claimed=mid)
+                victim.end = mid
+                self.pieces.append(piece)
+                self.active += 1
+            try:
+                held = False
+                self._run_piece(piece, slot_held=True)
+            except BaseException as e:
+                self._fail(e)
+            finally:
+                with self.lock:
+                    self.active -= 1
+                    self.lock.notify_all()
+            return self.error is None
+        finally:
+            if held:
+                self.t._slots.release()
 
     def _fail(self, e: BaseException) -> None:
         with self.lock:
@@ -978,11 +1207,49 @@ class _PartDownload:
             while self.active:
                 self.lock.wait()
             self.closed = True
+        self._unregister()
 
     # -- one range, with retries ------------------------------------------------------------
 
-    def _run_piece(self, piece: _Piece) -> None:
-        self.t._retrying("GET", self.url, lambda: self._attempt(piece), lambda: piece.pos, self._sleep)
+    def _run_piece(self, piece: _Piece, slot_held: bool = False) -> None:
+        """``slot_held``: the caller took a connection slot, which the first attempt uses and releases."""
+        held = [slot_held]
+
+        def attempt() -> None:
+            slot: _SlotLike = _Taken(self.t._slots) if held[0] else self.t._slots
+            held[0] = False
+            self._attempt(piece, slot)
+
+        try:
+            self.t._retrying("GET", self.url, attempt, lambda: piece.pos, self._sleep)
+        finally:
+            if held[0]:
+                self.t._slots.release()
+        self._follow_hash()
+
+    def _follow_hash(self) -> None:
+        """Hash the bytes now contiguous after ``hashed``, from disk, holding no connection.
+
+        Called as each segment ends: segments end at different times, so most of a segmented file
+        is hashed while its last segments still stream, and _finish has little left to read.
+        """
+        st = self.state
+        if st is None or not st.segmented or not self.hash_lock.acquire(blocking=False):
+            return  # someone else is hashing: they will take these bytes too, or _finish will
+        try:
+            with self.lock:
+                written = _merge(st.done + [(p.start, p.pos) for p in self.pieces])
+            end = next((b for a, b in written if a <= self.hashed < b), self.hashed)
+            pos = self.hashed
+            while pos < end and not self.abort.is_set():
+                chunk = os.pread(self.fd, min(_HASH_CHUNK, end - pos), pos)
+                if not chunk:
+                    break
+                self.hasher.update(chunk)
+                pos += len(chunk)
+            self.hashed = pos
+        finally:
+            self.hash_lock.release()
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -997,17 +1264,21 @@ class _PartDownload:
         if self.abort.is_set() or (self.cancel is not None and self.cancel.is_set()):
             raise _Cancelled()
 
-    def _attempt(self, piece: _Piece) -> None:
-        self._check_cancel()
+    def _attempt(self, piece: _Piece, slot: _SlotLike) -> None:
+        if self.abort.is_set() or (self.cancel is not None and self.cancel.is_set()):
+            with slot:
+                raise _Cancelled()
         # The first try of a range goes straight to the redirect target; retries start over at the URL.
         target = self.final_url or self.url
         headers = {"Range": f"bytes={piece.pos}-" + (str(piece.end - 1) if piece.end is not None else "")}
         st = self.state
         if st is not None and (st.etag or st.last_modified):
             headers["If-Range"] = f'"{st.etag}"' if st.etag else str(st.last_modified)
-        with self.t._slots:
+        with slot:
             try:
+                piece.sent_at, piece.first_at = time.monotonic(), None
                 with closing(self.t._send("GET", target, headers, origin=self.url)) as resp:
+                    piece.first_pos, piece.first_at = piece.pos, time.monotonic()
                     if target != self.url and resp.status_code in (401, 403, 404, 410):
                         # A signed redirect target may have expired: resolve the URL again.
                         self.final_url = None
@@ -1070,6 +1341,7 @@ class _PartDownload:
                 self.t.progress.advance(-piece.pos)
                 os.ftruncate(self.fd, 0)
                 piece.start = piece.pos = 0
+                self._reset_hash()
             self.resumed = False
             segmented = (
                 resp.status_code == 206 and total is not None and piece.start == 0 and len(self._plan(total)) > 1
@@ -1093,9 +1365,24 @@ class _PartDownload:
                 self.pieces = [piece, *rest]
                 self.queue = list(rest)
             self._save(force=True)
+            self._register()
             self._spawn_helpers(len(rest))
         else:
             self._save(force=True)
+
+    def _digest(self, size: int) -> str:
+        """sha256 of the finished part: the streamed prefix plus the rest read back from disk."""
+        with self.hash_lock:
+            h, pos = self.hasher.copy(), self.hashed
+        if pos > size:  # cannot happen with the bytes checked above; be safe rather than wrong
+            return _sha256_fd(self.fd, size)
+        while pos < size:
+            chunk = os.pread(self.fd, min(_HASH_CHUNK, size - pos), pos)
+            if not chunk:
+                break
+            h.update(chunk)
+            pos += len(chunk)
+        return h.hexdigest()
 
     def _preallocate(self, size: int) -> None:
         try:
@@ -1110,13 +1397,21 @@ class _PartDownload:
     def _stream(self, piece: _Piece, resp: httpx.Response) -> None:
         for chunk in resp.iter_raw():
             self._check_cancel()
-            if piece.end is not None:
-                chunk = chunk[: piece.end - piece.pos]
+            with self.lock:  # a concurrent split may move piece.end, never below piece.claimed
+                if piece.end is not None:
+                    chunk = chunk[: max(0, piece.end - piece.pos)]
+                piece.claimed = piece.pos + len(chunk)
+            at = piece.pos
             view = memoryview(chunk)
             while view:
                 n = os.pwrite(self.fd, view, piece.pos)
                 piece.pos += n
                 view = view[n:]
+            if self.hashed == at:  # unlocked pre-check; decided under the lock below
+                with self.hash_lock:
+                    if self.hashed == at:
+                        self.hasher.update(chunk)
+                        self.hashed += len(chunk)
             self.t.progress.advance(len(chunk))
             if self.state is not None and self.state.segmented:
                 self._save()
@@ -1126,17 +1421,29 @@ class _PartDownload:
     def _save(self, force: bool = False) -> None:
         """Write the sidecar; for segments, at most every ``_STATE_SAVE_INTERVAL_S``."""
         now = time.monotonic()
-        with self.lock:
-            st = self.state
-            if st is None or (not force and now - self.last_save < _STATE_SAVE_INTERVAL_S):
-                return
-            self.last_save = now
+        if not force and now - self.last_save < _STATE_SAVE_INTERVAL_S:
+            return  # unlocked fast path: this runs for every chunk received
+        with self.save_lock:  # one saver at a time; the writers keep going meanwhile
+            with self.lock:
+                st = self.state
+                if st is None or (not force and now - self.last_save < _STATE_SAVE_INTERVAL_S):
+                    return
+                if not st.segmented and st.size is not None and st.size < _SIDECAR_MIN_BYTES:
+                    # A small file is cheaper to fetch again than to track: without a sidecar a
+                    # later run discards its part (_load_state) and starts over, always correct.
+                    return
+                self.last_save = now
+                written = [(p.start, p.pos) for p in self.pieces]
             if st.segmented:
-                # Only ranges already on disk may be recorded as done.
+                # Only ranges already on disk may be recorded as done: sync what was written
+                # before the snapshot (outside the lock, so that no segment stalls on the disk).
                 os.fdatasync(self.fd)
-                st.done = _merge(st.done + [(p.start, p.pos) for p in self.pieces])
+                with self.lock:
+                    st.done = _merge(st.done + written)
+            with self.lock:
+                text = st.to_json()
             tmp = self.side.with_name(self.side.name + ".tmp")
-            tmp.write_text(st.to_json())
+            tmp.write_text(text)
             os.replace(tmp, self.side)
 
     # -- verification and rename ------------------------------------------------------------
@@ -1153,7 +1460,7 @@ class _PartDownload:
         expected = self.expected_size if self.expected_size is not None else (st.size if st else None)
         if expected is not None and size != expected:
             raise IntegrityError(f"GET {self.url}: got {size} bytes, expected {expected}")
-        digest = _sha256_fd(self.fd, size)
+        digest = self._digest(size)
         want = self.sha256 or (st.sha256 if st else None)
         if want is not None and digest != want:
             raise IntegrityError(f"GET {self.url}: sha256 {digest}, expected {want}")
