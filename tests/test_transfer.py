@@ -9,7 +9,6 @@ import hashlib
 import os
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 

@@ -37,7 +37,6 @@ import logging
 import os
 import random
 import re
-import struct
 import warnings
 import zlib
 from collections import OrderedDict, deque

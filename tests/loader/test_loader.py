@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 import warnings
 from fractions import Fraction
 from pathlib import Path

@@ -3,7 +3,6 @@ from __future__ import annotations
 import io
 from fractions import Fraction
 
-import numpy as np
 import pytest
 from loader_builders import GRAY_STEP, make_mp4
 
