@@ -149,11 +149,11 @@ class _LocalReader:
         self._fh.close()
 
 
-class _SubFile(io.RawIOBase):
-    """A seekable read-only view of ``size`` bytes at ``offset`` of a file (an mp4 member in place)."""
+class _MemberView(io.RawIOBase):
+    """A seekable read-only window of ``size`` bytes at ``offset``; subclasses provide ``readinto``."""
 
-    def __init__(self, fh: IO[bytes], offset: int, size: int):
-        self._fh, self._off, self._size, self._pos = fh, offset, size, 0
+    def __init__(self, offset: int, size: int):
+        self._off, self._size, self._pos = offset, size, 0
 
     def readable(self) -> bool:
         return True
@@ -162,12 +162,19 @@ class _SubFile(io.RawIOBase):
         return True
 
     def seek(self, pos: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._pos, 2: self._size}[whence]
-        self._pos = max(0, base + pos)
+        self._pos = max(0, {0: 0, 1: self._pos, 2: self._size}[whence] + pos)
         return self._pos
 
     def tell(self) -> int:
         return self._pos
+
+
+class _SubFile(_MemberView):
+    """A view of a member of a local file (an mp4 member probed in place)."""
+
+    def __init__(self, fh: IO[bytes], offset: int, size: int):
+        super().__init__(offset, size)
+        self._fh = fh
 
     def readinto(self, b) -> int:
         n = max(0, min(len(b), self._size - self._pos))
@@ -255,27 +262,15 @@ class _HttpReader:
             self._resp = None
 
 
-class _HttpRangeFile(io.RawIOBase):
-    """Seekable view of a member over HTTP Range requests, with a read-ahead block (mp4 header probes)."""
+class _HttpRangeFile(_MemberView):
+    """A view of a member over HTTP Range requests, with a read-ahead block (mp4 header probes)."""
 
     BLOCK = 1 << 18
 
     def __init__(self, client, url: str, offset: int, size: int):
-        self._client, self._url, self._off, self._size, self._pos = client, url, offset, size, 0
+        super().__init__(offset, size)
+        self._client, self._url = client, url
         self._cache_start, self._cache = -1, b""
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        self._pos = max(0, {0: 0, 1: self._pos, 2: self._size}[whence] + pos)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
 
     def readinto(self, b) -> int:
         n = max(0, min(len(b), self._size - self._pos))
