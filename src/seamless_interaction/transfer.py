@@ -1022,18 +1022,8 @@ class _PartDownload:
             self._spawn_helpers(len(self.queue))
         try:
             self._run_piece(owner)
-            while True:
-                with self.lock:
-                    if self.abort.is_set() or not self.queue:
-                        break
-                    piece = self.queue.pop(0)
-                    self.active += 1
-                try:
-                    self._run_piece(piece)
-                finally:
-                    with self.lock:
-                        self.active -= 1
-                        self.lock.notify_all()
+            while self.take_segment():
+                pass
             while self.steal():
                 pass
         except BaseException as e:
