@@ -53,7 +53,7 @@ def _parse_archive_spec(text: str, parts: int) -> tuple:
     bits = text.strip("/").split("/")
     if len(bits) != parts:
         shape = "LABEL/SPLIT/BATCH/ARCHIVE" if parts == 4 else ("LABEL/SPLIT/BATCH" if parts == 3 else "LABEL/SPLIT")
-        raise InvalidIdError(f"{text!r}: expected {shape}, e.g. improvised/dev/0/3"[: 200])
+        raise InvalidIdError(f"{text!r}: expected {shape}, e.g. improvised/dev/0/3")
     label, split = bits[0], bits[1]
     if label not in ("improvised", "naturalistic") or split not in ("train", "dev", "test"):
         raise InvalidIdError(f"{text!r}: label must be improvised|naturalistic and split train|dev|test")

@@ -13,7 +13,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from seamless_interaction.archive import extraction_complete, safe_extract, write_extraction_record
+from seamless_interaction.archive import (
+    extraction_complete,
+    safe_extract,
+    write_extraction_record,
+)
+from seamless_interaction.errors import TransferError
 from seamless_interaction.layout import archive_dir
 from seamless_interaction.manifest import Manifest
 from seamless_interaction.transfer import Transfer, check_free_space
@@ -38,8 +43,6 @@ def archive_size(transfer: Transfer, hf_url: str, label: str, split: str, batch:
     info = transfer.head(hub_archive_url(hf_url, label, split, batch, archive))
     assert info is not None  # non-optional head raises on 403/404
     if info.size is None:
-        from seamless_interaction.errors import TransferError
-
         raise TransferError(f"{info.url}: the server sent no Content-Length", url=info.url)
     return info.size
 
