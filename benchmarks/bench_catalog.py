@@ -26,9 +26,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _catalog_gen import generate_rows, write_catalog  # noqa: E402
 
-from seamless_interaction.catalog import Catalog  # noqa: E402
+from seamless_interaction.catalog.tables import Catalog  # noqa: E402
 from seamless_interaction.constants import DEFAULT_CDN_URL  # noqa: E402
-from seamless_interaction.urls import cdn_urls  # noqa: E402
+from seamless_interaction.remote.urls import cdn_urls  # noqa: E402
 
 
 def best_of(fn, repeat: int) -> float:

@@ -48,12 +48,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from seamless_interaction.catalog import Catalog
-from seamless_interaction.cdn import gather_many
-from seamless_interaction.hub import download_archive
+from seamless_interaction.catalog.tables import Catalog
+from seamless_interaction.routes.cdn import gather_many
+from seamless_interaction.routes.hub import download_archive
 from seamless_interaction.mirror import MirrorServer, MirrorSpec, build_mirror
-from seamless_interaction.transfer import Job, Transfer
-from seamless_interaction.urls import cdn_parts, hub_archive_url
+from seamless_interaction.remote.transfer import Job, Transfer
+from seamless_interaction.remote.urls import cdn_parts, hub_archive_url
 
 MB = 1_000_000
 ARIA2C = shutil.which("aria2c") or "/usr/bin/aria2c"

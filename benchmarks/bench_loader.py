@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seamless_interaction import formats
+from seamless_interaction.base import formats
 
 SHAPES = {
     "boxes_and_keypoints:box": (4,), "boxes_and_keypoints:is_valid_box": (), "boxes_and_keypoints:keypoints": (133, 3),
@@ -166,7 +166,7 @@ def run_hf(paths):
 
 
 def run_ours(paths, modalities, dyadic=False, threads=None):
-    from seamless_interaction.loader import WindowDataset
+    from seamless_interaction.access.loader import WindowDataset
 
     seen = set()
     for item in WindowDataset(paths, modalities=modalities, window_s=4.0, dyadic=dyadic, decode_threads=threads):
@@ -210,13 +210,13 @@ def main(argv=None) -> int:
         total = sum(Path(p).stat().st_size for p in paths)
         print(f"{len(paths)} shards, {shards * per} samples, {total / 1e9:.2f} GB ({out}); "
               f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} before")
-        from seamless_interaction import access
+        from seamless_interaction.access import aligned as access
 
         lib = access._libdeflate
         print("our npz inflate: " + (f"libdeflate (deflate {getattr(lib, '__version__', '?')})" if lib else
                                      f"zlib {__import__('zlib').ZLIB_RUNTIME_VERSION} (pip install deflate: ~2x)"))
         run_raw(paths)  # warm the page cache
-        import datasets, webdataset, seamless_interaction.loader  # noqa: E401,F401 - imports not timed
+        import datasets, webdataset, seamless_interaction.access.loader  # noqa: E401,F401 - imports not timed
         runners = [
             ("raw read (cat)", run_raw),
             ("python tarfile r|", run_tarfile),

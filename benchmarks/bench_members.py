@@ -23,11 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from seamless_interaction.catalog import Catalog
-from seamless_interaction.members import fetch_file_ids
+from seamless_interaction.catalog.tables import Catalog
+from seamless_interaction.routes.members import fetch_file_ids
 from seamless_interaction.mirror import MirrorServer
-from seamless_interaction.transfer import Job, Transfer
-from seamless_interaction.urls import hub_archive_path, hub_archive_url
+from seamless_interaction.remote.transfer import Job, Transfer
+from seamless_interaction.remote.urls import hub_archive_path, hub_archive_url
 
 MB = 1_000_000
 LABEL, SPLIT = "improvised", "dev"

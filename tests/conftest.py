@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from seamless_interaction.config import DatasetConfig
+from seamless_interaction.base.config import DatasetConfig
 from seamless_interaction.fs import SeamlessInteractionFS
 from seamless_interaction.mirror import MirrorInfo, MirrorServer, build_mirror
-from seamless_interaction.transfer import Transfer
+from seamless_interaction.remote.transfer import Transfer
 
 
 @pytest.fixture(scope="session")

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seamless_interaction.errors import (
+from seamless_interaction.base.errors import (
     InvalidIdError, MissingPartError, SeamlessError, TransferError, UnknownIdError,
 )
 from seamless_interaction.fs import DatasetConfig, SeamlessInteractionFS
-from seamless_interaction.layout import bundle_paths
+from seamless_interaction.local.layout import bundle_paths
 from seamless_interaction.mirror import MirrorServer
 
 

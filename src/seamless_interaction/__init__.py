@@ -7,17 +7,17 @@ The main entry points are re-exported lazily so that ``import seamless_interacti
 
 import logging
 
-from seamless_interaction.errors import SeamlessError
+from seamless_interaction.base.errors import SeamlessError
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "SeamlessInteractionFS": "seamless_interaction.fs",
-    "DatasetConfig": "seamless_interaction.config",
-    "Catalog": "seamless_interaction.catalog",
-    "Transfer": "seamless_interaction.transfer",
-    "Manifest": "seamless_interaction.manifest",
-    "FileId": "seamless_interaction.ids",
+    "DatasetConfig": "seamless_interaction.base.config",
+    "Catalog": "seamless_interaction.catalog.tables",
+    "Transfer": "seamless_interaction.remote.transfer",
+    "Manifest": "seamless_interaction.local.manifest",
+    "FileId": "seamless_interaction.base.ids",
 }
 __all__ = ["SeamlessError", "__version__", *_LAZY]
 

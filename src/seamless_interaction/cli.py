@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from seamless_interaction import __version__
-from seamless_interaction.errors import InvalidIdError, SeamlessError, UnknownIdError
+from seamless_interaction.base.errors import InvalidIdError, SeamlessError, UnknownIdError
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -33,7 +33,7 @@ def _add_dataset_options(p: argparse.ArgumentParser, *, split_option: bool = Tru
 
 
 def _make_fs(args):
-    from seamless_interaction.config import DatasetConfig
+    from seamless_interaction.base.config import DatasetConfig
     from seamless_interaction.fs import SeamlessInteractionFS
 
     kw = {}
@@ -84,7 +84,7 @@ def cmd_sample(args) -> int:
 
 
 def _collect_file_ids(fs, args) -> list[str]:
-    from seamless_interaction.ids import validate_file_id
+    from seamless_interaction.base.ids import validate_file_id
 
     ids = [validate_file_id(f) for f in args.file_ids]
     for key in args.pair or []:
@@ -149,7 +149,7 @@ def _download_members(fs, args, file_ids, archives, splits, only) -> int:
 
 
 def _dry_run(fs, file_ids, archives) -> int:
-    from seamless_interaction.urls import hub_archive_url
+    from seamless_interaction.remote.urls import hub_archive_url
 
     total = 0
     for label, split, b, a in archives:
@@ -169,7 +169,7 @@ def _dry_run(fs, file_ids, archives) -> int:
 
 
 def cmd_info(args) -> int:
-    from seamless_interaction.ids import classify_key
+    from seamless_interaction.base.ids import classify_key
 
     kind = classify_key(args.key)
     with _make_fs(args) as fs:

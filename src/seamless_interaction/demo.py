@@ -12,7 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from seamless_interaction.config import DatasetConfig, default_cache_dir
+from seamless_interaction.base.config import DatasetConfig, default_cache_dir
 
 
 def run_demo(workdir: Path | None = None, *, quiet: bool = False, app: bool = False) -> int:

@@ -13,19 +13,21 @@ import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from seamless_interaction import cdn, hub
-from seamless_interaction.catalog import Catalog
-from seamless_interaction.config import DatasetConfig
-from seamless_interaction.errors import NotDownloadedError, SeamlessError, UnknownIdError
-from seamless_interaction.ids import validate_file_id, validate_interaction_key, validate_session_key
-from seamless_interaction.layout import bundle_paths, find_bundle
-from seamless_interaction.manifest import Manifest
-from seamless_interaction.transfer import Progress, TqdmProgress, Transfer
-from seamless_interaction.urls import cdn_urls
+from seamless_interaction.routes import cdn
+
+from seamless_interaction.routes import hub
+from seamless_interaction.catalog.tables import Catalog
+from seamless_interaction.base.config import DatasetConfig
+from seamless_interaction.base.errors import NotDownloadedError, SeamlessError, UnknownIdError
+from seamless_interaction.base.ids import validate_file_id, validate_interaction_key, validate_session_key
+from seamless_interaction.local.layout import bundle_paths, find_bundle
+from seamless_interaction.local.manifest import Manifest
+from seamless_interaction.remote.transfer import Progress, TqdmProgress, Transfer
+from seamless_interaction.remote.urls import cdn_urls
 
 if TYPE_CHECKING:
-    from seamless_interaction.access import Interaction, Participant
-    from seamless_interaction.verify import Report
+    from seamless_interaction.access.aligned import Interaction, Participant
+    from seamless_interaction.operations.verify import Report
 
 __all__ = ["SeamlessInteractionFS", "DatasetConfig"]
 
@@ -195,7 +197,7 @@ class SeamlessInteractionFS:
                                     local_dir: str | Path | None = None) -> dict[str, Path]:
         """Fetch every CDN object of ``file_id`` and write its ``.wav/.mp4/.npz/.json`` bundle.
 
-        Returns the four final paths. Raises :class:`~seamless_interaction.errors.InvalidIdError`
+        Returns the four final paths. Raises :class:`~seamless_interaction.base.errors.InvalidIdError`
         (a ``ValueError``) for a malformed id and ``UnknownIdError`` for one the catalog lacks, both
         before any request; ``MissingPartError``/``TransferError`` (with URL and status) when a
         required part is absent or a transfer fails. Nothing is left at a final path on failure.
@@ -269,7 +271,7 @@ class SeamlessInteractionFS:
     def fetch_members(self, label: str, split: str, batch: int, archive: int, file_ids: list[str] | None = None,
                       modalities: tuple[str, ...] = ("npz", "json")) -> list[Path]:
         """Fetch only ``modalities`` (json, mp4, npz, wav) of one Hub archive by HTTP Range reads."""
-        from seamless_interaction import members
+        from seamless_interaction.routes import members
 
         return members.fetch_archive_members(self.transfer, self.catalog, self.config.hf_url, self.local_dir,
                                              label, split, int(batch), int(archive), file_ids=file_ids,
@@ -277,7 +279,7 @@ class SeamlessInteractionFS:
 
     def fetch_file_id(self, file_id: str, modalities: tuple[str, ...] = ("npz", "json")) -> list[Path]:
         """One file id's members out of whichever Hub archive holds it."""
-        from seamless_interaction import members
+        from seamless_interaction.routes import members
 
         return members.fetch_file_ids(self.transfer, self.catalog, self.config.hf_url, self.local_dir,
                                       [validate_file_id(file_id)], modalities=modalities,
@@ -285,7 +287,7 @@ class SeamlessInteractionFS:
 
     def fetch_interaction(self, interaction_key: str, modalities: tuple[str, ...] = ("npz", "json")) -> list[Path]:
         """Both participants' members, from the (usually two) archives holding them."""
-        from seamless_interaction import members
+        from seamless_interaction.routes import members
 
         ids = self.catalog.interaction_file_ids(validate_interaction_key(interaction_key))
         return members.fetch_file_ids(self.transfer, self.catalog, self.config.hf_url, self.local_dir, ids,
@@ -303,7 +305,7 @@ class SeamlessInteractionFS:
         """Dry run of a member fetch: bytes to fetch against bytes of the whole archives.
 
         Building the member index costs header reads only (cached afterwards)."""
-        from seamless_interaction import members
+        from seamless_interaction.routes import members
 
         arcs = self._member_archives(archives, splits)
         for fid in file_ids or []:
@@ -321,7 +323,7 @@ class SeamlessInteractionFS:
     def fetch_members_for(self, *, file_ids=None, archives=None, splits=None,
                           modalities: tuple[str, ...] = ("npz", "json")) -> list[Path]:
         """Member fetch for the CLI: explicit archives and whole splits, plus single file ids."""
-        from seamless_interaction import members
+        from seamless_interaction.routes import members
 
         paths: list[Path] = []
         for label, split, batch, archive in self._member_archives(archives, splits):
@@ -342,20 +344,20 @@ class SeamlessInteractionFS:
 
     def open_participant(self, file_id: str) -> "Participant":
         """One participant's local data, every modality on one clock (see :mod:`access`)."""
-        from seamless_interaction.access import open_participant
+        from seamless_interaction.access.aligned import open_participant
 
         return open_participant(self.local_dir, file_id, self._catalog_if_available())
 
     def open_interaction(self, interaction_key: str) -> "Interaction":
         """Both participants of an interaction, from local data whichever route fetched them."""
-        from seamless_interaction.access import open_interaction
+        from seamless_interaction.access.aligned import open_interaction
 
         return open_interaction(self.local_dir, interaction_key, self._catalog_if_available())
 
     def load_interaction_data(self, file_id: str) -> dict:
         """The official README's ``load_interaction_data`` dict (video, audio, sample_rate, json, npz),
         without OpenCV or librosa."""
-        from seamless_interaction.access import load_interaction_data
+        from seamless_interaction.access.aligned import load_interaction_data
 
         paths = self.get_path_list_for_file_id_local(file_id)
         if not paths:
@@ -367,7 +369,7 @@ class SeamlessInteractionFS:
                deep: bool = False, check_remote: bool = False, repair: bool = False) -> "Report":
         """Audit the local tree against the catalog and the manifest; ``repair=True`` refetches
         exactly what is bad (see :mod:`verify`)."""
-        from seamless_interaction.verify import verify_fs
+        from seamless_interaction.operations.verify import verify_fs
 
         return verify_fs(self, label=label, split=split, batch=batch, deep=deep, check_remote=check_remote,
                          repair=repair)

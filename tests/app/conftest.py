@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("streamlit")
 pytest.importorskip("plotly")
 
-from seamless_interaction.config import DatasetConfig  # noqa: E402
+from seamless_interaction.base.config import DatasetConfig  # noqa: E402
 from seamless_interaction.constants import ENV_ASSETS, ENV_CACHE_DIR, ENV_CDN_URL, ENV_HF_URL  # noqa: E402
 from seamless_interaction.mirror import MirrorInfo, MirrorServer, MirrorSpec, build_mirror  # noqa: E402
 

@@ -10,12 +10,12 @@ import httpx
 import numpy as np
 import pytest
 
-from seamless_interaction.access import open_interaction
+from seamless_interaction.access.aligned import open_interaction
 from seamless_interaction.app.local import delete_bundles, scan_local_dir
 from seamless_interaction.app.media import MediaServer
 from seamless_interaction.app.player import build_payload, downsample, player_html
 from seamless_interaction.app.progress import ProgressRecorder, format_bytes, format_duration
-from seamless_interaction.manifest import Manifest
+from seamless_interaction.local.manifest import Manifest
 
 
 class FakeClock:

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from seamless_interaction.app.launch import ENTRY_POINT
 from seamless_interaction.app.local import scan_local_dir
 from seamless_interaction.app.progress import format_bytes
-from seamless_interaction.catalog import Catalog
+from seamless_interaction.catalog.tables import Catalog
 
 PAGES = {
     "views/welcome.py": "Seamless Interaction",
@@ -212,7 +212,7 @@ def test_files_page_lists_and_deletes(app_env, tmp_path, monkeypatch):
 
 def test_viewer_handles_dirty_pairs(app_env, tmp_path, monkeypatch):
     """A placeholder bundle (empty media), a missing transcript and a vendor without movement features."""
-    from seamless_interaction.config import DatasetConfig
+    from seamless_interaction.base.config import DatasetConfig
     from seamless_interaction.fs import SeamlessInteractionFS
 
     info = app_env.mirror

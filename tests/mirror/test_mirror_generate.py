@@ -15,11 +15,11 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pytest
 
-from seamless_interaction import formats
+from seamless_interaction.base import formats
 from seamless_interaction.constants import CORE_NPZ_KEYS, MOVEMENT_NPZ_KEYS
-from seamless_interaction.ids import FileId
+from seamless_interaction.base.ids import FileId
 from seamless_interaction.mirror import MirrorInfo, MirrorSpec, build_mirror, frame_marker, load_mirror_info
-from seamless_interaction.urls import cdn_parts, hub_archive_path
+from seamless_interaction.remote.urls import cdn_parts, hub_archive_path
 
 EXPECTED_SHAPES = {
     "boxes_and_keypoints:box": ((4,), np.float32), "boxes_and_keypoints:is_valid_box": ((), np.bool_),

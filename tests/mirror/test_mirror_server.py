@@ -13,9 +13,9 @@ import httpx
 import numpy as np
 import pytest
 
-from seamless_interaction import formats
+from seamless_interaction.base import formats
 from seamless_interaction.mirror import MirrorInfo, MirrorServer, serve
-from seamless_interaction.urls import cdn_parts, hub_archive_url
+from seamless_interaction.remote.urls import cdn_parts, hub_archive_url
 
 
 def first_wav(mirror: MirrorInfo) -> tuple[str, Path]:

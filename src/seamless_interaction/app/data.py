@@ -19,10 +19,10 @@ import streamlit as st
 from seamless_interaction.app.launch import ENV_LOCAL_DIR
 from seamless_interaction.app.local import LocalInventory, scan_local_dir
 from seamless_interaction.app.media import MediaServer
-from seamless_interaction.catalog import Catalog
-from seamless_interaction.config import DatasetConfig, default_local_dir
+from seamless_interaction.catalog.tables import Catalog
+from seamless_interaction.base.config import DatasetConfig, default_local_dir
 from seamless_interaction.constants import DEFAULT_CDN_URL
-from seamless_interaction.manifest import MANIFEST_NAME
+from seamless_interaction.local.manifest import MANIFEST_NAME
 
 logger = logging.getLogger(__name__)
 

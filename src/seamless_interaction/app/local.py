@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seamless_interaction.constants import BUNDLE_EXTENSIONS
-from seamless_interaction.ids import FILE_ID_RE
-from seamless_interaction.layout import TMP_SUFFIX
+from seamless_interaction.base.ids import FILE_ID_RE
+from seamless_interaction.local.layout import TMP_SUFFIX
 
 __all__ = ["LocalBundle", "LocalInventory", "delete_bundles", "scan_local_dir"]
 
@@ -159,7 +159,7 @@ def delete_bundles(root: Path | str, bundles: Iterable[LocalBundle], manifest=No
     """Delete the files of ``bundles`` under ``root`` (and their manifest lines); returns what was removed.
 
     Empty archive folders left behind are removed too. ``manifest`` is a
-    :class:`~seamless_interaction.manifest.Manifest` of the same root, or None.
+    :class:`~seamless_interaction.local.manifest.Manifest` of the same root, or None.
     """
     removed: list[Path] = []
     folders: set[Path] = set()

@@ -77,7 +77,7 @@ class ProgressSnapshot:
 
 
 class ProgressRecorder:
-    """Implements the :class:`~seamless_interaction.transfer.Progress` protocol by counting bytes."""
+    """Implements the :class:`~seamless_interaction.remote.transfer.Progress` protocol by counting bytes."""
 
     def __init__(self, clock=time.monotonic) -> None:
         self._clock = clock

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from seamless_interaction import cdn
+from seamless_interaction.routes import cdn
 from seamless_interaction.app import data
 from seamless_interaction.app.progress import ProgressRecorder, format_bytes, format_duration
 

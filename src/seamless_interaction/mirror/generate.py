@@ -6,7 +6,7 @@ One build writes three trees under a root (FORMAT.md sections 2-8):
 * ``cdn/{label}/{split}/...``: the per-file objects, laid out as :func:`urls.cdn_parts` builds URLs;
 * ``hub/{label}/{split}/{batch:04d}/{archive:04d}.tar``: WebDataset shards as the release scripts wrote them.
 
-The npz/json members of the tars are made with :mod:`seamless_interaction.formats` from the very arrays
+The npz/json members of the tars are made with :mod:`seamless_interaction.base.formats` from the very arrays
 and records written to the CDN tree, so assembling a bundle from CDN parts gives the tar's bytes. The
 dirt the real data carries (suffixed ids, partners in different archives, missing transcript, empty
 placeholder bundle, a 29.97 fps file, missing and extra archives) is planted on purpose and listed in
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from seamless_interaction import formats
+from seamless_interaction.base import formats
 from seamless_interaction.constants import (
     AUDIO_SAMPLE_RATE,
     BOXES_AND_KEYPOINTS_FEATURES,
@@ -43,8 +43,8 @@ from seamless_interaction.constants import (
     MOVEMENT_FEATURES,
     SMPLH_FEATURES,
 )
-from seamless_interaction.ids import FileId
-from seamless_interaction.urls import hub_archive_path
+from seamless_interaction.base.ids import FileId
+from seamless_interaction.remote.urls import hub_archive_path
 
 __all__ = ["FileRecord", "MirrorInfo", "MirrorSpec", "build_mirror", "frame_marker", "load_mirror_info"]
 

@@ -9,7 +9,7 @@ from seamless_interaction.app import data
 from seamless_interaction.app.local import delete_bundles, disk_free_bytes
 from seamless_interaction.app.progress import format_bytes
 from seamless_interaction.constants import BUNDLE_EXTENSIONS
-from seamless_interaction.manifest import Manifest
+from seamless_interaction.local.manifest import Manifest
 
 DELETED_KEY = "files_deleted"
 
@@ -90,7 +90,7 @@ if pick:
                     st.error(f"{paths['json']}: {type(exc).__name__}: {exc}")
         if "npz" in paths:
             with st.expander(f"{pick}.npz · {format_bytes(bundle.sizes['npz'])}"):
-                from seamless_interaction.access import NpzReader
+                from seamless_interaction.access.aligned import NpzReader
 
                 try:
                     members = NpzReader(paths["npz"], name=f"{pick}.npz").members

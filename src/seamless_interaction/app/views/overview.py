@@ -7,7 +7,7 @@ import plotly.express as px
 import streamlit as st
 
 from seamless_interaction.app import data
-from seamless_interaction.catalog import FLAG_COLUMNS, TRAIT_COLUMNS
+from seamless_interaction.catalog.tables import FLAG_COLUMNS, TRAIT_COLUMNS
 
 LABEL_COLORS = {"improvised": "#1f77b4", "naturalistic": "#e8710a"}
 

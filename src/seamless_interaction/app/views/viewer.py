@@ -16,12 +16,12 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from seamless_interaction.access import Participant
+from seamless_interaction.access.aligned import Participant
 from seamless_interaction.app import data, ui
 from seamless_interaction.app.player import AU_NAMES, DEFAULT_AUS, build_payload, player_html
 from seamless_interaction.app.progress import format_bytes
-from seamless_interaction.errors import SeamlessError
-from seamless_interaction.ids import INTERACTION_KEY_RE
+from seamless_interaction.base.errors import SeamlessError
+from seamless_interaction.base.ids import INTERACTION_KEY_RE
 
 NAV_KEYS = ("v_label", "v_split", "v_batch", "v_key")
 
@@ -29,7 +29,7 @@ NAV_KEYS = ("v_label", "v_split", "v_batch", "v_key")
 @st.cache_data(show_spinner="Reading the interaction…", max_entries=16)
 def _payload(root: str, key: str, signature: tuple, au_columns: tuple[int, ...]) -> dict[str, Any]:
     """Player data for one interaction; ``signature`` (paths, sizes, mtimes) invalidates it on change."""
-    from seamless_interaction.access import Interaction
+    from seamless_interaction.access.aligned import Interaction
 
     root_p = Path(root)
     inv = data.inventory(root_p)
@@ -118,7 +118,7 @@ def _facts(p: Participant) -> dict[str, Any]:
 
 
 def _npz_preview(p: Participant, fid: str, path: Path) -> None:
-    from seamless_interaction.access import NpzReader
+    from seamless_interaction.access.aligned import NpzReader
 
     reader = NpzReader(path, name=f"{fid}.npz")
     members = reader.members

@@ -62,7 +62,7 @@ pair = fs.get_interaction_pairs(num_pairs=1)[0]       # two file ids of one conv
 fs.download_batch_from_s3(pair)                        # .wav .mp4 .npz .json per participant
 fs.download_archive_from_hf(0, batch=0)                # or a whole ~1 GB archive
 
-from seamless_interaction.access import open_interaction
+from seamless_interaction.access.aligned import open_interaction
 it = open_interaction(fs.local_dir, pair[0][:19], fs.catalog)
 window = it.window(10.0, 14.0)                         # audio, features, VAD, words on one clock""",
     language="python",

@@ -1,0 +1,1 @@
+"""Access layer: reading local or remote data aligned in time, and the streaming loader."""

@@ -1,0 +1,769 @@
+"""Time-aligned access to one participant's bundle (wav, mp4, npz, json) and to an interaction's pair.
+
+Clock and boundary convention (every modality, every rate): a span is half-open ``[start_s, end_s)``
+and a modality sampled at ``rate`` contributes rows ``[floor(start_s*rate + eps), floor(end_s*rate + eps))``
+clipped to its length, with ``eps = 1e-6`` rows (see :func:`seamless_interaction.access.video.time_to_index`).
+Row ``i`` covers ``[i/rate, (i+1)/rate)``, so the row containing ``start_s`` is in and the row containing
+``end_s`` is out; consecutive spans partition the rows exactly. Rates: audio at the WAV's own rate
+(48 kHz), frame-aligned features at the file's frame rate (the video stream's average rate as a
+Fraction, else N / WAV duration; never an assumed 30), ``movement:hypernet_features`` at frame_rate/15,
+the VAD mask at 100 Hz by default, transcript words by time overlap.
+
+Nothing is read until asked: WAV spans are memory-mapped, uncompressed npz members are memory-mapped,
+DEFLATE npz members (the archives' format) are decompressed only up to the last requested row, and
+video is decoded only by :meth:`Participant.video_frames`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import re
+import struct
+import warnings
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import cached_property
+from pathlib import Path
+from typing import IO, Any, Union
+
+import numpy as np
+
+from seamless_interaction.base import formats
+
+from seamless_interaction.local import layout
+from seamless_interaction.constants import AUDIO_SAMPLE_RATE, HYPERNET_STRIDE, VAD_RATE
+from seamless_interaction.base.errors import IntegrityError, NotDownloadedError
+from seamless_interaction.base.ids import FileId, validate_interaction_key
+from seamless_interaction.access.video import VideoReader, decode_frames, probe_video, time_to_index
+
+try:  # optional: libdeflate (PyPI "deflate") inflates about 2x and checksums about 10x faster than zlib
+    import deflate as _libdeflate
+except ImportError:
+    _libdeflate = None
+
+logger = logging.getLogger(__name__)
+
+# A file given as a path, as its bytes, or as a callable opening a seekable binary file object.
+Source = Union[str, Path, bytes, Callable[[], IO[bytes]]]
+
+HYPERNET_KEY_SUFFIX = ":hypernet_features"
+MODALITIES = ("audio", "features", "vad", "words", "video")
+
+
+class EmptyMediaWarning(UserWarning):
+    """A placeholder bundle (58-byte WAV, 261/708-byte MP4, zero-length arrays) was read."""
+
+
+def span_indices(start_s: float | None, end_s: float | None, rate: float | Fraction, length: int) -> tuple[int, int]:
+    """Row range ``[a, b)`` of a span for a modality of ``length`` rows at ``rate`` (module convention)."""
+    a = 0 if start_s is None else time_to_index(start_s, rate)
+    b = length if end_s is None else time_to_index(end_s, rate)
+    a, b = min(max(a, 0), length), min(max(b, 0), length)
+    return a, max(a, b)
+
+
+def windows(duration_s: float, window_s: float, hop_s: float | None = None, *,
+            drop_last: bool = True) -> list[tuple[float, float]]:
+    """Spans ``[k*hop, k*hop + window)`` covering ``[0, duration_s)``.
+
+    With ``drop_last`` only full windows are returned; otherwise a last, shorter window ends at
+    ``duration_s``. Starts are computed as ``k * hop`` (not by accumulation) so they stay exact.
+    """
+    hop = window_s if hop_s is None else hop_s
+    if window_s <= 0 or hop <= 0:
+        raise ValueError(f"window_s and hop_s must be > 0, got {window_s!r} and {hop!r}")
+    out, k = [], 0
+    while True:
+        start = k * hop
+        if start + window_s <= duration_s + 1e-9:
+            out.append((start, start + window_s))
+        elif not drop_last and start < duration_s - 1e-9:
+            out.append((start, float(duration_s)))
+        else:
+            break
+        k += 1
+    return out
+
+
+def _read_source(src: Source) -> bytes:
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return bytes(src)
+    if callable(src):
+        with src() as fh:
+            return fh.read()
+    return Path(src).read_bytes()
+
+
+def _open_source(src: Source) -> IO[bytes]:
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return io.BytesIO(bytes(src))
+    if callable(src):
+        return src()
+    return open(src, "rb")
+
+
+# ------------------------------------------------------------------------------------------------ npz
+@dataclass(frozen=True)
+class _Member:
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran: bool
+    compressed: bool
+    data_offset: int | None  # absolute offset of the array bytes in the file (stored members only)
+
+
+@dataclass(frozen=True)
+class _ZipEntry:
+    """One member as the central directory describes it (plain zip only: see :func:`_zip_entries`)."""
+
+    name: str
+    method: int  # 0 stored, 8 DEFLATE
+    crc: int
+    compressed_size: int
+    size: int
+    data_start: int  # offset of the member's (compressed) bytes in the archive
+
+
+_EOCD = struct.Struct("<4sHHHHIIH")
+_CDIR = struct.Struct("<4sHHHHHHIIIHHHHHII")
+_LOCAL = struct.Struct("<4sHHHHHIIIHH")
+_NPY_HEADER = re.compile(
+    r"\{'descr': '([<>|=]?[a-zA-Z]\d*)', 'fortran_order': (True|False), 'shape': \(((?:\d+, ?)*\d*)\), *\} *\n?")
+
+
+def _zip_entries(buf: bytes) -> dict[str, _ZipEntry] | None:
+    """Members of a plain zip from its central directory, or None when anything is unusual.
+
+    None (the caller then uses :mod:`zipfile`, which handles or rejects it) for: no end record,
+    multi-disk or zip64 archives, encrypted members, members with a data descriptor (bit 3), methods
+    other than stored/DEFLATE, duplicate names, or offsets outside the buffer. ``np.savez`` writes a
+    zip64 extra into the *local* headers only; the central directory's sizes stay 32-bit and are
+    what is used here, so those files take this path.
+    """
+    n = len(buf)
+    pos = buf.rfind(b"PK\x05\x06", max(0, n - _EOCD.size - 0xFFFF))
+    if pos < 0 or pos + _EOCD.size > n:
+        return None
+    _, disk, cd_disk, _, count, cd_size, cd_off, _ = _EOCD.unpack_from(buf, pos)
+    if disk or cd_disk or count == 0xFFFF or cd_size == 0xFFFFFFFF or cd_off == 0xFFFFFFFF \
+            or cd_off + cd_size > pos:
+        return None
+    out: dict[str, _ZipEntry] = {}
+    p = cd_off
+    for _ in range(count):
+        if p + _CDIR.size > n:
+            return None
+        (sig, _, _, flags, method, _, _, crc, csize, size, name_len, extra_len, comment_len,
+         _, _, _, local) = _CDIR.unpack_from(buf, p)
+        if sig != b"PK\x01\x02" or flags & 0x9 or method not in (0, 8) or 0xFFFFFFFF in (csize, size, local):
+            return None
+        name = bytes(buf[p + _CDIR.size:p + _CDIR.size + name_len]).decode("utf-8" if flags & 0x800 else "cp437")
+        p += _CDIR.size + name_len + extra_len + comment_len
+        if local + _LOCAL.size > n or name in out:
+            return None
+        lsig, *_, lname_len, lextra_len = _LOCAL.unpack_from(buf, local)
+        start = local + _LOCAL.size + lname_len + lextra_len
+        if lsig != b"PK\x03\x04" or start + csize > n or (method == 0 and csize != size):
+            return None
+        out[name] = _ZipEntry(name, method, crc, csize, size, start)
+    return out
+
+
+def _parse_npy_header(data: bytes | memoryview) -> tuple[tuple[int, ...], bool, np.dtype, int] | None:
+    """``(shape, fortran, dtype, header_length)`` of a .npy prefix in the canonical form numpy writes,
+    or None (the caller lets numpy parse it): other spellings, version 3 headers, structured or object
+    dtypes. A regex instead of ``np.lib.format``'s ``ast``-based parse: that parse costs as much as
+    inflating a small member."""
+    if len(data) < 10 or bytes(data[:6]) != b"\x93NUMPY" or data[6] not in (1, 2):
+        return None
+    if data[6] == 1:
+        hlen, start = int.from_bytes(data[8:10], "little"), 10
+    else:
+        hlen, start = int.from_bytes(data[8:12], "little"), 12
+    if len(data) < start + hlen:
+        return None
+    m = _NPY_HEADER.fullmatch(bytes(data[start:start + hlen]).decode("latin1"))
+    if m is None:
+        return None
+    dtype = np.dtype(m[1])
+    if dtype.hasobject:
+        return None
+    shape = tuple(int(x) for x in m[3].replace(" ", "").split(",") if x)
+    return shape, m[2] == "True", dtype, start + hlen
+
+
+def _inflate(buf: bytes, e: _ZipEntry, where: str) -> bytes | bytearray | memoryview:
+    """A member's bytes: one C call for DEFLATE (both backends release the GIL, so members inflate in
+    parallel threads), a zero-copy view for stored members; the CRC-32 is checked either way."""
+    raw = memoryview(buf)[e.data_start:e.data_start + e.compressed_size]
+    data: bytes | bytearray | memoryview
+    if e.method == 0:
+        data = raw
+    elif _libdeflate is not None:
+        try:  # a bytearray: the array can use it in place
+            data = _libdeflate.deflate_decompress(raw, e.size)
+        except _libdeflate.DeflateError as exc:
+            raise IntegrityError(f"{where}: member {e.name} does not inflate to {e.size} bytes ({exc})") from exc
+    else:
+        try:
+            data = zlib.decompress(raw, -15, max(e.size, 1))
+        except zlib.error as exc:
+            raise IntegrityError(f"{where}: member {e.name} does not inflate ({exc})") from exc
+    crc32 = zlib.crc32 if _libdeflate is None else _libdeflate.crc32
+    if len(data) != e.size or crc32(data) != e.crc:
+        raise IntegrityError(f"{where}: member {e.name} is corrupt (size or CRC-32 differs from the zip directory)")
+    return data
+
+
+def _decode_npy(data: bytes | bytearray | memoryview, where: str) -> np.ndarray:
+    """An owned, writable array from a whole .npy (in place for a bytearray, else a copy); pickled
+    (object) arrays are refused."""
+    head = _parse_npy_header(data[:4096])
+    if head is None:
+        try:
+            return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+        except ValueError as exc:
+            raise IntegrityError(f"{where}: {exc}") from exc
+    shape, fortran, dtype, offset = head
+    count = math.prod(shape)
+    if len(data) != offset + count * dtype.itemsize:
+        raise IntegrityError(f"{where}: {len(data) - offset} array bytes, header says {shape} of {dtype}")
+    flat = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+    arr = flat.reshape(shape, order="F" if fortran else "C")
+    return arr if isinstance(data, bytearray) else arr.copy(order="K")
+
+
+class NpzReader:
+    """Read npz arrays lazily: headers first, then only the rows asked for.
+
+    Stored (uncompressed, the CDN route's ``np.savez``) members of an npz on disk are memory-mapped.
+    DEFLATE members (``savez_compressed``, the archives) cannot be, so :meth:`rows` decompresses in
+    a stream that stops after the last requested row, and :meth:`arrays` (whole arrays, the loader's
+    path) inflates each member in one zlib call, optionally on a thread pool.
+    """
+
+    def __init__(self, source: Source, *, name: str = "npz"):
+        self._src = source
+        self._name = name
+        self._members: dict[str, _Member] | None = None
+
+    @property
+    def members(self) -> dict[str, _Member]:
+        if self._members is None:
+            self._members = self._scan()
+        return self._members
+
+    def keys(self) -> list[str]:
+        return list(self.members)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return self._member(key).shape
+
+    def _member(self, key: str) -> _Member:
+        try:
+            return self.members[key]
+        except KeyError:
+            raise KeyError(f"{self._name}: no array {key!r}; it has {sorted(self.members)}") from None
+
+    def _held_bytes(self) -> bytes | None:
+        """The npz when the source is already in memory (the streaming loader's case)."""
+        return self._src if isinstance(self._src, bytes) else None
+
+    def _scan(self) -> dict[str, _Member]:
+        buf = self._held_bytes()
+        fast = self._scan_buffer(buf) if buf is not None else None
+        return fast if fast is not None else self._scan_zipfile()
+
+    def _scan_buffer(self, buf: bytes) -> dict[str, _Member] | None:
+        """Headers from the held bytes, inflating only each member's first block; None means unusual."""
+        entries = _zip_entries(buf)
+        if entries is None:
+            return None
+        out: dict[str, _Member] = {}
+        for e in entries.values():
+            if not e.name.endswith(".npy"):
+                continue
+            raw = memoryview(buf)[e.data_start:e.data_start + e.compressed_size]
+            if e.method == 0:
+                prefix: bytes | memoryview = raw[:4096]
+            else:
+                d, prefix, fed = zlib.decompressobj(-15), b"", 0
+                try:  # feed small slices: a whole-member input would be copied into unconsumed_tail
+                    while len(prefix) < 4096 and fed < len(raw):
+                        prefix += d.decompress(raw[fed:fed + 4096], 4096 - len(prefix))
+                        fed += 4096
+                except zlib.error:
+                    return None
+            head = _parse_npy_header(prefix)
+            if head is None:
+                return None
+            shape, fortran, dtype, hlen = head
+            out[e.name[:-4]] = _Member(e.name, shape, dtype, fortran, e.method != 0,
+                                       e.data_start + hlen if e.method == 0 else None)
+        return out
+
+    def _scan_zipfile(self) -> dict[str, _Member]:
+        out: dict[str, _Member] = {}
+        try:
+            with _open_source(self._src) as fh, zipfile.ZipFile(fh) as zf:
+                for info in zf.infolist():
+                    if not info.filename.endswith(".npy"):
+                        continue
+                    with zf.open(info) as member:
+                        shape, fortran, dtype = _read_npy_header(member)
+                        header_len = member.tell() if info.compress_type == zipfile.ZIP_STORED else None
+                    offset = None
+                    if info.compress_type == zipfile.ZIP_STORED:
+                        fh.seek(info.header_offset)
+                        local = fh.read(30)
+                        name_len = int.from_bytes(local[26:28], "little")
+                        extra_len = int.from_bytes(local[28:30], "little")
+                        offset = info.header_offset + 30 + name_len + extra_len + header_len
+                    out[info.filename[:-4]] = _Member(info.filename, shape, dtype, fortran,
+                                                      info.compress_type != zipfile.ZIP_STORED, offset)
+        except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
+            raise IntegrityError(f"{self._name}: not a readable npz ({exc})") from exc
+        return out
+
+    def rows(self, key: str, start: int | None = None, stop: int | None = None) -> np.ndarray:
+        """Rows ``[start, stop)`` of one array (a copy the caller owns)."""
+        m = self._member(key)
+        n = m.shape[0] if m.shape else 1
+        a = 0 if start is None else min(max(start, 0), n)
+        b = n if stop is None else min(max(stop, a), n)
+        if not m.shape or m.fortran or m.dtype.hasobject:
+            return self._full(key)[a:b] if m.shape else self._full(key)
+        row_shape = m.shape[1:]
+        row_bytes = int(np.prod(row_shape, dtype=np.int64)) * m.dtype.itemsize
+        if m.data_offset is not None and isinstance(self._src, (str, Path)):
+            mm = np.memmap(self._src, dtype=m.dtype, mode="r", offset=m.data_offset, shape=m.shape)
+            return np.array(mm[a:b])
+        with _open_source(self._src) as fh, zipfile.ZipFile(fh) as zf, zf.open(m.name) as member:
+            _read_npy_header(member)
+            _skip(member, a * row_bytes)
+            raw = member.read((b - a) * row_bytes)
+        if len(raw) != (b - a) * row_bytes:
+            raise IntegrityError(f"{self._name}: array {key!r} is shorter than its header says")
+        return np.frombuffer(raw, dtype=m.dtype).reshape((b - a, *row_shape)).copy()
+
+    def arrays(self, keys: Iterable[str] | None = None, *, executor: Executor | None = None
+               ) -> dict[str, np.ndarray]:
+        """Whole arrays of ``keys`` (default all), each an owned writable copy: the loader's fast path.
+
+        The npz is read once; with ``executor`` (a thread pool) members inflate concurrently, the
+        largest first. Archives that are not plain zips (see :func:`_zip_entries`) go through
+        :mod:`zipfile` instead.
+        """
+        return self.submit_arrays(keys, executor)()
+
+    def submit_arrays(self, keys: Iterable[str] | None = None, executor: Executor | None = None
+                      ) -> Callable[[], dict[str, np.ndarray]]:
+        """Start :meth:`arrays` on ``executor`` and return the call that waits for it (and raises its
+        errors), so a caller can read the next sample while this one inflates."""
+        buf = self._held_bytes()
+        if buf is None:
+            wanted = self.keys() if keys is None else list(keys)
+            members = [self._member(k) for k in wanted]
+            if len(set(wanted)) < len(self.members):
+                return lambda: self._arrays_zipfile(wanted, members)  # a subset of a file: do not read it all
+            try:
+                buf = _read_source(self._src)
+            except OSError as exc:
+                raise IntegrityError(f"{self._name}: not a readable npz ({exc})") from exc
+        entries = _zip_entries(buf)
+        if entries is None:
+            wanted = self.keys() if keys is None else list(keys)
+            members = [self._member(k) for k in wanted]
+            return lambda: self._arrays_zipfile(wanted, members)
+        # The directory names the members: no header scan needed before inflating.
+        names = [n for n in entries if n.endswith(".npy")]
+        wanted = [n[:-4] for n in names] if keys is None else list(keys)
+        missing = [k for k in wanted if k + ".npy" not in entries]
+        if missing:
+            raise KeyError(f"{self._name}: no array {missing[0]!r}; it has {sorted(n[:-4] for n in names)}")
+        where = self._name
+
+        def one(key: str) -> np.ndarray:
+            name = key + ".npy"
+            return _decode_npy(_inflate(buf, entries[name], where), f"{where}: {name}")
+
+        if executor is None:
+            return lambda: {key: one(key) for key in wanted}
+        futures = {key: executor.submit(one, key)  # largest first: the pool's threads finish together
+                   for key in sorted(set(wanted), key=lambda k: -entries[k + ".npy"].size)}
+        return lambda: {key: futures[key].result() for key in wanted}
+
+    def _arrays_zipfile(self, wanted: list[str], members: list[_Member]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        try:
+            with _open_source(self._src) as fh, zipfile.ZipFile(fh) as zf:
+                for key, m in zip(wanted, members):
+                    with zf.open(m.name) as member:
+                        out[key] = np.lib.format.read_array(member, allow_pickle=False)
+        except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
+            raise IntegrityError(f"{self._name}: not a readable npz ({exc})") from exc
+        return out
+
+    def _full(self, key: str) -> np.ndarray:
+        with _open_source(self._src) as fh, np.load(fh, allow_pickle=False) as npz:
+            return npz[key]
+
+
+def _read_npy_header(fh: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(fh)
+    return np.lib.format.read_array_header_2_0(fh)
+
+
+def _skip(fh: IO[bytes], n: int) -> None:
+    while n > 0:
+        chunk = fh.read(min(n, 1 << 22))
+        if not chunk:
+            return
+        n -= len(chunk)
+
+
+# ------------------------------------------------------------------------------------------ participant
+class Participant:
+    """One participant's bundle, cut in time by each modality's own rate (module docstring).
+
+    Build with :meth:`from_paths` (an extracted archive folder) or :meth:`from_sources` (bytes or
+    openers, as the streaming loader does). Missing files make only their accessors fail.
+    """
+
+    def __init__(self, file_id: str, sources: Mapping[str, Source], *, wav_header_only: bool = False):
+        self.file_id = file_id
+        self._src = dict(sources)
+        self._wav_header_only = wav_header_only
+        self._npz = NpzReader(self._src["npz"], name=f"{file_id}.npz") if "npz" in self._src else None
+
+    @classmethod
+    def from_paths(cls, file_id: str, paths: Mapping[str, Path | str]) -> "Participant":
+        """``paths`` keyed by extension (wav, mp4, npz, json); absent or non-existent ones are left out."""
+        return cls(file_id, {ext: Path(p) for ext, p in paths.items() if p is not None and Path(p).exists()})
+
+    @classmethod
+    def from_sources(cls, file_id: str, sources: Mapping[str, Source], *, wav_header_only: bool = False
+                     ) -> "Participant":
+        return cls(file_id, sources, wav_header_only=wav_header_only)
+
+    def __repr__(self) -> str:
+        return f"Participant({self.file_id!r}, parts={sorted(self._src)})"
+
+    def has(self, ext: str) -> bool:
+        return ext in self._src
+
+    def _need(self, ext: str) -> Source:
+        try:
+            return self._src[ext]
+        except KeyError:
+            raise NotDownloadedError(f"{self.file_id}: no local .{ext} file; download the bundle first") from None
+
+    # ---- facts
+    @cached_property
+    def wav_info(self) -> formats.WavInfo | None:
+        if "wav" not in self._src:
+            return None
+        src = self._src["wav"]
+        if isinstance(src, (str, Path)):
+            size = Path(src).stat().st_size
+            with open(src, "rb") as fh:
+                head = fh.read(1 << 16)
+        else:
+            head = _read_source(src)
+            size = None if self._wav_header_only else len(head)
+        return formats.read_wav_info(head, name=f"{self.file_id}.wav", total_size=size)
+
+    @cached_property
+    def video_info(self):
+        """The mp4's stream facts, None without a video stream; IntegrityError for unreadable mp4s."""
+        return probe_video(self._need("mp4"), name=f"{self.file_id}.mp4")
+
+    @cached_property
+    def num_frames(self) -> int:
+        """N: rows of the frame-aligned arrays (from the npz headers), else the video's frame count."""
+        if self._npz is not None:
+            for key, m in self._npz.members.items():
+                if m.shape and not key.endswith(HYPERNET_KEY_SUFFIX):
+                    return int(m.shape[0])
+            return 0
+        info = self._video_info_or_none()
+        return info.num_frames if info else 0
+
+    def _video_info_or_none(self):
+        if "mp4" not in self._src:
+            return None
+        try:
+            return self.video_info
+        except IntegrityError as exc:
+            logger.debug("%s: %s", self.file_id, exc)
+            return None
+
+    @cached_property
+    def sample_rate(self) -> int:
+        info = self.wav_info
+        return int(info.sample_rate) if info and info.sample_rate else AUDIO_SAMPLE_RATE
+
+    @cached_property
+    def frame_rate(self) -> Fraction | None:
+        """The video stream's average rate (exact), else N / WAV duration; None when neither is known."""
+        info = self._video_info_or_none()
+        if info is not None:
+            return info.frame_rate
+        wav = self.wav_info
+        if wav is not None and wav.frames and self.num_frames:
+            return Fraction(self.num_frames) / Fraction(wav.frames, wav.sample_rate)
+        return None
+
+    @cached_property
+    def duration_s(self) -> float:
+        """WAV duration, else N / frame_rate, else the video's duration; 0.0 for placeholders."""
+        wav = self.wav_info
+        if wav is not None and wav.frames:
+            return wav.duration_s
+        if self.num_frames and self.frame_rate:
+            return float(self.num_frames / self.frame_rate)
+        info = self._video_info_or_none()
+        return info.duration_s if info else 0.0
+
+    @property
+    def is_placeholder(self) -> bool:
+        """True for the empty bundles of FORMAT.md section 3 (no samples and no frames)."""
+        wav = self.wav_info
+        return (wav is None or wav.frames == 0) and self.num_frames == 0
+
+    def _empty(self, what: str) -> None:
+        warnings.warn(f"{self.file_id}: {what} is empty (placeholder media)", EmptyMediaWarning, stacklevel=3)
+
+    # ---- modalities
+    def audio(self, start_s: float | None = None, end_s: float | None = None) -> np.ndarray:
+        """float32 samples at the WAV's native rate; ``(n,)`` mono or ``(n, channels)``."""
+        src = self._need("wav")
+        if self._wav_header_only:
+            raise NotDownloadedError(f"{self.file_id}: only the WAV header was read; request the audio modality")
+        info = self.wav_info
+        assert info is not None
+        if info.frames == 0:
+            self._empty("audio")
+        a, b = span_indices(start_s, end_s, info.sample_rate, info.frames)
+        frame_bytes = info.channels * info.bits // 8
+        lo, hi = info.data_offset + a * frame_bytes, info.data_offset + b * frame_bytes
+        if info.format_tag == 3 and info.bits == 32 and isinstance(src, (str, Path)):
+            if b == a:
+                out = np.zeros((0,), np.float32)
+            else:
+                out = np.array(np.memmap(src, dtype="<f4", mode="r", offset=lo, shape=((b - a) * info.channels,)))
+        else:
+            if isinstance(src, (str, Path)):
+                with open(src, "rb") as fh:
+                    fh.seek(lo)
+                    raw = fh.read(hi - lo)
+            else:
+                raw = _read_source(src)[lo:hi]
+            out = formats.pcm_to_float(raw, info, f"{self.file_id}.wav").astype(np.float32, copy=True)
+            return out
+        return out.reshape(-1, info.channels) if info.channels > 1 else out
+
+    def feature_keys(self) -> list[str]:
+        return self._npz.keys() if self._npz is not None else []
+
+    def feature_rate(self, key: str) -> Fraction:
+        rate = self.frame_rate
+        if rate is None:
+            raise IntegrityError(f"{self.file_id}: frame rate unknown (no video stream and no audio to derive it)")
+        return rate / HYPERNET_STRIDE if key.endswith(HYPERNET_KEY_SUFFIX) else rate
+
+    def features(self, keys: Iterable[str] | None = None, start_s: float | None = None,
+                 end_s: float | None = None) -> dict[str, np.ndarray]:
+        """``"group:feature" -> rows in the span``; hypernet features are cut at frame_rate/15."""
+        if self._npz is None:
+            raise NotDownloadedError(f"{self.file_id}: no local .npz file; download the bundle first")
+        wanted = list(self._npz.keys() if keys is None else keys)
+        out: dict[str, np.ndarray] = {}
+        if self.num_frames == 0:
+            self._empty("features")
+        if start_s is None and end_s is None:
+            return self._npz.arrays(wanted)
+        for key in wanted:
+            length = self._npz.shape(key)[0] if self._npz.shape(key) else 0
+            if length == 0:
+                out[key] = self._npz.rows(key)
+            else:
+                a, b = span_indices(start_s, end_s, self.feature_rate(key), length)
+                out[key] = self._npz.rows(key, a, b)
+        return out
+
+    @cached_property
+    def json(self) -> dict[str, Any]:
+        raw = _read_source(self._need("json"))
+        try:
+            doc = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise IntegrityError(f"{self.file_id}.json: not valid JSON ({exc})") from exc
+        if not isinstance(doc, dict):
+            raise IntegrityError(f"{self.file_id}.json: expected an object, got {type(doc).__name__}")
+        return doc
+
+    def vad_segments(self) -> list[dict]:
+        return list(self.json.get("metadata:vad") or [])
+
+    def vad_mask(self, rate: int = VAD_RATE, start_s: float | None = None, end_s: float | None = None) -> np.ndarray:
+        """Boolean speech mask; cell k covers ``[k/rate, (k+1)/rate)``; segments are cut like any span."""
+        total = math.ceil(self.duration_s * rate - 1e-6)
+        mask = np.zeros(total, dtype=bool)
+        for seg in self.vad_segments():
+            s, e = seg.get("start"), seg.get("end")
+            if s is None or e is None:
+                continue
+            a, b = span_indices(s, e, rate, total)
+            mask[a:b] = True
+        a, b = span_indices(start_s, end_s, rate, total)
+        return mask[a:b]
+
+    def _all_words(self) -> list[dict]:
+        out = []
+        for si, seg in enumerate(self.json.get("metadata:transcript") or []):
+            for w in seg.get("words") or []:
+                out.append({**w, "segment": si})
+        return out
+
+    def words(self, start_s: float | None = None, end_s: float | None = None) -> list[dict]:
+        """Timed transcript words overlapping ``[start_s, end_s)``, each with its ``segment`` index.
+
+        Words whose times are null are never placed on the clock; see :meth:`untimed_words`.
+        """
+        lo = -math.inf if start_s is None else start_s
+        hi = math.inf if end_s is None else end_s
+        return [w for w in self._all_words()
+                if w.get("start") is not None and w.get("end") is not None and w["start"] < hi and w["end"] > lo]
+
+    def untimed_words(self) -> list[dict]:
+        """Words with a null start or end (WhisperX could not align them), with their ``segment`` index."""
+        return [w for w in self._all_words() if w.get("start") is None or w.get("end") is None]
+
+    def annotations(self, kind: str | None = None) -> dict[str, list] | list:
+        """All ``{kind: records}`` present, or the records of one kind (``[]`` when absent)."""
+        found = {k.split(":", 1)[1]: v for k, v in self.json.items() if k.startswith("annotations:")}
+        return found if kind is None else list(found.get(kind, []))
+
+    def video_frames(self, start_s: float, end_s: float) -> np.ndarray:
+        """uint8 RGB ``(T, H, W, 3)`` of frames in the span, decoded from the keyframe before ``start_s``."""
+        return decode_frames(self._need("mp4"), start_s, end_s, frame_rate=self.frame_rate,
+                             name=f"{self.file_id}.mp4")
+
+    def window(self, start_s: float, end_s: float, modalities: Sequence[str] = MODALITIES, *,
+               feature_keys: Iterable[str] | None = None, vad_rate: int = VAD_RATE) -> dict[str, Any]:
+        """Every requested modality for one span, as a dict keyed by modality name plus ``file_id``."""
+        unknown = set(modalities) - set(MODALITIES)
+        if unknown:
+            raise ValueError(f"unknown modalities {sorted(unknown)}; expected some of {list(MODALITIES)}")
+        out: dict[str, Any] = {"file_id": self.file_id, "start_s": start_s, "end_s": end_s}
+        if "audio" in modalities:
+            out["audio"] = self.audio(start_s, end_s)
+        if "features" in modalities:
+            out["features"] = self.features(feature_keys, start_s, end_s)
+        if "vad" in modalities:
+            out["vad"] = self.vad_mask(vad_rate, start_s, end_s)
+        if "words" in modalities:
+            out["words"] = self.words(start_s, end_s)
+        if "video" in modalities:
+            out["video"] = self.video_frames(start_s, end_s)
+        return out
+
+
+class Interaction:
+    """The one or two participants of an interaction key, on one clock."""
+
+    def __init__(self, key: str, participants: Sequence[Participant]):
+        if not 1 <= len(participants) <= 2:
+            raise ValueError(f"{key}: an interaction has 1 or 2 participants, got {len(participants)}")
+        self.key = key
+        self.participants: tuple[Participant, ...] = tuple(sorted(participants, key=lambda p: p.file_id))
+
+    def __repr__(self) -> str:
+        return f"Interaction({self.key!r}, {[p.file_id for p in self.participants]})"
+
+    @property
+    def duration_s(self) -> float:
+        """The shortest participant's duration: the span both can fill."""
+        return min(p.duration_s for p in self.participants)
+
+    def window(self, start_s: float, end_s: float, modalities: Sequence[str] = MODALITIES, **kwargs) -> dict:
+        """``{"key", "start_s", "end_s", "participants": [per-participant window, ...]}`` for one span."""
+        return {"key": self.key, "start_s": start_s, "end_s": end_s,
+                "participants": [p.window(start_s, end_s, modalities, **kwargs) for p in self.participants]}
+
+    def windows(self, window_s: float, hop_s: float | None = None, **kwargs) -> list[tuple[float, float]]:
+        return windows(self.duration_s, window_s, hop_s, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------ openers
+def _bundle_from_catalog(local_dir: Path, file_id: str, catalog) -> dict[str, Path]:
+    rec = catalog.record(file_id)
+    paths = layout.bundle_paths(local_dir, rec.label, rec.split, rec.batch, rec.archive, file_id)
+    return {ext: p for ext, p in paths.items() if p.exists()}
+
+
+def open_participant(local_dir: Path | str, file_id: str, catalog=None) -> Participant:
+    """A participant from local data: the catalog's folder for it, else a search under ``local_dir``."""
+    file_id = str(FileId.parse(file_id))
+    local_dir = Path(local_dir)
+    paths = _bundle_from_catalog(local_dir, file_id, catalog) if catalog is not None else {}
+    if not paths:  # no catalog, or a copy that sits in another archive (duplicates exist, FORMAT.md 4)
+        paths = layout.find_bundle(local_dir, file_id)
+    if not paths:
+        raise NotDownloadedError(f"{file_id}: no local files under {local_dir}; download it first")
+    return Participant.from_paths(file_id, paths)
+
+
+def open_interaction(local_dir: Path | str, key: str, catalog=None) -> Interaction:
+    """Both participants of an interaction (one for the few singleton sessions) from local data."""
+    key = validate_interaction_key(key)
+    local_dir = Path(local_dir)
+    if catalog is not None:
+        ids = list(catalog.interaction_file_ids(key))
+    else:
+        pattern = f"*/*/[0-9][0-9][0-9][0-9]/[0-9][0-9][0-9][0-9]/{key}_P*.*"
+        ids = sorted({p.name.split(".", 1)[0] for p in local_dir.glob(pattern)})
+    if not ids:
+        raise NotDownloadedError(f"{key}: no local files under {local_dir}; download it first")
+    return Interaction(key, [open_participant(local_dir, fid, catalog) for fid in ids])
+
+
+def load_interaction_data(paths: Sequence[str | Path] | Mapping[str, str | Path]) -> dict[str, Any]:
+    """The official README's dict, without OpenCV or librosa.
+
+    Keys: ``video`` (a lazy :class:`~seamless_interaction.access.video.VideoReader`, the ``cv2.VideoCapture``
+    stand-in: ``read()`` gives ``(ok, bgr_frame)``), ``audio`` (float32 mono at 48 kHz, channels
+    averaged as ``librosa.load`` does) and ``sample_rate``, ``json`` (dict), ``npz`` (``np.load``'s
+    lazy NpzFile). Only files present in ``paths`` appear.
+    """
+    items = list(paths.values()) if isinstance(paths, Mapping) else list(paths)
+    data: dict[str, Any] = {}
+    for path in map(str, items):
+        if path.endswith(".mp4"):
+            data["video"] = VideoReader(path)
+        elif path.endswith(".wav"):
+            audio, sr = formats.decode_wav(Path(path).read_bytes(), name=path)
+            if audio.ndim > 1:
+                audio = audio.mean(axis=1)
+            if sr != AUDIO_SAMPLE_RATE:
+                raise IntegrityError(f"{path}: sample rate {sr} Hz, expected {AUDIO_SAMPLE_RATE} (no resampler here)")
+            if audio.size == 0:
+                warnings.warn(f"{path}: audio is empty (placeholder media)", EmptyMediaWarning, stacklevel=2)
+            data["audio"], data["sample_rate"] = np.asarray(audio, dtype=np.float32), sr
+        elif path.endswith(".json"):
+            with open(path, encoding="utf-8") as fh:
+                data["json"] = json.load(fh)
+        elif path.endswith(".npz"):
+            data["npz"] = np.load(path, allow_pickle=False)
+    return data

@@ -1,0 +1,771 @@
+"""Streaming PyTorch loader: windows of both participants of each interaction, read from WebDataset shards.
+
+``WindowDataset`` reads shards (local paths, http(s) URLs, or ``(label, split, batches)`` resolved through
+a catalog and an ``hf_url`` base) with its own tar reader: members that no requested modality needs are
+skipped without decoding; from a local file by seeking, over HTTP by a new Range request when the skip is
+large. The frame rate comes from the mp4's own stream header, read in place (a seekable view of the
+member locally, small Range reads over HTTP), else N / WAV duration; the WAV is read only as far as its
+header unless audio is requested.
+
+Work split (every window exactly once per epoch): the unit of work is an interaction (``dyadic=True``)
+or a file id. With a catalog, the units of all shards are listed up front, ordered by batch and archive
+(shuffled by batch when ``shuffle``), and cut into one contiguous run per global worker
+``rank * num_workers + worker_id``; each worker opens only the shards holding its units. Without a
+catalog, a unit belongs to worker ``crc32(unit) % world``, and every worker scans every shard's headers
+(local: seeks only). Neither split depends on how much a worker reads, so an epoch is reproduced by
+``(seed, epoch, world size)``.
+
+Dyadic join and its memory bound: partners usually sit in different archives of one batch. A
+participant whose partner is still unread waits in a buffer (its requested members only). With a
+catalog, shards are read batch by batch, and within a batch the next shard is the one holding the most
+partners of what is buffered, so the buffer never outlives a batch and holds at most the owned
+interactions split across the shards read so far; without a catalog it is capped at ``max_pending``
+participants, the oldest leaving unmatched (with a warning) when the cap is hit or the stream ends.
+Unmatched participants are yielded alone (``participant_mask`` marks the empty slot after collate).
+
+Speed: the features are the cost (the npz members are DEFLATE, ~2x compressed). Each participant's
+requested members are inflated once, each in one C call (libdeflate when the optional ``deflate``
+package is installed, else zlib), on ``decode_threads`` threads and one participant ahead of the one
+being cut; windows are views of those arrays, and audio windows are cut from the WAV member's bytes
+without converting them. So at most one participant beyond the join buffer is held in memory.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import random
+import re
+import warnings
+import zlib
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+try:
+    import torch
+    from torch.utils.data import IterableDataset, get_worker_info
+except ImportError as exc:  # torch is an optional extra
+    raise ImportError("seamless_interaction.access.loader needs PyTorch: pip install 'seamless-interaction[loader]' "
+                      "(the CPU wheel: --index-url https://download.pytorch.org/whl/cpu)") from exc
+
+from seamless_interaction.access.aligned import (EmptyMediaWarning, Interaction, NpzReader, Participant, span_indices,
+                                         windows)
+from seamless_interaction.constants import VAD_RATE
+from seamless_interaction.base.errors import IntegrityError, TransferError
+from seamless_interaction.remote.urls import hub_archive_url
+
+logger = logging.getLogger(__name__)
+
+LOADER_MODALITIES = ("features", "audio", "vad", "words")
+RANGE_SKIP_MIN = 1 << 20  # over HTTP, skips larger than this reopen the stream at an offset (Range)
+WAV_HEAD_BYTES = 4096
+_SHARD_RE = re.compile(r"(?P<label>[a-z]+)/(?P<split>[a-z]+)/(?P<batch>\d{4})/(?P<archive>\d{4})\.tar$")
+
+
+class ShardWarning(UserWarning):
+    """A shard or sample that was skipped (truncated, corrupt, placeholder media, unmatched partner)."""
+
+
+# ------------------------------------------------------------------------------------------ sources
+@dataclass(frozen=True)
+class Shard:
+    """One tar; label/split/batch/archive are known when the path or URL follows the Hub layout."""
+
+    location: str
+    label: str | None = None
+    split: str | None = None
+    batch: int | None = None
+    archive: int | None = None
+
+    @property
+    def is_http(self) -> bool:
+        return self.location.startswith(("http://", "https://"))
+
+    @classmethod
+    def parse(cls, location: str | Path) -> "Shard":
+        loc = str(location)
+        m = _SHARD_RE.search(loc.split("?", 1)[0])
+        if m is None:
+            return cls(loc)
+        return cls(loc, m["label"], m["split"], int(m["batch"]), int(m["archive"]))
+
+
+def resolve_shards(sources: Iterable[Any] | str | Path | tuple, *, catalog=None, hf_url: str | None = None
+                   ) -> list[Shard]:
+    """Paths and URLs as given; ``(label, split, batches)`` tuples expand through ``catalog`` to
+    ``hf_url`` resolve URLs (``batches`` an int or an iterable of ints)."""
+    if isinstance(sources, (str, Path)) or (isinstance(sources, tuple) and len(sources) == 3
+                                            and isinstance(sources[0], str) and not _looks_like_shard(sources[0])):
+        sources = [sources]
+    out: list[Shard] = []
+    for src in sources:
+        if isinstance(src, tuple):
+            label, split, batches = src
+            if catalog is None or hf_url is None:
+                raise ValueError(f"source {src!r} needs catalog= and hf_url= to list its archives")
+            for b in [batches] if isinstance(batches, int) else batches:
+                for a in catalog.archives(label, split, b):
+                    out.append(Shard(hub_archive_url(hf_url, label, split, b, a), label, split, int(b), int(a)))
+        else:
+            out.append(Shard.parse(src))
+    return out
+
+
+def _looks_like_shard(text: str) -> bool:
+    return text.endswith(".tar") or "://" in text or "/" in text
+
+
+# ------------------------------------------------------------------------------------------ readers
+class _LocalReader:
+    def __init__(self, path: str):
+        self.path = path
+        self._fh = open(path, "rb")
+        self.pos = 0
+
+    def read(self, n: int) -> bytes:
+        data = self._fh.read(n)
+        self.pos += len(data)
+        return data
+
+    def skip(self, n: int) -> None:
+        self._fh.seek(n, os.SEEK_CUR)
+        self.pos += n
+
+    def opener(self, offset: int, size: int) -> Callable[[], IO[bytes]]:
+        path = self.path
+        return lambda: _SubFile(open(path, "rb"), offset, size)
+
+    def size_ok(self, end: int) -> bool:
+        return end <= os.fstat(self._fh.fileno()).st_size
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class _MemberView(io.RawIOBase):
+    """A seekable read-only window of ``size`` bytes at ``offset``; subclasses provide ``readinto``."""
+
+    def __init__(self, offset: int, size: int):
+        self._off, self._size, self._pos = offset, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self._pos = max(0, {0: 0, 1: self._pos, 2: self._size}[whence] + pos)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+class _SubFile(_MemberView):
+    """A view of a member of a local file (an mp4 member probed in place)."""
+
+    def __init__(self, fh: IO[bytes], offset: int, size: int):
+        super().__init__(offset, size)
+        self._fh = fh
+
+    def readinto(self, b) -> int:
+        n = max(0, min(len(b), self._size - self._pos))
+        if n == 0:
+            return 0
+        self._fh.seek(self._off + self._pos)
+        data = self._fh.read(n)
+        b[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+class _HttpReader:
+    """Sequential reader over an HTTP body; large skips reopen the stream with a Range header."""
+
+    def __init__(self, client, url: str):
+        self._client, self.url, self.pos = client, url, 0
+        self._resp = None
+        self._it: Iterator[bytes] | None = None
+        self._buf = b""
+        self._open(0)
+
+    def _open(self, offset: int) -> None:
+        self.close()
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        try:
+            resp = self._client.send(self._client.build_request("GET", self.url, headers=headers), stream=True)
+        except Exception as exc:  # httpx.TransportError and friends
+            raise TransferError(f"{self.url}: {exc}", url=self.url) from exc
+        if resp.status_code >= 400:
+            resp.close()
+            raise TransferError(f"{self.url}: HTTP {resp.status_code}", url=self.url, status=resp.status_code)
+        self.url = str(resp.url)  # keep the redirect target for later Range requests
+        self._resp, self._it, self._buf = resp, resp.iter_raw(1 << 18), b""
+        if offset and resp.status_code != 206:  # no Range support: read up to the offset
+            self.pos = 0
+            self._discard(offset)
+        self.pos = offset
+
+    def read(self, n: int) -> bytes:
+        parts, need = [], n
+        while need > 0:
+            if not self._buf:
+                try:
+                    self._buf = next(self._it)  # type: ignore[arg-type]
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    raise TransferError(f"{self.url}: {exc}", url=self.url) from exc
+            take = self._buf[:need]
+            self._buf = self._buf[len(take):]
+            parts.append(take)
+            need -= len(take)
+        data = b"".join(parts)
+        self.pos += len(data)
+        return data
+
+    def _discard(self, n: int) -> None:
+        while n > 0:
+            got = len(self.read(min(n, 1 << 20)))
+            if not got:
+                return
+            n -= got
+
+    def skip(self, n: int) -> None:
+        if n >= RANGE_SKIP_MIN:
+            self._open(self.pos + n)
+        else:
+            self._discard(n)
+
+    def opener(self, offset: int, size: int) -> Callable[[], IO[bytes]]:
+        client, url = self._client, self.url
+        return lambda: _HttpRangeFile(client, url, offset, size)
+
+    def size_ok(self, end: int) -> bool:
+        return True  # a short body shows up as a short read
+
+    def close(self) -> None:
+        if self._resp is not None:
+            self._resp.close()
+            self._resp = None
+
+
+class _HttpRangeFile(_MemberView):
+    """A view of a member over HTTP Range requests, with a read-ahead block (mp4 header probes)."""
+
+    BLOCK = 1 << 18
+
+    def __init__(self, client, url: str, offset: int, size: int):
+        super().__init__(offset, size)
+        self._client, self._url = client, url
+        self._cache_start, self._cache = -1, b""
+
+    def readinto(self, b) -> int:
+        n = max(0, min(len(b), self._size - self._pos))
+        if n == 0:
+            return 0
+        if not (self._cache_start <= self._pos and self._pos + n <= self._cache_start + len(self._cache)):
+            lo = self._off + self._pos
+            hi = min(self._off + self._size, lo + max(n, self.BLOCK)) - 1
+            resp = self._client.get(self._url, headers={"Range": f"bytes={lo}-{hi}"})
+            if resp.status_code != 206:
+                raise TransferError(f"{self._url}: Range request answered {resp.status_code}", url=self._url,
+                                    status=resp.status_code)
+            self._cache_start, self._cache = self._pos, resp.content
+        i = self._pos - self._cache_start
+        data = self._cache[i:i + n]
+        b[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+# ------------------------------------------------------------------------------------------ tar parsing
+def _tar_number(field: bytes) -> int:
+    if field and field[0] & 0x80:  # base-256 (GNU) for sizes >= 8 GiB
+        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
+    return int(text, 8) if text else 0
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    out, pos = {}, 0
+    while pos < len(data):
+        sp = data.index(b" ", pos)
+        length = int(data[pos:sp])
+        key, _, value = data[sp + 1:pos + length - 1].partition(b"=")
+        out[key.decode("utf-8")] = value.decode("utf-8")
+        pos += length
+    return out
+
+
+def iter_members(reader, want: Callable[[str, str], str], where: str) -> Iterator[tuple[str, str, Any]]:
+    """Yield ``(file_id, ext, payload)`` for every regular member; ``want(file_id, ext)`` says how to take it:
+    ``"data"`` (bytes), ``"head"`` (the first WAV_HEAD_BYTES), ``"open"`` (an opener of a seekable
+    view) or ``"skip"`` (payload None). Raises IntegrityError on a bad header or a truncated member."""
+    pax: dict[str, str] = {}
+    long_name: str | None = None
+    while True:
+        header = reader.read(512)
+        if len(header) == 0:
+            return  # tolerate a missing end-of-archive marker
+        if len(header) < 512:
+            raise IntegrityError(f"{where}: truncated tar header at byte {reader.pos - len(header)}")
+        if header == b"\0" * 512:
+            return
+        stored = _tar_number(header[148:156])
+        if stored != sum(header[:148]) + 256 + sum(header[156:]):
+            raise IntegrityError(f"{where}: corrupt tar header at byte {reader.pos - 512}")
+        size = _tar_number(header[124:136])
+        kind = header[156:157]
+        name = header[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+        if header[257:262] == b"ustar" and header[345:500].strip(b"\0"):
+            name = header[345:500].split(b"\0", 1)[0].decode("utf-8", "replace") + "/" + name
+        padded = (size + 511) // 512 * 512
+        if kind in (b"x", b"g", b"L"):
+            data = reader.read(padded)
+            if len(data) < padded:
+                raise IntegrityError(f"{where}: truncated tar extended header at byte {reader.pos}")
+            if kind == b"x":
+                pax = _pax_records(data[:size])
+            elif kind == b"L":
+                long_name = data[:size].split(b"\0", 1)[0].decode("utf-8", "replace")
+            continue
+        name = pax.get("path", long_name or name)
+        size = int(pax.get("size", size))
+        padded = (size + 511) // 512 * 512
+        pax, long_name = {}, None
+        if kind not in (b"0", b"\0", b"7"):
+            reader.skip(padded)
+            continue
+        base = name.rsplit("/", 1)[-1]
+        file_id, _, ext = base.partition(".")
+        how = want(file_id, ext)
+        start = reader.pos
+        if how == "data":
+            payload: Any = reader.read(size)
+            if len(payload) < size:
+                raise IntegrityError(f"{where}: member {name} truncated ({len(payload)} of {size} bytes)")
+            reader.skip(padded - size)
+        elif how == "head":
+            payload = reader.read(min(size, WAV_HEAD_BYTES))
+            reader.skip(padded - len(payload))
+        else:
+            payload = reader.opener(start, size) if how == "open" else None
+            reader.skip(padded)
+        if not reader.size_ok(start + size):
+            raise IntegrityError(f"{where}: member {name} runs past the end of the file")
+        yield file_id, ext, payload
+
+
+def iter_samples(reader, want: Callable[[str, str], str], where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Group consecutive members by file id (the text before the first dot, as WebDataset does)."""
+    current, parts = None, {}
+    for file_id, ext, payload in iter_members(reader, want, where):
+        if file_id != current and current is not None:
+            yield current, parts
+            parts = {}
+        current = file_id
+        if payload is not None:
+            parts[ext] = payload
+    if current is not None:
+        yield current, parts
+
+
+# ------------------------------------------------------------------------------------------ the dataset
+def _dist_rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    if rank is not None and world_size is not None:
+        return rank, world_size
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+class WindowDataset(IterableDataset):
+    """Windows of ``window_s`` seconds (hop ``hop_s``, default ``window_s``) from WebDataset shards.
+
+    Each item: ``{"key", "file_ids", "start_s", "end_s", "participants": [{"file_id", "features":
+    {key: rows}, "audio": samples, "vad": mask, "words": [...]}, ...]}`` with only the requested
+    modalities (``"features"``, ``"audio"``, ``"vad"``, ``"words"``). Use :func:`collate_windows`.
+
+    Args:
+        sources: shard paths or URLs, or ``(label, split, batches)`` tuples (need ``catalog`` and ``hf_url``).
+        dyadic: yield both participants of an interaction in one item (see the module docstring).
+        shuffle, seed: per-epoch order of batches/shards and a window shuffle buffer, from ``(seed, epoch)``.
+        strict: raise on a bad shard or placeholder sample instead of warning and skipping it.
+        catalog: a :class:`~seamless_interaction.catalog.tables.Catalog`; enables the planned split and join.
+        feature_keys: npz keys to return (default all); only these are decompressed.
+        rank, world_size: override torch.distributed / RANK / WORLD_SIZE.
+        drop_last: only full windows (default); else a last shorter window per interaction.
+        decode_threads: threads inflating npz members (zlib and libdeflate release the GIL), which also
+            inflate the next participant while the current one is cut; default 2 in the main process
+            and 1 (no thread) inside a DataLoader worker, where the workers already use the cores.
+    """
+
+    def __init__(self, sources, modalities: Sequence[str] = ("features",), window_s: float = 4.0,
+                 hop_s: float | None = None, dyadic: bool = True, shuffle: bool = False, seed: int = 0,
+                 strict: bool = False, catalog=None, feature_keys: Sequence[str] | None = None, *,
+                 hf_url: str | None = None, rank: int | None = None, world_size: int | None = None,
+                 drop_last: bool = True, max_pending: int = 256, shuffle_buffer: int = 512,
+                 http_client=None, vad_rate: int = VAD_RATE, decode_threads: int | None = None):
+        super().__init__()
+        bad = set(modalities) - set(LOADER_MODALITIES)
+        if bad:
+            raise ValueError(f"unknown modalities {sorted(bad)}; the loader supports {list(LOADER_MODALITIES)}")
+        self.shards = resolve_shards(sources, catalog=catalog, hf_url=hf_url)
+        self.modalities = tuple(modalities)
+        self.window_s, self.hop_s = window_s, hop_s
+        self.dyadic, self.shuffle, self.seed, self.strict = dyadic, shuffle, seed, strict
+        self.catalog, self.feature_keys = catalog, list(feature_keys) if feature_keys else None
+        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        self.max_pending, self.shuffle_buffer, self.vad_rate = max_pending, shuffle_buffer, vad_rate
+        self._http_client = http_client
+        self._own_client = None
+        self.decode_threads = decode_threads
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    # ---- planning (pure: the same on every worker)
+    def _unit(self, file_id: str) -> str:
+        return file_id[:19] if self.dyadic else file_id
+
+    def _worker(self) -> tuple[int, int]:
+        rank, world = _dist_rank_world(self.rank, self.world_size)
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        return rank * nw + wid, world * nw
+
+    def _catalog_ids(self, shard: Shard) -> list[str]:
+        if shard.batch is None:
+            raise ValueError(f"{shard.location}: not a {{label}}/{{split}}/{{batch}}/{{archive}}.tar path; "
+                             "the catalog cannot say what it holds")
+        return list(self.catalog.archive_file_ids(shard.label, shard.split, shard.batch, shard.archive))
+
+    def plan(self, worker: int, world: int) -> tuple[list[list[Shard]], Callable[[str], bool], dict[str, int]]:
+        """(shard groups in read order, ownership test on a unit, expected participants per unit)."""
+        rng = random.Random(f"{self.seed}:{self.epoch}")
+        if self.catalog is None:
+            shards = list(self.shards)
+            if self.shuffle:
+                rng.shuffle(shards)
+            return [shards], lambda u: zlib.crc32(u.encode()) % world == worker, {}
+        groups: dict[tuple, list[Shard]] = {}
+        holds: dict[Shard, list[str]] = {}
+        for sh in self.shards:
+            groups.setdefault((sh.label, sh.split, sh.batch), []).append(sh)
+            holds[sh] = self._catalog_ids(sh)
+        order = sorted(groups, key=str)
+        if self.shuffle:
+            rng.shuffle(order)
+        units: list[str] = []
+        expected: dict[str, int] = {}
+        for g in order:
+            for sh in sorted(groups[g], key=lambda s: s.archive or 0):
+                for fid in holds[sh]:
+                    u = self._unit(fid)
+                    if u not in expected:
+                        units.append(u)
+                    expected[u] = expected.get(u, 0) + 1
+        lo, hi = len(units) * worker // world, len(units) * (worker + 1) // world
+        mine = set(units[lo:hi])
+        if self.dyadic:
+            for u in units[lo:hi]:
+                n_all = len(self.catalog.interaction_file_ids(u))
+                if n_all > expected[u]:
+                    warnings.warn(f"{u}: {n_all - expected[u]} participant(s) sit in archives not among the "
+                                  "sources; its windows carry the others alone", ShardWarning, stacklevel=3)
+        read_groups = []
+        for g in order:
+            shards = [sh for sh in groups[g] if any(self._unit(f) in mine for f in holds[sh])]
+            if shards:
+                read_groups.append(self._join_order(shards, holds, rng))
+        return read_groups, mine.__contains__, expected
+
+    def _join_order(self, shards: list[Shard], holds: dict, rng: random.Random) -> list[Shard]:
+        """Greedy: next, the shard holding the most partners of what has been read (keeps the buffer small)."""
+        left = sorted(shards, key=lambda s: s.archive or 0)
+        if self.shuffle:
+            rng.shuffle(left)
+        open_units: set[str] = set()
+        out = []
+        while left:
+            best = max(range(len(left)), key=lambda i: (sum(self._unit(f) in open_units for f in holds[left[i]]), -i))
+            sh = left.pop(best)
+            out.append(sh)
+            open_units ^= {self._unit(f) for f in holds[sh]}
+        return out
+
+    # ---- reading
+    def _want(self, ext: str) -> str:
+        m = self.modalities
+        if ext == "npz":
+            return "data" if "features" in m else "skip"
+        if ext == "wav":
+            return "data" if "audio" in m else "head"
+        if ext == "json":
+            return "data" if ("vad" in m or "words" in m) else "skip"
+        if ext == "mp4":
+            return "open"
+        return "skip"
+
+    def _client(self):
+        if self._http_client is not None:
+            return self._http_client
+        if self._own_client is None:  # made per iteration, closed when it ends
+            import httpx
+
+            self._own_client = httpx.Client(follow_redirects=True, timeout=60.0)
+        return self._own_client
+
+    def _problem(self, message: str, exc: Exception | None = None) -> None:
+        if self.strict:
+            raise IntegrityError(message) from exc
+        warnings.warn(message, ShardWarning, stacklevel=3)
+
+    def _read_shard(self, shard: Shard, owned: Callable[[str], bool]) -> Iterator[tuple[Participant, dict]]:
+        def want(file_id: str, ext: str) -> str:
+            return self._want(ext) if owned(self._unit(file_id)) else "skip"
+
+        reader = None
+        try:
+            reader = _HttpReader(self._client(), shard.location) if shard.is_http else _LocalReader(shard.location)
+            for file_id, parts in iter_samples(reader, want, shard.location):
+                if owned(self._unit(file_id)):
+                    yield (Participant.from_sources(file_id, parts, wav_header_only="audio" not in self.modalities),
+                           parts)
+        except (IntegrityError, TransferError, OSError) as exc:
+            self._problem(f"{shard.location}: {exc}; rest of the shard skipped", exc)
+        finally:
+            if reader is not None:
+                reader.close()
+
+    def _start(self, p: Participant, parts: dict, pool: Executor | None) -> Callable[[], dict[str, Any] | None]:
+        """Check a participant and start inflating its features; the returned call waits for them.
+
+        The result is what its windows are cut from: ``features`` (the requested arrays, each inflated
+        once), ``audio`` (the whole float track, when asked) and ``rates``; or None when the participant
+        cannot be used (a warning, or an error in strict mode, raised by the returned call so that
+        problems surface in stream order).
+        """
+        def fail(message: str, exc: Exception | None = None) -> Callable[[], None]:
+            return lambda: self._problem(message, exc)
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", EmptyMediaWarning)
+                if p.is_placeholder or not p.frame_rate or p.duration_s <= 0:
+                    return fail(f"{p.file_id}: placeholder or empty media; skipped")
+            pending = None
+            if "features" in self.modalities:
+                if "npz" not in parts:
+                    return fail(f"{p.file_id}: no npz member; skipped")
+                pending = NpzReader(parts["npz"], name=f"{p.file_id}.npz").submit_arrays(self.feature_keys, pool)
+        except (IntegrityError, KeyError, ValueError) as exc:
+            return fail(f"{p.file_id}: {exc}; skipped", exc)
+
+        def finish() -> dict[str, Any] | None:
+            try:
+                out: dict[str, Any] = {"rates": {}}
+                if pending is not None:
+                    got = pending()
+                    if any(len(v) == 0 for v in got.values()):
+                        self._problem(f"{p.file_id}: zero-length feature arrays; skipped")
+                        return None
+                    out["features"] = got
+                    out["rates"] = {k: float(p.feature_rate(k)) for k in got}
+                if "audio" in self.modalities:
+                    out["audio"] = _audio_track(p, parts.get("wav"))
+                return out
+            except (IntegrityError, KeyError, ValueError) as exc:
+                self._problem(f"{p.file_id}: {exc}; skipped", exc)
+                return None
+
+        return finish
+
+    def _loaded(self, shards: list[Shard], owned, pool: Executor | None
+                ) -> Iterator[tuple[Participant, dict[str, Any] | None]]:
+        """Participants with their loaded data, one ahead: the next one is read from the tar and its
+        members are inflating on the pool while the current one is cut into windows and consumed."""
+        ahead: deque[tuple[Participant, Callable[[], dict[str, Any] | None]]] = deque()
+        for shard in shards:
+            for p, parts in self._read_shard(shard, owned):
+                ahead.append((p, self._start(p, parts, pool)))
+                if len(ahead) > 1:
+                    q, finish = ahead.popleft()
+                    yield q, finish()
+        while ahead:
+            q, finish = ahead.popleft()
+            yield q, finish()
+
+    def _window_items(self, group: list[tuple[Participant, dict]]) -> Iterator[dict]:
+        loaded = {p.file_id: data for p, data in group}
+        it = Interaction(self._unit(group[0][0].file_id), [p for p, _ in group])
+        for start, end in windows(it.duration_s, self.window_s, self.hop_s, drop_last=self.drop_last):
+            parts = []
+            for p in it.participants:
+                data = loaded[p.file_id]
+                d: dict[str, Any] = {"file_id": p.file_id}
+                if "features" in self.modalities:
+                    d["features"] = _cut_all(data["features"], data["rates"], start, end)
+                if "audio" in self.modalities:
+                    track = data["audio"]
+                    d["audio"] = p.audio(start, end) if track is None else _cut_audio(track, p, start, end)
+                if "vad" in self.modalities:
+                    d["vad"] = p.vad_mask(self.vad_rate, start, end)
+                if "words" in self.modalities:
+                    d["words"] = p.words(start, end)
+                parts.append(d)
+            yield {"key": it.key, "file_ids": [p.file_id for p in it.participants], "start_s": start,
+                   "end_s": end, "participants": parts}
+
+    def _groups(self, read_groups, owned, expected, pool: Executor | None = None
+                ) -> Iterator[list[tuple[Participant, dict]]]:
+        for shards in read_groups:
+            pending: OrderedDict[str, list[tuple[Participant, dict]]] = OrderedDict()
+            for p, arrays in self._loaded(shards, owned, pool):
+                u = self._unit(p.file_id)
+                if arrays is None:
+                    expected[u] = expected.get(u, 2) - 1
+                    if u in pending and len(pending[u]) >= expected[u]:
+                        yield pending.pop(u)
+                    continue
+                if not self.dyadic:
+                    yield [(p, arrays)]
+                    continue
+                pending.setdefault(u, []).append((p, arrays))
+                if len(pending[u]) >= expected.get(u, 2):
+                    yield pending.pop(u)
+                while sum(map(len, pending.values())) > self.max_pending:
+                    u0, ps = pending.popitem(last=False)
+                    warnings.warn(f"{u0}: partner not seen within max_pending={self.max_pending} "
+                                  "participants; yielded alone", ShardWarning, stacklevel=2)
+                    yield ps
+            for u, ps in pending.items():
+                if expected.get(u, 2) > len(ps) and (self.catalog is None or expected.get(u, 0) > 0):
+                    warnings.warn(f"{u}: partner of {ps[0][0].file_id} not found in the shards read; yielded alone",
+                                  ShardWarning, stacklevel=2)
+                yield ps
+
+    def __iter__(self) -> Iterator[dict]:
+        worker, world = self._worker()
+        read_groups, owned, expected = self.plan(worker, world)
+        rng = random.Random(f"{self.seed}:{self.epoch}:{worker}")
+        buf: list[dict] = []
+        threads = self.decode_threads
+        if threads is None:
+            threads = 2 if get_worker_info() is None else 1
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="npz-inflate") if threads > 1 else None
+        try:
+            for group in self._groups(read_groups, owned, dict(expected), pool):
+                for item in self._window_items(group):
+                    if not self.shuffle:
+                        yield item
+                        continue
+                    buf.append(item)
+                    if len(buf) >= self.shuffle_buffer:
+                        yield buf.pop(rng.randrange(len(buf)))
+            rng.shuffle(buf)
+            yield from buf
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            if self._own_client is not None:
+                self._own_client.close()
+                self._own_client = None
+
+
+def _cut_all(arrays: dict[str, np.ndarray], rates: dict[str, float], start: float, end: float
+             ) -> dict[str, np.ndarray]:
+    """Rows of every array in ``[start, end)`` (views); the row range is worked out once per (rate, length).
+
+    ``rates`` are the exact Fractions as floats, which is what :func:`span_indices` computes with.
+    """
+    spans: dict[tuple[float, int], tuple[int, int]] = {}
+    out = {}
+    for k, arr in arrays.items():
+        key = (rates[k], len(arr))
+        ab = spans.get(key)
+        if ab is None:
+            ab = spans[key] = span_indices(start, end, key[0], key[1])
+        out[k] = arr[ab[0]:ab[1]]
+    return out
+
+
+def _audio_track(p: Participant, wav: Any) -> np.ndarray | None:
+    """The whole float32 track as a view of the WAV member's bytes (``(n,)`` or ``(n, channels)``),
+    or None where :meth:`Participant.audio` must convert it (integer PCM, float64)."""
+    info = p.wav_info
+    if not isinstance(wav, bytes) or info is None or info.format_tag != 3 or info.bits != 32 or not info.channels:
+        return None
+    track = np.frombuffer(wav, dtype="<f4", count=info.frames * info.channels, offset=info.data_offset)
+    return track.reshape(-1, info.channels) if info.channels > 1 else track
+
+
+def _cut_audio(track: np.ndarray, p: Participant, start: float, end: float) -> np.ndarray:
+    if len(track) == 0:
+        warnings.warn(f"{p.file_id}: audio is empty (placeholder media)", EmptyMediaWarning, stacklevel=3)
+    a, b = span_indices(start, end, p.wav_info.sample_rate, len(track))
+    return track[a:b].copy()  # owned and writable, as Participant.audio returns; the member's bytes can go
+
+
+# ------------------------------------------------------------------------------------------ collate
+def _pad(arrays: list[list[np.ndarray | None]], dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad a (B, P) grid of arrays on their first axis; returns (values, mask (B, P, T))."""
+    present = [a for row in arrays for a in row if a is not None]
+    tail = present[0].shape[1:] if present else ()
+    t = max((len(a) for a in present), default=0)
+    B, P = len(arrays), max(len(r) for r in arrays)
+    dt = present[0].dtype if present else np.float32
+    values = np.zeros((B, P, t, *tail), dtype=dt)
+    mask = np.zeros((B, P, t), dtype=bool)
+    for i, row in enumerate(arrays):
+        for j, a in enumerate(row):
+            if a is not None:
+                values[i, j, : len(a)] = a
+                mask[i, j, : len(a)] = True
+    return torch.from_numpy(values), torch.from_numpy(mask)
+
+
+def collate_windows(items: list[dict]) -> dict[str, Any]:
+    """Batch window items into padded tensors with masks.
+
+    Returns ``key`` (list), ``file_ids`` (list of lists), ``start_s``/``end_s`` (B,) float64,
+    ``participant_mask`` (B, P) bool, and per requested modality: ``features[k]`` (B, P, T_k, ...) with
+    ``features_mask[k]`` (B, P, T_k); ``audio`` (B, P, S) with ``audio_mask``; ``vad`` (B, P, V) with
+    ``vad_mask``; ``words`` as nested lists. P is 2 in dyadic mode (1 otherwise); absent slots are masked.
+    """
+    P = max(len(it["participants"]) for it in items)
+    grid = [it["participants"] + [None] * (P - len(it["participants"])) for it in items]
+    out: dict[str, Any] = {
+        "key": [it["key"] for it in items],
+        "file_ids": [it["file_ids"] for it in items],
+        "start_s": torch.tensor([it["start_s"] for it in items], dtype=torch.float64),
+        "end_s": torch.tensor([it["end_s"] for it in items], dtype=torch.float64),
+        "participant_mask": torch.tensor([[p is not None for p in row] for row in grid]),
+    }
+    first = items[0]["participants"][0]
+    if "features" in first:
+        out["features"], out["features_mask"] = {}, {}
+        for k in first["features"]:
+            v, m = _pad([[p["features"].get(k) if p else None for p in row] for row in grid])
+            out["features"][k], out["features_mask"][k] = v, m
+    for name in ("audio", "vad"):
+        if name in first:
+            out[name], out[f"{name}_mask"] = _pad([[p[name] if p else None for p in row] for row in grid])
+    if "words" in first:
+        out["words"] = [[p["words"] if p else [] for p in row] for row in grid]
+    return out

@@ -1,0 +1,1 @@
+"""Base layer: the error tree, settings, the id grammar and byte-exact formats. Imports nothing of ours above it."""

@@ -1,0 +1,1 @@
+"""Local layer: every local path and temp name, safe extraction, the manifest. Knows no network."""

@@ -1,0 +1,124 @@
+"""Safe extraction of WebDataset archives into the local layout.
+
+The official toolkit called ``tarfile.extractall`` on downloaded archives (path traversal, links and
+devices all accepted) and treated an existing extraction folder as proof of completion, so a crash
+mid-extraction was never repaired. Here every member is checked before anything is written, the whole
+archive is extracted into a hidden staging folder first (a truncated tar fails there), files are then
+moved into place one ``os.replace`` at a time, and completion is recorded separately.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from seamless_interaction.base.errors import IntegrityError, UnsafeArchiveError
+
+STATE_DIR = ".seamless_interaction"
+
+
+@dataclass(frozen=True)
+class ExtractedMember:
+    name: str
+    path: Path
+    size: int
+
+
+def check_member(member: tarfile.TarInfo, archive: str) -> str:
+    """Return the member's safe relative name, or raise UnsafeArchiveError naming it."""
+    name = member.name
+    if not (member.isfile() or member.isdir()):
+        kind = "link" if (member.issym() or member.islnk()) else "device or special file"
+        raise UnsafeArchiveError(f"{archive}: member {name!r} is a {kind}; only regular files are allowed")
+    p = PurePosixPath(name)
+    if p.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise UnsafeArchiveError(f"{archive}: member {name!r} has an absolute path")
+    if any(part == ".." for part in p.parts) or "\\" in name:
+        raise UnsafeArchiveError(f"{archive}: member {name!r} would escape the extraction folder")
+    return str(p)
+
+
+def safe_extract(tar_path: Path | str, dest_dir: Path | str) -> list[ExtractedMember]:
+    """Extract every regular file of ``tar_path`` into ``dest_dir``; all or nothing for the members.
+
+    Existing files in ``dest_dir`` (for example bundles fetched by the CDN route) are kept unless
+    the archive holds a file of the same name, which then replaces it atomically.
+    """
+    tar_path, dest_dir = Path(tar_path), Path(dest_dir)
+    dest_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = dest_dir.parent / f".{dest_dir.name}.extracting-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    extracted: list[tuple[str, int]] = []
+    try:
+        try:
+            with tarfile.open(tar_path, "r:") as tar:
+                for member in tar:  # streaming: each header is checked before its body is written
+                    rel = check_member(member, str(tar_path))
+                    if member.isdir():
+                        continue
+                    target = staging / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    src = tar.extractfile(member)
+                    assert src is not None
+                    with src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                        written = out.tell()
+                    if written != member.size:
+                        raise IntegrityError(f"{tar_path}: member {rel!r} is truncated "
+                                             f"({written} of {member.size} bytes)")
+                    extracted.append((rel, member.size))
+        except (tarfile.TarError, EOFError) as exc:
+            raise IntegrityError(f"{tar_path}: not a complete tar archive ({exc})") from exc
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        out = []
+        for rel, size in extracted:
+            final = dest_dir / rel
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / rel, final)
+            out.append(ExtractedMember(rel, final, size))
+        return out
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _record_path(local_dir: Path, label: str, split: str, batch: int, archive: int) -> Path:
+    return Path(local_dir) / STATE_DIR / "archives" / label / split / f"{int(batch):04d}" / f"{int(archive):04d}.json"
+
+
+def write_extraction_record(local_dir: Path, label: str, split: str, batch: int, archive: int,
+                            members: list[ExtractedMember], source: str, sha256: str | None) -> Path:
+    path = _record_path(local_dir, label, split, batch, archive)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"source": source, "sha256": sha256, "time": time.time(),
+           "members": {m.name: m.size for m in members}}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def read_extraction_record(local_dir: Path, label: str, split: str, batch: int, archive: int) -> dict | None:
+    try:
+        return json.loads(_record_path(local_dir, label, split, batch, archive).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def extraction_complete(local_dir: Path, dest_dir: Path, label: str, split: str, batch: int, archive: int) -> bool:
+    """True when a completion record exists and every member it lists is on disk at its size."""
+    record = read_extraction_record(local_dir, label, split, batch, archive)
+    if not record:
+        return False
+    for name, size in record.get("members", {}).items():
+        try:
+            if (Path(dest_dir) / name).stat().st_size != size:
+                return False
+        except OSError:
+            return False
+    return True

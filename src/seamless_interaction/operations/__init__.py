@@ -1,0 +1,1 @@
+"""Operations: work over a whole local tree or selection (verify, index, export)."""

@@ -1,0 +1,1 @@
+"""Remote layer: the HTTP engine, remote tar indexes and URL layouts."""

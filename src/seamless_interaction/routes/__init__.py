@@ -1,0 +1,1 @@
+"""Routes: the ways to bring files home (CDN per file, Hub archives, Hub members by Range)."""

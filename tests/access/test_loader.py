@@ -1,0 +1,232 @@
+from __future__ import annotations
+
+import math
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the loader is the optional torch extra")
+
+from loader_builders import make_bundle, write_tar  # noqa: E402
+
+from seamless_interaction.access.aligned import Participant, windows  # noqa: E402
+from seamless_interaction.base.errors import IntegrityError  # noqa: E402
+from seamless_interaction.access.loader import ShardWarning, WindowDataset, collate_windows  # noqa: E402
+
+ALL = ("features", "audio", "vad", "words")
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory):
+    from seamless_interaction.catalog.tables import Catalog
+    from seamless_interaction.mirror.generate import build_mirror
+
+    root = tmp_path_factory.mktemp("mirror") / "m"
+    info = build_mirror(root)
+    catalog = Catalog.load(str(root / "assets"), root.parent / "cache")
+    return info, catalog
+
+
+def hub_tars(info) -> list[str]:
+    return sorted(str(p) for p in (info.root / "hub").rglob("*.tar"))
+
+
+def listed_tars(info, catalog) -> list[str]:
+    return [t for t in hub_tars(info) if Path(t).exists() and _listed(t, info, catalog)]
+
+
+def _listed(t: str, info, catalog) -> bool:
+    rel = Path(t).relative_to(info.root / "hub").parts
+    return bool(catalog.archive_file_ids(rel[0], rel[1], int(rel[2]), int(rel[3][:4])))
+
+
+def keys_of(items) -> list[tuple[str, float]]:
+    return [(fid, it["start_s"]) for it in items for fid in it["file_ids"]]
+
+
+def quiet_list(ds) -> list[dict]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ShardWarning)
+        return list(ds)
+
+
+@pytest.fixture(scope="module")
+def own_tars(tmp_path_factory, bundles_module):
+    """Two shards; the partners of both interactions sit in different shards."""
+    d = tmp_path_factory.mktemp("shards")
+    ids = list(bundles_module)
+    a = write_tar(d / "a.tar", {ids[0]: bundles_module[ids[0]], ids[2]: bundles_module[ids[2]]})
+    b = write_tar(d / "b.tar", {ids[3]: bundles_module[ids[3]], ids[1]: bundles_module[ids[1]]})
+    return [str(a), str(b)]
+
+
+@pytest.fixture(scope="module")
+def bundles_module():
+    return {
+        "V00_S0001_I00000001_P0001": make_bundle("V00_S0001_I00000001_P0001", 60, Fraction(30)),
+        "V00_S0001_I00000001_P0002A": make_bundle("V00_S0001_I00000001_P0002A", 60, Fraction(30)),
+        "V01_S0002_I00000002_P0003": make_bundle("V01_S0002_I00000002_P0003", 75, Fraction(30000, 1001)),
+        "V01_S0002_I00000002_P0004": make_bundle("V01_S0002_I00000002_P0004", 75, Fraction(30000, 1001)),
+    }
+
+
+def test_windows_equal_the_bytes_on_disk_at_both_rates(own_tars, bundles_module):
+    ds = WindowDataset(own_tars, modalities=ALL, window_s=0.7, hop_s=0.5)
+    items = list(ds)
+    assert {tuple(it["file_ids"]) for it in items} == {tuple(sorted(bundles_module))[:2], tuple(sorted(bundles_module))[2:]}
+    for it in items:
+        s, e = it["start_s"], it["end_s"]
+        for part in it["participants"]:
+            ref = Participant.from_sources(part["file_id"], bundles_module[part["file_id"]])
+            for k, v in ref.features(None, s, e).items():
+                assert np.array_equal(part["features"][k], v), k
+            assert np.array_equal(part["audio"], ref.audio(s, e))
+            assert np.array_equal(part["vad"], ref.vad_mask(100, s, e))
+            assert part["words"] == ref.words(s, e)
+    # Exact boundary rows, independently: floor(t * rate + 1e-6) on the exact rates.
+    ntsc = [it for it in items if it["key"] == "V01_S0002_I00000002" and it["start_s"] == 1.5][0]
+    rows = ntsc["participants"][0]["features"]["smplh:global_orient"][:, 0]
+    a = math.floor(Fraction("1.5") * Fraction(30000, 1001) + Fraction(1, 10**6))
+    b = math.floor(Fraction("2.2") * Fraction(30000, 1001) + Fraction(1, 10**6))
+    assert rows.tolist() == list(range(a, b))
+    assert np.array_equal(ntsc["participants"][0]["audio"], np.arange(72000, 105600, dtype=np.float32))
+    pal = [it for it in items if it["key"] == "V00_S0001_I00000001" and it["start_s"] == 1.0][0]
+    assert pal["participants"][1]["features"]["smplh:global_orient"][:, 0].tolist() == list(range(30, 51))
+    starts = sorted({it["start_s"] for it in items if it["key"] == "V01_S0002_I00000002"})
+    assert starts == [s for s, _ in windows(75 * 1001 / 30000, 0.7, 0.5)]
+
+
+def test_dyadic_pairs_across_archives_with_catalog(mirror):
+    info, catalog = mirror
+    ds = WindowDataset(hub_tars(info), modalities=("features",), window_s=0.25, catalog=catalog,
+                       feature_keys=["smplh:is_valid"])
+    items = quiet_list(ds)
+    seen = {tuple(it["file_ids"]) for it in items}
+    usable = [p for p in info.pairs
+              if not set(p) & (set(info.placeholder) | set(info.missing_archive_ids))]
+    assert usable and set(info.split_pairs) & set(usable)
+    for a, b in usable:
+        assert tuple(sorted((a, b))) in seen
+
+
+def _collect(tars, catalog, rank, world, workers):
+    ds = WindowDataset(tars, modalities=("features",), window_s=0.25, catalog=catalog, rank=rank,
+                       world_size=world, feature_keys=["smplh:is_valid"], shuffle=True, seed=3)
+    dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, collate_fn=_identity)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ShardWarning)
+        return keys_of(list(dl))
+
+
+def _identity(x):
+    return x
+
+
+@pytest.mark.parametrize("use_catalog", [True, False])
+def test_every_window_exactly_once_across_2_ranks_x_2_workers(mirror, use_catalog):
+    info, catalog = mirror
+    tars = listed_tars(info, catalog)
+    got = []
+    for rank in (0, 1):
+        got += _collect(tars, catalog if use_catalog else None, rank, 2, 2)
+    expected = set()
+    for key in info.interactions:
+        fids = [f for f in info.file_ids if f.startswith(key + "_")
+                and f not in info.placeholder and f not in info.missing_archive_ids]
+        if not fids:
+            continue
+        dur = min(info.files[f].wav_frames / 48000 for f in fids)
+        expected |= {(f, s) for f in fids for s, _ in windows(dur, 0.25)}
+    assert len(got) == len(set(got))
+    assert set(got) == expected
+
+
+def test_epoch_is_reproducible_and_shuffled(mirror):
+    info, catalog = mirror
+    ds = WindowDataset(listed_tars(info, catalog), window_s=0.25, catalog=catalog, shuffle=True, seed=1,
+                       feature_keys=["smplh:is_valid"])
+    ds.set_epoch(1)
+    a, b = keys_of(quiet_list(ds)), keys_of(quiet_list(ds))
+    ds.set_epoch(2)
+    c = keys_of(quiet_list(ds))
+    assert a == b and a != c and sorted(a) == sorted(c)
+
+
+def test_http_sources_through_the_mirror(mirror):
+    from seamless_interaction.mirror.server import MirrorServer
+
+    info, catalog = mirror
+    local = quiet_list(WindowDataset(listed_tars(info, catalog), modalities=ALL, window_s=0.5, catalog=catalog))
+    batches = [(label, split, catalog.batches(label, split)) for label, split in catalog.labels_splits()]
+    with MirrorServer(info.root) as srv:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            remote = list(WindowDataset(batches, modalities=ALL, window_s=0.5, catalog=catalog, hf_url=srv.hf_url))
+    # The archive the filelist names but the Hub lacks is reported by URL, not fatal.
+    missing = info.missing_archive
+    assert any(isinstance(w.message, ShardWarning) and "404" in str(w.message) for w in caught)
+    assert keys_of(remote) == keys_of(local) and remote
+    for x, y in zip(remote, local):
+        for p, q in zip(x["participants"], y["participants"]):
+            assert np.array_equal(p["audio"], q["audio"]) and p["words"] == q["words"]
+            assert all(np.array_equal(p["features"][k], q["features"][k]) for k in q["features"])
+    del missing
+
+
+def test_truncated_shard_is_skipped_with_a_warning_or_raises_in_strict(own_tars, tmp_path):
+    bad = tmp_path / "bad.tar"
+    data = Path(own_tars[0]).read_bytes()
+    bad.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.warns(ShardWarning) as caught:
+        items = list(WindowDataset([str(bad), own_tars[1]], window_s=0.5))
+    messages = [str(w.message) for w in caught]
+    assert any("bad.tar" in m for m in messages)
+    # The partners of the good shard's ids were in the truncated one: they come alone, with a warning.
+    assert any("partner of" in m for m in messages)
+    assert items  # the good shard still yields (its partners alone, with a warning)
+    with pytest.raises(IntegrityError, match="bad.tar"):
+        list(WindowDataset([str(bad)], window_s=0.5, strict=True))
+
+
+def test_collate_pads_and_masks(own_tars):
+    items = list(WindowDataset(own_tars, modalities=ALL, window_s=0.7, dyadic=False))
+    batch = collate_windows(items[:3])
+    assert batch["participant_mask"].shape == (3, 1)
+    assert batch["audio"].shape[:2] == (3, 1) and batch["audio_mask"].dtype == torch.bool
+    k = "smplh:global_orient"
+    lengths = batch["features_mask"][k].sum(-1)[:, 0].tolist()
+    assert lengths == [len(it["participants"][0]["features"][k]) for it in items[:3]]
+
+
+def test_official_hf_webdataset_snippet_on_served_archives(mirror):
+    """The README's ``load_dataset("webdataset", data_files={split: urls}, split=split, streaming=True)``.
+
+    What it requires: the ``datasets`` package and plain WebDataset tars reachable by URL. Iterating it
+    decodes every member of every sample: with datasets 3.x the wav member is decoded by ``librosa`` and
+    ``soundfile`` (ImportError without them); from datasets 4.0 on, audio and video decode through
+    ``torchcodec`` instead. ``.decode(False)`` yields the raw members and needs neither. Our loader
+    (:class:`WindowDataset`) needs none of these.
+    """
+    import importlib.util
+
+    datasets = pytest.importorskip("datasets", reason="datasets is not installed")
+    from seamless_interaction.mirror.server import MirrorServer
+
+    info, catalog = mirror
+    fid = info.pairs[0][0]
+    rec = info.files[fid]
+    with MirrorServer(info.root) as srv:
+        url = f"{srv.hf_url}/{rec.label}/{rec.split}/{rec.batch:04d}/{rec.archive:04d}.tar"
+        ds = datasets.load_dataset("webdataset", data_files={"dev": [url]}, split="dev", streaming=True)
+        raw = next(iter(ds.decode(False)))
+        assert raw["__key__"] in info.archive_ids(rec.label, rec.split, rec.batch, rec.archive)
+        assert isinstance(raw["mp4"], bytes) and raw["wav"]["bytes"][:4] == b"RIFF"
+        if not (importlib.util.find_spec("librosa") and importlib.util.find_spec("soundfile")):
+            pytest.skip("the decoded snippet needs librosa and soundfile with datasets 3.x (not installed)")
+        item = next(iter(ds))
+    assert isinstance(item["mp4"], bytes)
+    assert "smplh:body_pose" in item["npz"] and set(item["json"]) >= {"id", "metadata:vad"}
+    assert set(item["wav"]) >= {"array", "sampling_rate"}

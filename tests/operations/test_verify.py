@@ -1,0 +1,249 @@
+"""verify and --repair against the loopback mirror: real downloads by both routes, real corruption."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from seamless_interaction.local.layout import archive_dir, bundle_paths
+from seamless_interaction.operations.verify import FAILING_KINDS, KINDS, Report, check_mp4, verify, verify_fs
+
+CDN_ARCHIVE = ("improvised", "dev", 0, 0)  # two of its three ids come by the CDN route
+HUB_ARCHIVES = [("improvised", "test", 0, 0), ("improvised", "dev", 0, 1)]  # extracted from the Hub
+
+
+def _tar_members(mirror, archive) -> dict[str, bytes]:
+    label, split, batch, arch = archive
+    tar = mirror.root / "hub" / label / split / f"{batch:04d}" / f"{arch:04d}.tar"
+    with tarfile.open(tar) as tf:
+        return {m.name: tf.extractfile(m).read() for m in tf.getmembers() if m.isfile()}
+
+
+@pytest.fixture
+def tree(sample_mirror, make_fs, tmp_path):
+    """A local tree with 2 ids of one archive by the CDN route and two whole archives from the Hub."""
+    fs = make_fs(tmp_path / "data")
+    cdn_ids = sample_mirror.archive_ids(*CDN_ARCHIVE)[:2]
+    fs.download_batch_from_s3(cdn_ids)
+    for label, split, batch, arch in HUB_ARCHIVES:
+        fs.download_archive_from_hf(arch, label=label, split=split, batch=batch)
+    return fs, cdn_ids
+
+
+def _paths(fs, fid) -> dict[str, Path]:
+    r = fs.catalog.record(fid)
+    return bundle_paths(fs.local_dir, r.label, r.split, r.batch, r.archive, fid)
+
+
+def _failing(report: Report) -> set[tuple[str, str | None]]:
+    return {(p.kind, p.path) for p in report.problems if p.kind in FAILING_KINDS}
+
+
+def _strip_moov(path: Path) -> None:
+    """Rename the top-level moov box to 'free' in place: same size, no movie header."""
+    data = bytearray(path.read_bytes())
+    pos = 0
+    while pos < len(data):
+        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"moov":
+            data[pos + 4:pos + 8] = b"free"
+        pos += size
+    path.write_bytes(bytes(data))
+
+
+def test_clean_tree_reports_only_the_placeholder(tree, sample_mirror):
+    fs, cdn_ids = tree
+    report = verify_fs(fs)
+    assert report.ok and report.exit_code == 0
+    # The third id of the CDN archive was never fetched: not "missing" (only what the user started).
+    assert report.bundles_checked == 2 + 3 + 3
+    assert report.files_checked == 4 * 8
+    assert sorted(report.archives) == sorted([CDN_ARCHIVE, *HUB_ARCHIVES])
+    [ph] = report.problems
+    assert ph.kind == "placeholder" and ph.file_id == sample_mirror.placeholder[0]
+    assert "MP4 without a video track" in ph.detail and "WAV without samples" in ph.detail
+    assert "zero-length arrays" in ph.detail
+
+
+def test_each_corruption_is_reported_exactly(tree, sample_mirror):
+    fs, cdn_ids = tree
+    a, b = (_paths(fs, f) for f in cdn_ids)
+    hub = [f for f in sample_mirror.archive_ids(*HUB_ARCHIVES[1])]
+    x, y, z = (_paths(fs, f) for f in hub)
+    expected = set()
+
+    with open(a["npz"], "r+b") as fh:  # truncated npz
+        fh.truncate(os.path.getsize(a["npz"]) // 2)
+    expected.add(("corrupt", str(a["npz"])))
+    x["json"].write_bytes(b'{"id": "V00_S0554_I0000')  # garbage json
+    expected.add(("corrupt", str(x["json"])))
+    doc = json.loads(b["json"].read_bytes())  # wrong id, same length
+    doc["id"] = doc["id"][:-1] + ("1" if doc["id"][-1] != "1" else "2")
+    b["json"].write_text(json.dumps(doc, indent=4))
+    expected.add(("corrupt", str(b["json"])))
+    with open(y["wav"], "r+b") as fh:  # truncated wav
+        fh.truncate(os.path.getsize(y["wav"]) - 1000)
+    expected.add(("corrupt", str(y["wav"])))
+    _strip_moov(z["mp4"])  # mp4 without moov
+    expected.add(("corrupt", str(z["mp4"])))
+    a["wav"].unlink()  # deleted file
+    expected.add(("missing", str(a["wav"])))
+    with open(z["wav"], "ab") as fh:  # size differs from the manifest, content still parses
+        fh.write(b"\0" * 10)
+    expected.add(("size_mismatch", str(z["wav"])))
+    stray = x["mp4"].with_name(x["mp4"].name + ".part")
+    stray.write_bytes(b"half a video")
+    expected.add(("temp_file", str(stray)))
+
+    report = verify_fs(fs)
+    assert _failing(report) == expected
+    assert not report.ok and report.exit_code == 1
+    by_path = {p.path: p for p in report.problems}
+    assert "expected 'V00" in by_path[str(b["json"])].detail
+    assert "moov" in by_path[str(z["mp4"])].detail
+    assert "past the end" in by_path[str(y["wav"])].detail
+    assert [p.file_id for p in report.by_kind("placeholder")] == sample_mirror.placeholder
+    counts = report.counts()
+    assert list(counts) == list(KINDS)
+    assert (counts["corrupt"], counts["missing"], counts["size_mismatch"], counts["temp_file"]) == (5, 1, 1, 1)
+    doc = json.loads(report.to_json())
+    assert doc["ok"] is False and doc["counts"] == counts
+    assert {(p["kind"], p["path"]) for p in doc["problems"] if p["kind"] in FAILING_KINDS} == expected
+    text = report.summary()
+    assert "5 corrupt" in text and "FAILED" in text and str(a["wav"]) in text
+
+
+def test_repair_restores_tar_bytes_and_touches_nothing_else(tree, sample_mirror, sample_server):
+    fs, cdn_ids = tree
+    a, _ = (_paths(fs, f) for f in cdn_ids)
+    x, y, z = (_paths(fs, f) for f in sample_mirror.archive_ids(*HUB_ARCHIVES[1]))
+    with open(a["npz"], "r+b") as fh:
+        fh.truncate(100)
+    x["json"].write_bytes(b"{}")
+    with open(y["wav"], "r+b") as fh:
+        fh.truncate(500)
+    _strip_moov(z["mp4"])
+    z["npz"].unlink()
+    stale = archive_dir(fs.local_dir, *HUB_ARCHIVES[1]).parent / ".0001.extracting-999999999"
+    stale.mkdir()
+    bad = {a["npz"], x["json"], y["wav"], z["mp4"], z["npz"]}
+    every = [p for p in fs.local_dir.rglob("*") if p.is_file() and ".seamless_interaction" not in p.parts]
+    before = {p: p.stat().st_mtime_ns for p in every if p not in bad}
+
+    sample_server.clear_requests()
+    report = verify_fs(fs, repair=True)
+    assert report.ok, report.summary()
+    assert {p.path for p in report.repaired} == {str(p) for p in bad} | {str(stale)}
+    assert not stale.exists()
+    assert [p.kind for p in report.problems] == ["placeholder"]
+    # Byte-identical to the archives' members.
+    for archive, ids in ((CDN_ARCHIVE, cdn_ids), (HUB_ARCHIVES[1], sample_mirror.archive_ids(*HUB_ARCHIVES[1]))):
+        members = _tar_members(sample_mirror, archive)
+        for fid in ids:
+            for ext, path in _paths(fs, fid).items():
+                assert path.read_bytes() == members[f"{fid}.{ext}"], path
+    # Good files were not rewritten.
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    # Exactly the bad media came from the CDN, the bad npz/json from Range reads; no whole archive.
+    gets = [r for r in sample_server.requests if r.method == "GET"]
+    cdn_gets = sorted(r.path.rsplit("/", 1)[1] for r in gets if "/seamless_interaction/" in r.path)
+    assert cdn_gets == sorted([y["wav"].name, z["mp4"].name])
+    assert all(r.range for r in gets if r.path.endswith(".tar"))
+    # The repaired files are in the manifest with their sizes.
+    for p in bad:
+        assert fs.manifest.get(p).size == p.stat().st_size
+
+
+def test_placeholder_is_not_repaired(tree, sample_mirror, sample_server):
+    fs, _ = tree
+    sample_server.clear_requests()
+    report = verify_fs(fs, repair=True)
+    assert report.ok and report.repaired == [] and [p.kind for p in report.problems] == ["placeholder"]
+    assert [r for r in sample_server.requests if r.method == "GET"] == []
+
+
+def test_absent_bundle_in_an_extracted_archive_is_refetched_by_the_cdn_route(tree, sample_mirror, sample_server):
+    fs, _ = tree
+    fid = sample_mirror.archive_ids(*HUB_ARCHIVES[0])[0]
+    for p in _paths(fs, fid).values():
+        p.unlink()
+    report = verify_fs(fs)
+    [missing] = report.by_kind("missing")
+    assert (missing.file_id, missing.path) == (fid, None)
+    report = verify_fs(fs, repair=True)
+    assert report.ok and [p.file_id for p in report.repaired] == [fid]
+    members = _tar_members(sample_mirror, HUB_ARCHIVES[0])
+    assert all(p.read_bytes() == members[f"{fid}.{e}"] for e, p in _paths(fs, fid).items())
+
+
+def test_explicit_scope_expects_every_bundle(tree, sample_mirror):
+    fs, cdn_ids = tree
+    report = verify_fs(fs, label="improvised", split="dev", batch=0)
+    assert sorted(report.archives) == [("improvised", "dev", 0, 0), ("improvised", "dev", 0, 1)]
+    third = sample_mirror.archive_ids(*CDN_ARCHIVE)[2]
+    assert [(p.kind, p.file_id) for p in report.problems] == [("missing", third)]
+    with pytest.raises(ValueError):
+        verify_fs(fs, batch=0)
+
+
+def test_check_remote_reports_the_missing_archive_and_repair_falls_back_to_cdn(sample_mirror, make_fs, tmp_path):
+    fs = make_fs(tmp_path / "data")
+    fid = sample_mirror.missing_archive_ids[0]
+    fs.download_batch_from_s3([fid])
+    report = verify_fs(fs, check_remote=True)
+    [gone] = report.problems
+    assert gone.kind == "missing_on_remote" and gone.archive == sample_mirror.missing_archive
+    assert report.ok  # a gap of the remote, not of the local tree
+    assert verify_fs(fs).problems == []
+
+    paths = _paths(fs, fid)
+    good = paths["npz"].read_bytes()
+    media = {e: paths[e].stat().st_mtime_ns for e in ("wav", "mp4")}
+    paths["npz"].write_bytes(good[: len(good) // 3])
+    # The Hub has no archive to read the member from: the CDN route assembles it in a scratch folder.
+    report = verify_fs(fs, repair=True)
+    assert report.ok and [p.path for p in report.repaired] == [str(paths["npz"])]
+    assert paths["npz"].read_bytes() == good
+    assert {e: paths[e].stat().st_mtime_ns for e in ("wav", "mp4")} == media
+    assert not (fs.local_dir / ".seamless_interaction" / f"repair-{os.getpid()}").exists()
+
+
+def test_extra_archive_folder_and_deep_checksum(tree, sample_mirror):
+    fs, cdn_ids = tree
+    label, split, batch, arch = sample_mirror.extra_archive
+    fs.download_archive_from_hf(arch, label=label, split=split, batch=batch)
+    path = _paths(fs, cdn_ids[1])["json"]
+    entry = fs.manifest.get(path)
+    fs.manifest.record(path, entry.url, entry.size, "0" * 64)
+    report = verify_fs(fs)
+    assert report.ok
+    assert [p.archive for p in report.by_kind("extra_archive")] == [sample_mirror.extra_archive]
+    deep = verify_fs(fs, deep=True)
+    assert _failing(deep) == {("checksum_mismatch", str(path))}
+
+
+def test_mp4_checks(tmp_path, sample_mirror):
+    fid = sample_mirror.archive_ids(*CDN_ARCHIVE)[0]
+    src = sample_mirror.root / "cdn" / "improvised" / "dev" / "video" / f"{fid}.mp4"
+    good = tmp_path / "good.mp4"
+    good.write_bytes(src.read_bytes())
+    assert check_mp4(good) == (None, False)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(src.read_bytes()[:-7])
+    err, _ = check_mp4(cut)
+    assert err and "truncated" in err
+    ph = sample_mirror.placeholder[0]
+    placeholder = sample_mirror.root / "cdn" / "improvised" / "test" / "video" / f"{ph}.mp4"
+    assert placeholder.stat().st_size == 261 and check_mp4(placeholder) == (None, True)
+
+
+def test_verify_without_catalog_filters_needs_no_network(tree, sample_server):
+    fs, _ = tree
+    sample_server.clear_requests()
+    verify(fs.local_dir, fs.catalog, manifest=fs.manifest)
+    assert sample_server.requests == []

@@ -1,0 +1,170 @@
+"""Tar member indexes, local and over HTTP Range reads from a loopback server."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from seamless_interaction.base.errors import IntegrityError
+from seamless_interaction.mirror import MirrorServer
+from seamless_interaction.remote.tarindex import (
+    BLOCK, DEFAULT_READAHEAD, TarIndex, _number, index_cache_path, index_local, index_remote,
+)
+from seamless_interaction.remote.transfer import Transfer
+
+
+def hub_dir(server: MirrorServer) -> Path:
+    return Path(server.root) / "hub"
+
+
+def body_bytes(server: MirrorServer) -> int:
+    return sum(r.body_bytes for r in server.requests)
+
+
+def write_tar(path: Path, members: list[tuple[str, int]], *, fmt: int = tarfile.PAX_FORMAT, seed: int = 0) -> dict[str, bytes]:
+    """Write a tar like WebDataset does (float mtime -> PAX header per member); returns name -> bytes."""
+    rng = random.Random(seed)
+    contents: dict[str, bytes] = {}
+    with tarfile.open(path, "w", format=fmt) as tar:
+        for name, size in members:
+            info = tarfile.TarInfo(name)
+            info.mtime = time.time() if fmt == tarfile.PAX_FORMAT else int(time.time())
+            info.mode, info.uname, info.gname = 0o444, "bigdata", "bigdata"
+            if name.endswith("/"):
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+                continue
+            data = rng.randbytes(size)
+            info.size = size
+            tar.addfile(info, io.BytesIO(data))
+            contents[name] = data
+    return contents
+
+
+ODD_MEMBERS = [
+    ("V00_S0809_I00000309_P0947.json", 97),
+    ("V00_S0809_I00000309_P0947.mp4", 70_001),
+    ("V00_S0809_I00000309_P0947.npz", 5_305),
+    ("V00_S0809_I00000309_P0947.wav", 512),
+    ("empty.txt", 0),
+    ("sub/dir/", 0),
+    ("d" * 120 + "/" + "long_name_" + "x" * 150 + ".npz", 1_025),  # > 100 chars: PAX path / GNU longname
+    ("ünïcode_名前.json", 3),
+    ("V01_S0001_I00000001_P0001A.npz", 511),
+]
+
+
+def tar_listing(path: Path) -> list[tuple[str, int, int, int, str]]:
+    with tarfile.open(path) as tar:
+        return [(m.name, m.offset_data, m.size, m.offset, "0" if m.type == tarfile.AREGTYPE else m.type.decode())
+                for m in tar.getmembers()]
+
+
+def index_listing(index: TarIndex) -> list[tuple[str, int, int, int, str]]:
+    return [(m.name, m.offset_data, m.size, m.header_offset, m.type) for m in index.members]
+
+
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_index_local_equals_tarfile(tmp_path: Path, fmt: int) -> None:
+    members = ODD_MEMBERS if fmt != tarfile.USTAR_FORMAT else [m for m in ODD_MEMBERS if len(m[0]) < 100 and m[0].isascii()]
+    path = tmp_path / "a.tar"
+    write_tar(path, members, fmt=fmt)
+    index = index_local(path)
+    assert index_listing(index) == tar_listing(path)
+    assert index.total_size == path.stat().st_size
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])
+def test_index_remote_equals_tarfile_and_reads_only_headers(hub: MirrorServer, transfer: Transfer, fmt: int) -> None:
+    path = hub_dir(hub) / "improvised/dev/0000/0000.tar"
+    path.parent.mkdir(parents=True)
+    big = [(f"V00_S0001_I00000001_P{i:04d}.mp4", 300_000 + i) for i in range(6)]
+    write_tar(path, ODD_MEMBERS + big, fmt=fmt)
+    index = index_remote(transfer, f"{hub.hf_url}/improvised/dev/0000/0000.tar")
+    assert index_listing(index) == tar_listing(path)
+    assert index.read_url is not None and "/lfs/" in index.read_url
+    gets = [r for r in hub.requests if r.method == "GET"]
+    # Redirect resolved once by the HEAD; every Range read goes to the final (LFS) URL.
+    assert all(r.path.startswith("/lfs/") and r.range for r in gets)
+    assert index.header_bytes == body_bytes(hub)
+    assert body_bytes(hub) < 0.2 * path.stat().st_size
+    # A big member's body is never read: at most read-ahead past each header.
+    assert all(r.body_bytes <= DEFAULT_READAHEAD for r in gets)
+
+
+def test_index_cache_built_once_and_invalidated_by_new_etag(hub: MirrorServer, transfer: Transfer, tmp_path: Path) -> None:
+    path = hub_dir(hub) / "a.tar"
+    write_tar(path, ODD_MEMBERS, seed=1)
+    url = f"{hub.hf_url}/a.tar"
+    cache = tmp_path / "cache"
+    first = index_remote(transfer, url, cache_dir=cache)
+    assert index_cache_path(cache, url).is_file()
+    hub.clear_requests()
+    again = index_remote(transfer, url, cache_dir=cache)
+    assert again == first
+    assert [r.method for r in hub.requests if r.path.startswith("/lfs/")] == ["HEAD"]  # no header reads
+
+    write_tar(path, [("other.npz", 9_000)] + ODD_MEMBERS, seed=2)  # re-upload under the same name
+    hub.clear_requests()
+    changed = index_remote(transfer, url, cache_dir=cache)
+    assert changed.validator != first.validator
+    assert index_listing(changed) == tar_listing(path)
+    assert any(r.method == "GET" for r in hub.requests)
+    assert TarIndex.from_json(json.loads(index_cache_path(cache, url).read_text())) == changed
+
+
+def test_truncated_remote_tar_names_url_and_member(hub: MirrorServer, transfer: Transfer) -> None:
+    path = hub_dir(hub) / "t.tar"
+    write_tar(path, [("a.json", 100), ("V00_S0001_I00000001_P0001.mp4", 50_000), ("c.npz", 10)])
+    data = path.read_bytes()
+    path.write_bytes(data[:30_000])
+    url = f"{hub.hf_url}/t.tar"
+    with pytest.raises(IntegrityError, match=r"t\.tar.*V00_S0001_I00000001_P0001\.mp4"):
+        index_remote(transfer, url)
+
+
+def test_cut_inside_a_header_is_an_integrity_error(tmp_path: Path) -> None:
+    path = tmp_path / "t.tar"
+    write_tar(path, [("a.json", 100), ("b.npz", 10)])
+    path.write_bytes(path.read_bytes()[:BLOCK * 4 + 100])  # mid-way through the second member's PAX header
+    with pytest.raises(IntegrityError, match="truncated"):
+        index_local(path)
+
+
+def test_not_a_tar_is_an_integrity_error(tmp_path: Path) -> None:
+    path = tmp_path / "x.tar"
+    path.write_bytes(os.urandom(4096))
+    with pytest.raises(IntegrityError, match="checksum"):
+        index_local(path)
+
+
+def test_base256_size_field(tmp_path: Path) -> None:
+    # GNU tar writes sizes >= 8 GiB in base-256; a header alone is enough to check we read it.
+    assert _number(tarfile.itn(9 * 1024**3, 12, tarfile.GNU_FORMAT)) == 9 * 1024**3
+    assert _number(tarfile.itn(-5, 8, tarfile.GNU_FORMAT)) == -5
+    info = tarfile.TarInfo("huge.mp4")
+    info.size = 9 * 1024**3
+    header = info.tobuf(tarfile.GNU_FORMAT)
+    path = tmp_path / "huge.tar"
+    path.write_bytes(header + b"\0" * 4096)
+    with pytest.raises(IntegrityError, match=r"huge\.mp4"):  # its body would run past the end
+        index_local(path)
+
+
+def test_global_pax_header_applies_to_following_members(tmp_path: Path) -> None:
+    path = tmp_path / "g.tar"
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT, pax_headers={"comment": "x"}) as tar:
+        for name, size in [("a.npz", 10), ("b.json", 700)]:
+            info = tarfile.TarInfo(name)
+            info.size = size
+            tar.addfile(info, io.BytesIO(b"z" * size))
+    assert index_listing(index_local(path)) == tar_listing(path)
