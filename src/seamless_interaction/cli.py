@@ -46,7 +46,7 @@ def _make_fs(args):
     for field, attr in (("cdn_url", "cdn_url"), ("hf_url", "hf_url"), ("assets", "assets"), ("num_workers", "workers")):
         if getattr(args, attr, None):
             kw[field] = getattr(args, attr)
-    return SeamlessInteractionFS(DatasetConfig(**kw), quiet=args.quiet)
+    return SeamlessInteractionFS(DatasetConfig(**kw), quiet=args.quiet, lazy=True)
 
 
 def _parse_archive_spec(text: str, parts: int) -> tuple:
@@ -129,7 +129,7 @@ def cmd_download(args) -> int:
             ok, path = fs.download_archive_from_hf(a, label=label, split=split, batch=b, extract=not args.keep_tar)
             print(f"archive {label}/{split}/{b:04d}/{a:04d}.tar -> {path}")
         if file_ids:
-            results = fs.download_batch_from_s3(file_ids)
+            results = fs.gather_file_ids(file_ids)
             for fid, paths in zip(file_ids, results):
                 print(f"{fid} -> {paths['npz'].parent}")
     return 0
@@ -153,7 +153,7 @@ def _dry_run(fs, file_ids, archives) -> int:
 
     total = 0
     for label, split, b, a in archives:
-        size = fs.get_tar_archive_size(label, split, b, a)
+        size = fs.get_tar_archive_bytes(label, split, b, a)
         total += size
         print(f"archive {hub_archive_url(fs.config.hf_url, label, split, b, a)}  {_fmt_bytes(size)}")
     if file_ids:
