@@ -74,8 +74,7 @@ def test_every_official_parameter_keeps_its_name_position_and_default(name):
 
 
 def test_official_module_paths_and_names():
-    import seamless_interaction.constants as constants
-    import seamless_interaction.utils as utils
+    from seamless_interaction import constants, utils
 
     assert constants.FILE_ID_REGEX == r"V(\d+)_S(\d+)_I(\d+)_P(\d+)"
     assert {"ALL_LABELS", "ALL_SPLITS", "ALL_FEATURES"} <= set(dir(constants))
@@ -112,9 +111,9 @@ def test_interaction_key_parses_with_the_official_messages_and_keeps_the_suffix(
             call(bad)
         assert isinstance(err.value, ValueError) and repr(bad) in str(err.value)
     with pytest.raises(ValueError, match="Participant required for file ID"):
-        InteractionKey("00", "0809", "00000582").file_id
+        _ = InteractionKey("00", "0809", "00000582").file_id
     with pytest.raises(ValueError, match="Interaction required for interaction key"):
-        InteractionKey("00", "0809", None, "0947").interaction_key
+        _ = InteractionKey("00", "0809", None, "0947").interaction_key
 
 
 def test_utils_cast_and_logging(tmp_path, monkeypatch):

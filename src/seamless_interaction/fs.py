@@ -24,9 +24,7 @@ from seamless_interaction.catalog import select
 from seamless_interaction.catalog.tables import Catalog
 from seamless_interaction.base.config import DatasetConfig
 from seamless_interaction.base.errors import NotDownloadedError, SeamlessError
-from seamless_interaction.base.ids import (
-    InteractionKey, validate_file_id, validate_interaction_key, validate_session_key,
-)
+from seamless_interaction.base.ids import InteractionKey, validate_file_id, validate_interaction_key
 from seamless_interaction.base.parallel import map_parallel
 from seamless_interaction.local.layout import ensure_root, glob_bundle
 from seamless_interaction.local.manifest import Manifest
@@ -39,7 +37,7 @@ if TYPE_CHECKING:
     from seamless_interaction.access.aligned import Interaction, Participant
     from seamless_interaction.operations.verify import Report
 
-__all__ = ["SeamlessInteractionFS", "DatasetConfig", "InteractionKey"]
+__all__ = ["DatasetConfig", "InteractionKey", "SeamlessInteractionFS"]
 
 logger = logging.getLogger(__name__)
 
@@ -335,9 +333,8 @@ class SeamlessInteractionFS:
         if self._dry_run:
             urls = self.get_path_list_for_file_id_s3(validate_file_id(file_id))
             logger.info("dry run: %s would fetch %d objects, e.g. %s", file_id, len(urls), urls[0])
-            return None
+            return
         self.gather_file_id(file_id, local_dir=local_dir)
-        return None
 
     def gather_file_id(self, file_id: str, *, local_dir: str | Path | None = None) -> dict[str, Path]:
         """Fetch every CDN object of ``file_id`` and write its bundle; returns the four final paths.
