@@ -196,11 +196,16 @@ class SeamlessInteractionFS:
     def _label_split(self, label: str | None, split: str | None) -> tuple[str, str]:
         return label or self.config.label, split or self.config.split
 
+    def _query_scope(self, label: str | None, split: str | None) -> tuple[str, str]:
+        # Queries take any label or split, as the official ones did: an unknown one matches nothing
+        # (or raises NoCandidatesError), so it must not be rejected up front like a download target.
+        return label or self.config.label, split or self.config.split
+
     # ------------------------------------------------------------------ catalog queries (official shapes)
     def _filter_candidates(self, label: str | None = None, split: str | None = None,
                            preferred_vendors_only: bool | None = None) -> "pd.DataFrame":
         """Filelist rows of a label and split (and the preferred vendors), as a DataFrame."""
-        label, split = self._label_split(label, split)
+        label, split = self._query_scope(label, split)
         frame = self._cached_filelist
         if frame.empty:
             return frame
@@ -210,7 +215,7 @@ class SeamlessInteractionFS:
     def sample_random_file_ids(self, num_samples: int = 1, label: str | None = None, split: str | None = None,
                                preferred_vendors_only: bool | None = None, seed: int | None = None) -> list[str]:
         """Distinct random file ids; ``ValueError`` (NoCandidatesError) when none match."""
-        label, split = self._label_split(label, split)
+        label, split = self._query_scope(label, split)
         return select.sample_file_ids(self.catalog, self._rng(seed), num_samples, label, split,
                                       self._vendors(preferred_vendors_only))
 
@@ -234,7 +239,7 @@ class SeamlessInteractionFS:
     def _sample_interaction_pairs(self, num_pairs: int, label: str | None = None, split: str | None = None,
                                   preferred_vendors_only: bool | None = None, seed: int | None = None
                                   ) -> list[list[str]]:
-        label, split = self._label_split(label, split)
+        label, split = self._query_scope(label, split)
         return select.sample_pairs(self.catalog, self._rng(seed), num_pairs, label, split,
                                    self._vendors(preferred_vendors_only))
 
@@ -250,18 +255,12 @@ class SeamlessInteractionFS:
             extra = {"seed": seed} if seed is not None else {}
             return self._sample_session_groups(num_sessions, interactions_per_session, label, split,
                                                preferred_vendors_only, **extra)
-        groups = []
-        for key in select.split_keys(session_keys):
-            ids = self._keys_to_file_ids([key], "session", label, split)
-            ids = ids[:interactions_per_session] if interactions_per_session > 0 else ids
-            if ids:
-                groups.append(ids)
-        return groups
+        return select.session_groups(self.catalog, session_keys, interactions_per_session, label, split)
 
     def _sample_session_groups(self, num_sessions: int, interactions_per_session: int, label: str | None = None,
                                split: str | None = None, preferred_vendors_only: bool | None = None,
                                seed: int | None = None) -> list[list[str]]:
-        label, split = self._label_split(label, split)
+        label, split = self._query_scope(label, split)
         return select.sample_session_groups(self.catalog, self._rng(seed), num_sessions, interactions_per_session,
                                             label, split, self._vendors(preferred_vendors_only))
 
@@ -270,7 +269,7 @@ class SeamlessInteractionFS:
                                        split: str | None = None, preferred_vendors_only: bool | None = None,
                                        seed: int | None = None) -> list[list[str]]:
         """File ids of up to ``interactions_per_session`` whole interactions for each session."""
-        label, split = self._label_split(label, split)
+        label, split = self._query_scope(label, split)
         return select.session_interaction_groups(self.catalog, self._rng(seed), session_keys, num_sessions,
                                                  interactions_per_session, label, split,
                                                  self._vendors(preferred_vendors_only))
@@ -278,7 +277,7 @@ class SeamlessInteractionFS:
     def get_available_keys(self, key_type: Literal["session", "interaction", "file"] = "interaction",
                            label: str | None = None, split: str | None = None, limit: int | None = None) -> list[str]:
         """Sorted keys of the config's (or the given) label and split, every vendor."""
-        label, split = self._label_split(label, split)
+        label, split = self._query_scope(label, split)
         return select.available_keys(self.catalog, key_type, label, split, limit)
 
     def get_interaction_metadata(self, interaction_key: str) -> dict:
@@ -294,11 +293,11 @@ class SeamlessInteractionFS:
         return self.catalog.interaction_metadata(validate_interaction_key(interaction_key))
 
     def list_batches(self, label: str | None = None, split: str | None = None) -> list[int]:
-        label, split = self._label_split(label, split)
+        label, split = self._query_scope(label, split)
         return self.catalog.batches(label, split) if (label, split) in self.catalog.labels_splits() else []
 
     def list_archives(self, label: str | None = None, split: str | None = None, batch: int = 0) -> list[int]:
-        label, split = self._label_split(label, split)
+        label, split = self._query_scope(label, split)
         archives = self.catalog.archives(label, split, batch) \
             if (label, split) in self.catalog.labels_splits() else []
         if not archives:

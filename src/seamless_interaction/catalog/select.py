@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "KEY_TYPES", "available_keys", "candidate_ids", "catalog_from_frame", "filelist_frame", "group_pairs",
     "interaction_summary", "keys_to_file_ids", "sample_file_ids", "sample_pairs", "sample_session_groups",
-    "session_interaction_groups", "split_keys",
+    "session_groups", "session_interaction_groups", "split_keys",
 ]
 
 logger = logging.getLogger(__name__)
@@ -127,6 +127,19 @@ def keys_to_file_ids(catalog: Catalog, keys: str | Sequence[str], key_type: str,
             ids = [f for f in ids if _in_split(catalog, f, label, split)]
         out.extend(ids)
     return out
+
+
+def session_groups(catalog: Catalog, session_keys: str | Sequence[str], interactions_per_session: int,
+                   label: str | None = None, split: str | None = None) -> list[list[str]]:
+    """Per given session, its first ``interactions_per_session`` file ids (all of them for 0 or less),
+    the official shape; sessions without a file in the label/split filter are left out."""
+    n = int(interactions_per_session)
+    groups = []
+    for key in split_keys(session_keys):
+        ids = keys_to_file_ids(catalog, [key], "session", label, split)
+        if ids:
+            groups.append(ids[:n] if n > 0 else ids)
+    return groups
 
 
 def _exact(key: str, kind: str) -> str:
