@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seamless_interaction.base.errors import ExportError
-from seamless_interaction.operations.export.source import Dyad, load_dyad, query_file_ids, resolve_selection
+from seamless_interaction.operations.export.source import (
+    Dyad,
+    load_dyad,
+    query_file_ids,
+    resolve_selection,
+)
 
 if TYPE_CHECKING:
     from seamless_interaction.catalog.tables import Catalog

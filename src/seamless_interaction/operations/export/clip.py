@@ -46,7 +46,7 @@ from seamless_interaction.base.errors import ExportError, IntegrityError
 from seamless_interaction.local import layout
 from seamless_interaction.operations.export.source import Dyad, Speaker
 
-__all__ = ["ClipWriter", "CUT_MODES"]
+__all__ = ["CUT_MODES", "ClipWriter"]
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,13 @@ import logging
 import os
 from pathlib import Path
 
-from seamless_interaction.operations.export._common import atomic_path, clip_span, layers, require, tier_name
+from seamless_interaction.operations.export._common import (
+    atomic_path,
+    clip_span,
+    layers,
+    require,
+    tier_name,
+)
 from seamless_interaction.operations.export.source import Dyad
 
 __all__ = ["ElanWriter"]
@@ -32,7 +38,7 @@ _DEFAULT_TYPE = "default-lt"
 
 
 def _ms(t: float) -> int:
-    return int(round(t * 1000))
+    return round(t * 1000)
 
 
 class ElanWriter:

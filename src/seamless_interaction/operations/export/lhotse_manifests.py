@@ -25,10 +25,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from seamless_interaction.operations.export._common import atomic_path, clip_span, require
+from seamless_interaction.operations.export._common import (
+    atomic_path,
+    clip_span,
+    require,
+)
 from seamless_interaction.operations.export.source import Dyad
 
-__all__ = ["LhotseWriter", "MANIFEST_PREFIX"]
+__all__ = ["MANIFEST_PREFIX", "LhotseWriter"]
 
 logger = logging.getLogger(__name__)
 

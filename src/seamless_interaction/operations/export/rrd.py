@@ -29,7 +29,7 @@ from seamless_interaction.base.errors import IntegrityError
 from seamless_interaction.operations.export._common import atomic_path, require
 from seamless_interaction.operations.export.source import Dyad, Speaker
 
-__all__ = ["RerunWriter", "TIMELINE"]
+__all__ = ["TIMELINE", "RerunWriter"]
 
 logger = logging.getLogger(__name__)
 

@@ -241,6 +241,8 @@ def resolve_selection(items: Iterable[str | Path], *, local_dir: Path | str | No
             for fid, paths in found.items():
                 add(fid, paths)
             continue
+        if "/" in str(item) or "\\" in str(item):
+            raise ExportError(f"{item}: no such folder")
         kind = classify_key(str(item))
         if root is None:
             raise ExportError(f"{item}: a key needs a local dataset folder (local_dir / --local-dir)")

@@ -12,7 +12,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from seamless_interaction.operations.export._common import atomic_path, clip_span, layers, require, tier_name
+from seamless_interaction.operations.export._common import (
+    atomic_path,
+    clip_span,
+    layers,
+    require,
+    tier_name,
+)
 from seamless_interaction.operations.export.source import Dyad
 
 __all__ = ["TextGridWriter"]
