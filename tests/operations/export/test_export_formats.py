@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -11,7 +12,11 @@ import pytest
 from conftest import MISMATCH_SAMPLES
 
 from seamless_interaction.base import conversation, formats
-from seamless_interaction.base.errors import ExportError, InvalidIdError, NotDownloadedError
+from seamless_interaction.base.errors import (
+    ExportError,
+    InvalidIdError,
+    NotDownloadedError,
+)
 from seamless_interaction.base.ids import FileId
 from seamless_interaction.cli import main
 from seamless_interaction.local import layout
@@ -109,7 +114,7 @@ def test_lhotse_manifests_validate_and_load(local_tree, dirty_tree, sample_mirro
                         [(w["word"], w["start"], w["end"]) for w in timed]
                     assert (s.custom or {}).get("untimed_words", []) == untimed
                     assert all(u in s.text.split() for u in untimed)  # kept in the text, no invented time
-                vad = sorted(((v.start, v.end) for v in vads if v.recording_id == cut.recording_id and v.channel == ch))
+                vad = sorted((v.start, v.end) for v in vads if v.recording_id == cut.recording_id and v.channel == ch)
                 assert _flat(vad) == pytest.approx(_flat(_spurts(root, fid)))
     recs = load_manifest(result2.out / "seamless_interaction_recordings.jsonl.gz")
     mism = recs[dirty_tree.mismatch_key]
@@ -171,7 +176,7 @@ def test_elan_tiers_times_and_media(local_tree, dirty_tree, sample_mirror, tmp_p
                                      for r in doc[k])
                 for t in (t for t in eaf.tiers if t.startswith(f"{pid} {kind}")):  # no overlap in a tier
                     spans = sorted(eaf.get_annotation_data_for_tier(t))
-                    assert all(x[1] <= y[0] for x, y in zip(spans, spans[1:]))
+                    assert all(x[1] <= y[0] for x, y in itertools.pairwise(spans))
     eaf = Elan.Eaf(str(out / f"{dirty_tree.empty_vad_key}.eaf"))
     assert eaf.get_annotation_data_for_tier("P0004 vad") == [] and eaf.get_annotation_data_for_tier("P0003 vad")
     assert any(t.startswith(f"{_pid(annotated)} 3P-") for t in Elan.Eaf(str(out / f"{keys[1]}.eaf")).tiers)
