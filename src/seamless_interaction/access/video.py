@@ -306,7 +306,7 @@ def encode_frames(source: VideoSource, dest: str | Path, first: int, stop: int, 
         tb, t0 = vs.time_base, vs.start_time or 0
         if first > 0:
             container.seek(t0 + int(Fraction(first) / rate / tb), stream=vs, backward=True, any_frame=False)
-        written = 0
+        written, last = 0, first - 1
         with av.open(str(dest), "w", format="mp4") as out:
             os_ = out.add_stream("libx264", rate=rate)
             os_.width, os_.height = vs.codec_context.width, vs.codec_context.height
@@ -317,10 +317,11 @@ def encode_frames(source: VideoSource, dest: str | Path, first: int, stop: int, 
                 if frame.pts is None:
                     continue
                 idx = time_to_index(float((frame.pts - t0) * tb), rate)
-                if idx < first:
+                if idx <= last:  # before the range, or a second frame on one index (the encoder needs rising pts)
                     continue
                 if idx >= stop:
                     break
+                last = idx
                 if frame.format.name != "yuv420p":
                     frame = frame.reformat(format="yuv420p")
                 frame.pts, frame.time_base = idx - first, Fraction(1) / rate

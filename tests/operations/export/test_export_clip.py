@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import clone
+from export_builders import clone
 
 from seamless_interaction.access.aligned import open_interaction, span_indices
 from seamless_interaction.access.video import decode_frames, probe_video, time_to_index

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MISMATCH_SAMPLES
+from export_builders import MISMATCH_SAMPLES
 
 from seamless_interaction.base import conversation, formats
 from seamless_interaction.base.errors import (

@@ -30,7 +30,7 @@ from seamless_interaction.local import layout
 if TYPE_CHECKING:
     from seamless_interaction.catalog.tables import Catalog
 
-__all__ = ["Dyad", "Speaker", "Utterance", "Word", "load_dyad", "query_file_ids", "resolve_selection"]
+__all__ = ["Annotation", "Dyad", "Speaker", "Utterance", "Word", "load_dyad", "query_file_ids", "resolve_selection"]
 
 logger = logging.getLogger(__name__)
 
