@@ -215,6 +215,23 @@ def cmd_verify(args) -> int:
     return report.exit_code
 
 
+def _query_file_ids(fs, sql: str) -> list[str]:
+    """File ids of an index query (a ``file_id`` or ``interaction_key`` column): the index's ``fs.query``."""
+    from seamless_interaction.base.errors import ExportError
+
+    query = getattr(fs, "query", None)  # HOOK: SeamlessInteractionFS.query comes with the index
+    if query is None:
+        raise ExportError("--query needs the conversation index (seamless-interaction index build), which this "
+                          "version does not have; give file ids, interaction keys or folders instead")
+    table = query(sql)
+    if "file_id" in table.column_names:
+        return [f for f in table["file_id"].to_pylist() if f]
+    if "interaction_key" in table.column_names:
+        return [k for k in table["interaction_key"].to_pylist() if k]
+    raise InvalidIdError(f"the query must return a file_id (or interaction_key) column; it returned "
+                         f"{table.column_names}")
+
+
 def cmd_export(args) -> int:
     from tqdm.auto import tqdm
 
@@ -231,16 +248,18 @@ def cmd_export(args) -> int:
         if args.to != "rerun":
             raise InvalidIdError("--reference-video applies to --to rerun only")
         options["embed_video"] = False
+    selection = list(args.selection)
     with _make_fs(args) as fs:
         local_dir = fs.local_dir
+        if args.query:
+            selection += _query_file_ids(fs, args.query)
     out = args.out or Path(f"export-{args.to}")
     with tqdm(desc=f"export to {args.to}", unit="interaction", disable=args.quiet) as bar:
         def progress(done: int, total: int, key: str) -> None:
             bar.total = total
             bar.update(1)
 
-        result = export(args.selection, to=args.to, out=out, local_dir=local_dir, query=args.query,
-                        progress=progress, **options)
+        result = export(selection, to=args.to, out=out, local_dir=local_dir, progress=progress, **options)
     for key in result.skipped:
         print(f"skipped {key}: nothing exportable (see warnings)", file=sys.stderr)
     modes = f" (video: {', '.join(sorted(set(result.cut_modes.values())))})" if result.cut_modes else ""

@@ -64,11 +64,11 @@ def test_selection_groups_by_interaction(local_tree, sample_mirror, tmp_path):
         resolve_selection([tmp_path], local_dir=local_tree)
 
 
-def test_unknown_format_and_query_hook(local_tree, tmp_path):
+def test_unknown_format_and_empty_selection(local_tree, tmp_path):
     with pytest.raises(ExportError, match="unknown export format 'csv'"):
         export(["V00_S0001_I00000001"], to="csv", out=tmp_path, local_dir=local_tree)
-    with pytest.raises(ExportError, match="index"):
-        export([], to="rttm", out=tmp_path, local_dir=local_tree, query="speech_ratio > 0.5")
+    with pytest.raises(ExportError, match="nothing to export"):
+        export([], to="rttm", out=tmp_path, local_dir=local_tree)
     with pytest.raises(ExportError, match="start_s and end_s"):
         export([local_tree], to="clip", out=tmp_path)
 
@@ -261,3 +261,13 @@ def test_cli_export(local_tree, sample_mirror, tmp_path, capsys):
     assert err.startswith("error: V99_S0001_I00000001: no local files") and err.count("\n") == 1
     with pytest.raises(SystemExit):
         main(["export", "--to", "csv", key])
+
+
+def test_cli_query_needs_the_index(local_tree, tmp_path, capsys):
+    from seamless_interaction.fs import SeamlessInteractionFS
+
+    if hasattr(SeamlessInteractionFS, "query"):
+        pytest.skip("the index is present: --query is answered by fs.query (tested with the index)")
+    assert main(["export", "--to", "rttm", "--local-dir", str(local_tree), "--out", str(tmp_path), "-q",
+                 "--query", "SELECT file_id FROM file_stats"]) == 1
+    assert "--query needs the conversation index" in capsys.readouterr().err

@@ -18,7 +18,6 @@ from seamless_interaction.base.errors import ExportError
 from seamless_interaction.operations.export.source import (
     Dyad,
     load_dyad,
-    query_file_ids,
     resolve_selection,
 )
 
@@ -77,7 +76,7 @@ def make_writer(fmt: str, out: Path, **options: Any):
 
 
 def export(selection: Iterable[str | Path], *, to: str, out: Path | str, local_dir: Path | str | None = None,
-           catalog: Catalog | None = None, query: str | None = None,
+           catalog: Catalog | None = None,
            progress: Callable[[int, int, str], None] | None = None, **options: Any) -> ExportResult:
     """Export a selection of local interactions to one format under ``out``.
 
@@ -87,7 +86,6 @@ def export(selection: Iterable[str | Path], *, to: str, out: Path | str, local_d
         out: output folder (created).
         local_dir: dataset root that keys are looked up in.
         catalog: optional catalog, to find a file id's folder without a search.
-        query: an index query selecting file ids (needs the index; see :func:`.source.query_file_ids`).
         progress: called as ``progress(done, total, interaction_key)`` after each interaction.
         options: format options: ``embed_video`` (rerun); ``start_s``, ``end_s``, ``crf``, ``preset``,
             ``force_reencode`` (clip); ``prefix`` (lhotse).
@@ -98,10 +96,6 @@ def export(selection: Iterable[str | Path], *, to: str, out: Path | str, local_d
     if to not in FORMATS:
         raise ExportError(f"unknown export format {to!r}; expected one of {', '.join(FORMATS)}")
     items = list(selection)
-    if query is not None:
-        if local_dir is None:
-            raise ExportError("a query needs the local dataset folder (local_dir)")
-        items += query_file_ids(query, Path(local_dir))
     if not items:
         raise ExportError("nothing to export: give file ids, interaction keys, session keys or a folder")
     groups = resolve_selection(items, local_dir=local_dir, catalog=catalog)

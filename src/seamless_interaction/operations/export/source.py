@@ -30,7 +30,7 @@ from seamless_interaction.local import layout
 if TYPE_CHECKING:
     from seamless_interaction.catalog.tables import Catalog
 
-__all__ = ["Annotation", "Dyad", "Speaker", "Utterance", "Word", "load_dyad", "query_file_ids", "resolve_selection"]
+__all__ = ["Annotation", "Dyad", "Speaker", "Utterance", "Word", "load_dyad", "resolve_selection"]
 
 logger = logging.getLogger(__name__)
 
@@ -177,17 +177,6 @@ class Dyad:
 
 
 # ------------------------------------------------------------------------------------------- selection
-def query_file_ids(query: str, local_dir: Path) -> list[str]:
-    """File ids matching an index query. HOOK: the index (``operations.index``) answers this once it lands."""
-    try:
-        from seamless_interaction.operations import index  # type: ignore[attr-defined]
-    except ImportError:
-        raise ExportError(f"query {query!r}: selecting by query needs the local index "
-                          "(seamless_interaction.operations.index), which this version does not have; "
-                          "give file ids, interaction keys or a folder instead") from None
-    return list(index.query_file_ids(query, local_dir=local_dir))  # pragma: no cover - the index's API
-
-
 def _scan_folder(folder: Path) -> dict[str, dict[str, Path]]:
     found: dict[str, dict[str, Path]] = {}
     for path in sorted(folder.rglob("V*_S*_I*_P*.*")):
