@@ -183,9 +183,9 @@ class ClipWriter:
             staged: list[tuple[Path, Path]] = []
             for s in dyad.speakers:
                 label, split, batch, archive = _layout_of(s.paths.get("wav") or next(iter(s.paths.values())))
-                final = layout.bundle_paths(self.out, label, split, batch, archive, s.file_id)
+                finals = layout.bundle_paths(self.out, label, split, batch, archive, s.file_id)
                 for ext, data_path in self._write_speaker(s, stage, cs, ce, mode, frames).items():
-                    staged.append((data_path, final[ext]))
+                    staged.append((data_path, finals[ext]))
             for tmp, final in staged:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, final)
