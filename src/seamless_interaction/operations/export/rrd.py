@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 TIMELINE = "time"
 _EMOTION = ("valence", "arousal")
 _POINTS3D_SUFFIX = ":pred_vertices"
+_BOXES_KEYS = ("boxes_and_keypoints:keypoints", "boxes_and_keypoints:box", "boxes_and_keypoints:is_valid_box")
 
 
 class RerunWriter:
@@ -95,9 +96,8 @@ class RerunWriter:
                     path = f"{root}/emotion/{name}" if group == "movement" else f"{root}/emotion_v4/{name}"
                     rec.send_columns(path, indexes=[rr.TimeColumn(TIMELINE, duration=self._times(len(values), rate))],
                                      columns=rr.Scalars.columns(scalars=values))
-        if "boxes_and_keypoints:keypoints" in keys:
-            arr = part.features(["boxes_and_keypoints:keypoints", "boxes_and_keypoints:box",
-                                 "boxes_and_keypoints:is_valid_box"])
+        if all(k in keys for k in _BOXES_KEYS):
+            arr = part.features(list(_BOXES_KEYS))
             kp, box = arr["boxes_and_keypoints:keypoints"], arr["boxes_and_keypoints:box"]
             valid = arr["boxes_and_keypoints:is_valid_box"].astype(bool).reshape(-1)
             n = len(kp)
