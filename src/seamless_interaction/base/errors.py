@@ -64,3 +64,8 @@ class InsufficientSpaceError(SeamlessError, OSError):
 
 class NotDownloadedError(SeamlessError, FileNotFoundError):
     """Local data that was asked for but has not been downloaded (or was deleted)."""
+
+
+class ExportError(SeamlessError, ValueError):
+    """An export that cannot be made: unknown format, bad time range, nothing local to export, or a
+    format library (an optional extra) that is not installed."""
