@@ -104,6 +104,7 @@ FILE_COLUMNS: dict[str, pa.DataType] = {
     **{f"has_{g}": pa.bool_() for g in FEATURE_GROUPS},
     "annotation_types": pa.string(), "n_annotation_types": pa.int32(),
     "json_bytes": pa.int64(), "mp4_bytes": pa.int64(), "npz_bytes": pa.int64(), "wav_bytes": pa.int64(),
+    "npz_raw_bytes": pa.int64(),
 }
 # Kept beside file_stats (not a view column): each file's VAD, for interaction measures and the app.
 VAD_COLUMNS = {"file_id": pa.string(), "vad_start": pa.list_(pa.float64()), "vad_end": pa.list_(pa.float64())}
@@ -342,6 +343,7 @@ def _file_row(raw: _Raw, rec: Any, route: str) -> tuple[dict[str, Any], dict[str
         **{f"has_{g}": g in raw.groups for g in FEATURE_GROUPS},
         "annotation_types": ",".join(annotations), "n_annotation_types": len(annotations),
         **{f"{ext}_bytes": raw.sizes.get(ext) for ext in ("json", "mp4", "npz", "wav")},
+        "npz_raw_bytes": raw.sizes.get("npz_raw"),
     }
     spurts = cv.talkspurts(cv.vad_segments(vad))
     vad_row = {"file_id": raw.file_id, "vad_start": [s for s, _ in spurts], "vad_end": [e for _, e in spurts]}
@@ -417,6 +419,7 @@ def _index_hub_archive(transfer: Transfer, url: str, ids: Sequence[str], cache_d
             base = m.offset_data
             entries = hd.zip_directory(lambda o, n, b=base: reader.read(b + o, b + o + n) or b"", m.size,
                                        where=f"{fid}.npz", tail=got[spans[(fid, "npz")]])
+            raw.sizes["npz_raw"] = sum(e.size for e in entries)  # the npy bytes, as the CDN serves them
             reps = _representatives(e.name.removesuffix(".npy") for e in entries)
             by_name = {e.name.removesuffix(".npy"): e for e in entries}
             for group in FEATURE_GROUPS:
@@ -490,9 +493,11 @@ def _index_cdn_file(transfer: Transfer, cdn_url: str, rec: Any) -> tuple[_Raw, i
             header = hd.parse_npy(get(parts[rep].url, 0, 64 * NPY_HEAD) or b"", where=parts[rep].url)
         raw.groups[group] = header.shape[0] if header and header.shape else None
     info = head(parts["wav"].url)
+    raw.sizes = {"json": None, "npz": None, "mp4": None, "wav": info.size if info is not None else None}
     if info is not None and info.size:
         raw.wav = read_wav_info(get(parts["wav"].url, 0, min(info.size, WAV_HEAD)) or b"", name=f"{rec.file_id}.wav")
     info = head(parts["mp4"].url)
+    raw.sizes["mp4"] = info.size if info is not None else None
     if info is not None and info.size:
         url, size = parts["mp4"].url, info.size
         raw.mp4_size = size

@@ -163,6 +163,14 @@ def _one_line(sql: str, text: str) -> str:
             col = (max(offset, 0)) + max(0, caret - lead) + 1
             where = f" (line {n}, column {col})"
             break
+    if not where:
+        # Some binder errors carry no caret; the first quoted name in the message locates them.
+        m = re.search(r'"([^"]+)"', head)
+        hit = re.search(rf"\b{re.escape(m.group(1))}\b", sql, re.IGNORECASE) if m else None
+        if hit:
+            n = sql.count("\n", 0, hit.start()) + 1
+            col = hit.start() - (sql.rfind("\n", 0, hit.start()) + 1) + 1
+            where = f" (line {n}, column {col})"
     return f"SQL error{where}: {head}"
 
 
