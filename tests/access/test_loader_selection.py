@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("torch", reason="the loader is the optional torch extra")
 
-from seamless_interaction.access.loader import ShardWarning, WindowDataset  # noqa: E402
+from seamless_interaction.access.loader import ShardWarning, WindowDataset
 
 
 @pytest.fixture(scope="module")

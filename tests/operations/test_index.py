@@ -7,7 +7,6 @@ import json
 import shutil
 import tarfile
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +16,11 @@ from seamless_interaction.base.config import DatasetConfig
 from seamless_interaction.base.formats import parse_jsonl, read_wav_info
 from seamless_interaction.fs import SeamlessInteractionFS
 from seamless_interaction.mirror import MirrorInfo, MirrorServer
-from seamless_interaction.operations.index import IndexStaleError, NoIndexError, choose_route
+from seamless_interaction.operations.index import (
+    IndexStaleError,
+    NoIndexError,
+    choose_route,
+)
 from seamless_interaction.remote.urls import hub_archive_path
 
 

@@ -107,9 +107,10 @@ class DownloadPlan:
         return out
 
     def summary(self) -> str:
-        lines = [f"plan for {sum(len(a.file_ids) for a in self.archives)} file ids in {len(self.archives)} archives, "
-                 f"members {'+'.join(self.modalities)}; link: {self.link.latency_s * 1000:.0f} ms, "
-                 f"{self.link.bandwidth_bps / 1e6:.1f} MB/s per connection x {self.link.connections}"]
+        head = (f"plan for {sum(len(a.file_ids) for a in self.archives)} file ids in {len(self.archives)} archives, "
+                f"members {'+'.join(self.modalities)}; link: {self.link.latency_s * 1000:.0f} ms, "
+                f"{self.link.bandwidth_bps / 1e6:.1f} MB/s per connection x {self.link.connections}")
+        lines = [head]
         lines.append(f"{'archive':<28} {'ids':>4}  {'route':<6} {'bytes':>12} {'requests':>8} {'est. s':>8}")
         for a in self.archives:
             e = a.chosen
