@@ -36,7 +36,7 @@ ReadAt = Callable[[int, int], bytes]
 # usually holds it and the end record in one read.
 EOCD_READ = 4096
 # Local header (30 + name + extra) plus enough compressed bytes to inflate a 128-byte npy header.
-LOCAL_READ = 1024
+LOCAL_READ = 512
 
 _EOCD = struct.Struct("<4sHHHHIIH")
 _CDIR = struct.Struct("<4sHHHHHHIIIHHHHHII")

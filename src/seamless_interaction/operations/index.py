@@ -83,7 +83,7 @@ MP4_HEAD = 1024
 WAV_HEAD = 1024
 NPY_HEAD = 128  # numpy pads .npy headers to a multiple of 64 bytes; 128 covers every shape here
 MOOV_MAX = 8 << 20
-TAR_READAHEAD = 4096  # index hops: PAX + ustar headers are 1.5 KB; a small json member comes along
+TAR_READAHEAD = 2048  # index hops: PAX + ustar headers are 1.5 KB, plus the start of the member
 ARCHIVE_WORKERS = 4
 RANGE_WORKERS = 8
 # Placeholder media (FORMAT.md section 3): a WAV without samples or an MP4 without a video track.
