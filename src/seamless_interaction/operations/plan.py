@@ -8,14 +8,18 @@ Three routes can bring a file id home (see :mod:`seamless_interaction.routes`):
   whole bundles).
 
 For each archive holding selected ids the plan estimates, from the tar member index (header reads,
-cached) and a link model (latency, per-connection bandwidth, connections), the bytes, requests and
-time of each route, and picks the fastest. Time model: every request costs one latency plus its
-bytes over one connection's bandwidth; requests share the connections, and a batch takes at least
-as long as its longest request. The whole tar streams in 8 MiB segments (the transfer engine's).
+cached), the index's sizes where it has them, and a link model (latency, per-connection bandwidth,
+connections; given or measured), the bytes, requests and time of each route, and picks the fastest.
+Time model: each request costs one latency plus its bytes over one connection's bandwidth, and the
+requests start in the order the route issues them, each on the first free connection (the CDN route
+sends every small part before the audio and the video; the member fetcher runs its merged ranges on 8
+workers; the whole tar streams in the transfer engine's 8 MiB segments). The Hub's redirect adds round
+trips before the bytes flow. Archives are fetched one after another, so their times add up.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import time
@@ -28,6 +32,7 @@ from seamless_interaction.base.errors import SeamlessError, TransferError
 from seamless_interaction.constants import ANNOTATION_TYPES, BUNDLE_EXTENSIONS, FEATURE_GROUPS
 from seamless_interaction.remote.tarindex import index_remote
 from seamless_interaction.remote.urls import hub_archive_url
+from seamless_interaction.routes.members import DEFAULT_WORKERS as RANGE_WORKERS
 from seamless_interaction.routes.members import plan_members, plan_ranges
 
 if TYPE_CHECKING:
@@ -54,12 +59,15 @@ class LinkModel:
     bandwidth_bps: float = 50e6
     connections: int = 16
 
-    def seconds(self, sizes: Sequence[int], *, sequential: int = 0) -> float:
-        """Time of requests of ``sizes`` bytes shared over the connections, plus ``sequential`` round trips."""
-        if not sizes:
-            return sequential * self.latency_s
-        each = [self.latency_s + s / self.bandwidth_bps for s in sizes]
-        return sequential * self.latency_s + max(sum(each) / self.connections, max(each))
+    def seconds(self, sizes: Sequence[int], *, sequential: int = 0, workers: int | None = None) -> float:
+        """Time of requests of ``sizes`` bytes started in this order on the first free connection
+        (how the transfer engine and the member fetcher schedule them), plus ``sequential`` round trips."""
+        conns = max(1, min(self.connections, workers or self.connections))
+        free = [0.0] * conns
+        for s in sizes:
+            t = heapq.heappop(free)
+            heapq.heappush(free, t + self.latency_s + s / self.bandwidth_bps)
+        return sequential * self.latency_s + max(free)
 
 
 @dataclass(frozen=True)
@@ -128,7 +136,10 @@ class DownloadPlan:
 
 
 def measure_link(transfer: Transfer, url: str, *, probe_bytes: int = 1 << 20, connections: int = 16) -> LinkModel:
-    """Latency from three 1-byte Range reads (the fastest), bandwidth from one ``probe_bytes`` read."""
+    """Latency from three 1-byte Range reads (the fastest), bandwidth from one ``probe_bytes`` read,
+    both on the redirect target of ``url`` (a Hub resolve URL would count its redirect too)."""
+    info = transfer.head(url)
+    url = (info.final_url if info is not None else None) or url
     lat = []
     for _ in range(3):
         t0 = time.perf_counter()
@@ -142,15 +153,19 @@ def measure_link(transfer: Transfer, url: str, *, probe_bytes: int = 1 << 20, co
 
 
 def _cdn_estimate(sizes: dict[str, dict[str, int | None]], ids: Sequence[str], link: LinkModel) -> Estimate:
-    objs: list[int] = []
+    # The CDN route starts every id's small parts first, then the audio, then the video (routes.cdn).
+    small: list[int] = []
+    audio: list[int] = []
+    video: list[int] = []
+    n_npy = CDN_OBJECTS - 2 - 2 - len(ANNOTATION_TYPES)
     for fid in ids:
         s = sizes.get(fid, {})
         npz = s.get("npz_raw") or s.get("npz") or 0
-        n_npy = CDN_OBJECTS - 2 - 2 - len(ANNOTATION_TYPES)
-        objs += [s.get("wav") or 0, s.get("mp4") or 0]
-        objs += [npz // n_npy] * n_npy
         json_size = s.get("json") or 0
-        objs += [json_size // 2] * 2 + [0] * len(ANNOTATION_TYPES)
+        small += [npz // n_npy] * n_npy + [json_size // 2] * 2 + [0] * len(ANNOTATION_TYPES)
+        audio.append(s.get("wav") or 0)
+        video.append(s.get("mp4") or 0)
+    objs = small + audio + video
     return Estimate(sum(objs), len(objs), link.seconds(objs))
 
 
@@ -195,12 +210,13 @@ def plan_download(
                 sizes.setdefault(fid, {})[ext] = m.size
             pieces = max(1, math.ceil(index.total_size / SEGMENT_BYTES)) if index.total_size >= 2 * SEGMENT_BYTES else 1
             seg = [index.total_size // pieces] * pieces
-            # one HEAD to resolve, then the segments in parallel
-            est["tar"] = Estimate(index.total_size, pieces + 1, link.seconds(seg, sequential=1))
+            # a HEAD through the Hub's redirect (2 round trips), the GET's redirect, then the segments
+            est["tar"] = Estimate(index.total_size, pieces + 2, link.seconds(seg, sequential=3))
             chosen = plan_members(index, ids, modalities)
             ranges = plan_ranges(chosen)
-            est["range"] = Estimate(sum(r.size for r in ranges), len(ranges) + 1,
-                                    link.seconds([r.size for r in ranges], sequential=1))
+            # the tar index's HEAD through the redirect, then the ranges on the redirect target
+            est["range"] = Estimate(sum(r.size for r in ranges), len(ranges) + 2,
+                                    link.seconds([r.size for r in ranges], sequential=2, workers=RANGE_WORKERS))
         for fid in ids:
             for k, v in (known_sizes or {}).get(fid, {}).items():
                 if v is not None:
