@@ -132,3 +132,27 @@ def test_executed_plan_brings_the_members_home(tmp_path, sample_server, sample_m
                     assert local["npz"].read_bytes() == t.extractfile(f"{fid}.npz").read()
                     assert local["json"].read_bytes() == t.extractfile(f"{fid}.json").read()
                 assert "mp4" not in local  # only the members asked for
+
+
+README_QUERIES = [
+    """SELECT s.interaction_key, r.relationship_detail, s.duration_s, s.speech_share_a, s.n_interruptions
+  FROM interaction_stats s JOIN files f ON f.file_id = s.file_id_a
+  JOIN relationships r ON r.vendor = f.vendor AND r.session_id = f.session_id
+  WHERE r.relationship_detail IN ('friends', 'dating/spouse/romantic_partner')
+    AND s.duration_s > 300 AND s.speech_share_a BETWEEN 0.3 AND 0.7 AND s.n_interruptions >= 3""",
+    "SELECT DISTINCT f.session_key FROM file_stats s JOIN files f USING (file_id) WHERE s.vad_empty",
+    "SELECT file_id, frame_rate, video_rate FROM file_stats WHERE NOT frame_rate_ok",
+]
+
+
+def test_readme_questions_run(indexed, sample_mirror):
+    fs, _ = indexed
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for sql in README_QUERIES:
+        assert " ".join(sql.split()) in " ".join(readme.split())  # the README shows exactly these
+        fs.query(sql)
+    empty = fs.query(README_QUERIES[1])["session_key"].to_pylist()
+    assert empty == sorted({f[:9] for f in sample_mirror.placeholder})
+    # the 29.97 fps files of 1 s hold 29 frames: 29 Hz against 29.97 Hz is more than 1 % off
+    off = set(fs.query(README_QUERIES[2])["file_id"].to_pylist())
+    assert off == set(sample_mirror.non30fps)
