@@ -59,8 +59,6 @@ def main() -> int:
         open_s = time.perf_counter() - t0
         ours, table = timed(lambda: engine.query(SQL), args.repeat)
 
-        import pandas as pd
-
         files = engine._arrow["files"].to_pandas()
         inter = catalog.table("interactions").to_pandas()
         people = catalog.table("participants").to_pandas()

@@ -156,3 +156,20 @@ def test_readme_questions_run(indexed, sample_mirror):
     # the 29.97 fps files of 1 s hold 29 frames: 29 Hz against 29.97 Hz is more than 1 % off
     off = set(fs.query(README_QUERIES[2])["file_id"].to_pylist())
     assert off == set(sample_mirror.non30fps)
+
+
+def test_cli_ids_from_file_prints_a_plan(indexed, sample_mirror, capsys, monkeypatch, tmp_path):
+    fs, tmp = indexed
+    monkeypatch.setenv("SEAMLESS_INTERACTION_CACHE", str(fs.config.cache_dir))
+    ids = sample_mirror.movement[:2]
+    listing = tmp_path / "ids.txt"
+    listing.write_text("file_id\n" + "\n".join(ids) + "\n# a comment\n")
+    argv = ["download", *_cli_base(fs, tmp), "--ids-from", str(listing), "--only", "npz,json", "--plan",
+            "--latency", "0.01", "--bandwidth", "1e6"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"plan for {len(ids)} file ids") and "all tar" in out and "range" in out
+    assert not (tmp / "cli-data").exists()  # --plan downloads nothing
+    listing.write_text("not-an-id\n")
+    assert cli.main(argv) == 2
+    assert "not-an-id" in capsys.readouterr().err
