@@ -607,10 +607,15 @@ def build_index(
         part = parts_dir / _part_name(ref)
         info = transfer.head(url, optional=True)
         size = info.size if info is not None else None
-        sha = (info.sha256 or info.etag) if info is not None else None
+        # The Hub's sha256 (X-Linked-Etag), never a redirect target's ETag: that one is not the content
+        # hash for Xet-stored files. Without a sha256 the archive is re-read (it costs headers only).
+        sha = info.sha256 if info is not None else None
         old = _part_meta(part)
-        if old is not None and old.get("size") == size and old.get("sha256") == sha \
-                and sorted(old.get("file_ids", [])) == sorted(ids):
+        same_ids = old is not None and sorted(old.get("file_ids", [])) == sorted(ids)
+        unchanged = same_ids and (
+            (info is None and old.get("route") == "cdn" and old.get("size") is None)  # still CDN only
+            or (sha is not None and old.get("sha256") == sha and old.get("size") == size))
+        if unchanged:
             with lock:
                 report.skipped += 1
                 report.archive_bytes += size or 0
