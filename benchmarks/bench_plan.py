@@ -26,8 +26,9 @@ from seamless_interaction.mirror import MirrorServer, MirrorSpec, build_mirror
 from seamless_interaction.operations.plan import ROUTES, LinkModel
 
 SELECTIONS = [
-    ("features of every talkative V00 file (npz+json)",
-     "SELECT file_id FROM file_stats WHERE vendor = 'V00' AND speech_ratio > 0.3", ("npz", "json")),
+    ("features of every talkative improvised V00 file (npz+json)",
+     "SELECT file_id FROM file_stats WHERE vendor = 'V00' AND label = 'improvised' AND speech_ratio > 0.3",
+     ("npz", "json")),
     ("everything of two whole archives",
      "SELECT file_id FROM file_stats WHERE label = 'improvised' AND split = 'dev' AND batch = 0 AND archive < 2",
      ("json", "mp4", "npz", "wav")),
