@@ -33,8 +33,11 @@ from seamless_interaction.remote.urls import cdn_urls
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
     from seamless_interaction.access.aligned import Interaction, Participant
+    from seamless_interaction.operations.index import BuildReport
+    from seamless_interaction.operations.plan import DownloadPlan, LinkModel
     from seamless_interaction.operations.verify import Report
 
 __all__ = ["DatasetConfig", "InteractionKey", "SeamlessInteractionFS"]
@@ -542,6 +545,66 @@ class SeamlessInteractionFS:
         if not paths:
             raise NotDownloadedError(f"{file_id}: no local files under {self.local_dir}; download it first")
         return load_interaction_data(paths)
+
+    # ------------------------------------------------------------------ conversation index and queries
+    @property
+    def index_folder(self) -> Path:
+        """Where the index of this catalog source and Hub endpoint lives (under the cache folder)."""
+        from seamless_interaction.operations.index import index_dir
+
+        return index_dir(self.config.cache_dir, self.config.assets, self.config.hf_url)
+
+    def build_index(self, *, label: str | None = None, split: str | None = None, batch: int | None = None,
+                    archives: list[tuple[str, str, int, int]] | None = None, route: str = "auto",
+                    workers: int = 4) -> "BuildReport":
+        """Build or update the conversation index (file_stats, interaction_stats) for the archives in
+        scope, reading only headers, json and VAD (see :mod:`operations.index`). Incremental and resumable."""
+        from seamless_interaction.operations.index import build_index
+
+        if batch is not None and not (label and split):
+            raise ValueError("batch needs label and split")
+        return build_index(self.transfer, self.catalog, assets=self.config.assets, hf_url=self.config.hf_url,
+                           cdn_url=self.config.cdn_url, cache_dir=self.config.cache_dir, label=label, split=split,
+                           batch=batch, archives=archives, route=route, workers=workers, quiet=self.quiet)
+
+    def query(self, sql: str) -> "pa.Table":
+        """Run SQL over the views files, interactions, participants, relationships, file_stats,
+        interaction_stats and archives (DuckDB; ``pip install seamless-interaction[index]``)."""
+        from seamless_interaction.operations.query import QueryEngine
+
+        with QueryEngine(self.catalog, self.index_folder, filelist_sha256=self._filelist_sha256()) as engine:
+            return engine.query(sql)
+
+    def _filelist_sha256(self) -> str:
+        import hashlib
+
+        from seamless_interaction.catalog.assets import load_tables
+
+        path = load_tables(self.config.assets, self.config.cache_dir)["filelist.csv"]
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+    def plan_download(self, file_ids: list[str], *, modalities: tuple[str, ...] = ("json", "mp4", "npz", "wav"),
+                      link: "LinkModel | None" = None) -> "DownloadPlan":
+        """Per archive, the fastest route (whole tar, Range members, CDN objects) for ``file_ids``."""
+        from seamless_interaction.operations.plan import plan_download
+
+        known = None
+        try:
+            table = self.query("SELECT file_id, json_bytes AS json, mp4_bytes AS mp4, npz_bytes AS npz, "
+                               "wav_bytes AS wav, npz_raw_bytes AS npz_raw FROM file_stats")
+            known = {r.pop("file_id"): r for r in table.to_pylist()}
+        except SeamlessError:
+            pass  # no index: the tar member sizes stand in
+        return plan_download(self.transfer, self.catalog, self.config.hf_url, file_ids, modalities=modalities,
+                             link=link, cache_dir=self.config.cache_dir, known_sizes=known)
+
+    def execute_plan(self, plan: "DownloadPlan") -> list[Path]:
+        """Download what ``plan`` says, each archive by its chosen route."""
+        from seamless_interaction.operations.plan import execute_plan
+
+        return execute_plan(plan, self.transfer, self.catalog, hf_url=self.config.hf_url,
+                            cdn_url=self.config.cdn_url, local_dir=self.local_dir, cache_dir=self.config.cache_dir,
+                            manifest=self.manifest)
 
     # ------------------------------------------------------------------ audit
     def verify(self, *, label: str | None = None, split: str | None = None, batch: int | None = None,

@@ -8,6 +8,8 @@ Routes (``{url}`` is ``http://host:port``):
   302 to ``{url}/lfs/{path}`` with ``X-Linked-Size``/``X-Linked-Etag``; the target serves the bytes with
   ``ETag: "<sha256>"``. Other repo files are served directly. Missing: 404.
 * ``{url}/assets/{table}.csv``: the metadata tables.
+* ``{url}/api/datasets/facebook/seamless-interaction/revision/main``: the Hub API's revision info
+  (``{"id": ..., "sha": <commit>}``), the commit being ``MirrorServer.repo_commit``.
 * ``{url}/_mirror/requests``: the request log as JSON (``DELETE`` clears it).
 
 Every file route supports HEAD and a single ``Range`` (206/416). ``latency_s`` delays each response's
@@ -45,6 +47,7 @@ HF_PREFIX = "/datasets/facebook/seamless-interaction/resolve/main"
 LFS_PREFIX = "/lfs"
 ASSETS_PREFIX = "/assets"
 LOG_PATH = "/_mirror/requests"
+API_REVISION_PATH = "/api/datasets/facebook/seamless-interaction/revision/main"
 # The Hub stores these as LFS objects and redirects resolve requests for them.
 LFS_SUFFIXES = (".tar",)
 # Any fixed 40-hex value: clients read X-Repo-Commit to name their cache folders.
@@ -145,6 +148,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._serve_file(owner.root / "hub", path[len(LFS_PREFIX) + 1:], head, missing=404, etag=True)
             elif path.startswith(ASSETS_PREFIX + "/"):
                 self._serve_file(owner.root / "assets", path[len(ASSETS_PREFIX) + 1:], head, missing=404)
+            elif path == API_REVISION_PATH:
+                body = json.dumps({"id": "facebook/seamless-interaction", "sha": owner.repo_commit}).encode()
+                self._send_bytes(200, body, "application/json", head=head)
             else:
                 self._send_bytes(404, b"not found\n", "text/plain", head=head)
         except _BadPath as exc:
@@ -198,11 +204,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = self._safe_file(owner.root / "hub", rel)
         if path is None:
             self._send_bytes(404, b"Entry not found\n", "text/plain", head=head,
-                             headers={"X-Error-Code": "EntryNotFound", "X-Repo-Commit": REPO_COMMIT})
+                             headers={"X-Error-Code": "EntryNotFound", "X-Repo-Commit": owner.repo_commit})
             return
         if not rel.endswith(LFS_SUFFIXES):
             self._serve_file(owner.root / "hub", rel, head, missing=404, etag=True,
-                             extra={"X-Repo-Commit": REPO_COMMIT})
+                             extra={"X-Repo-Commit": owner.repo_commit})
             return
         host = self.headers.get("Host") or f"{owner.host}:{owner.port}"
         location = f"http://{host}{LFS_PREFIX}/{urllib.parse.quote(rel)}"
@@ -212,7 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
             "X-Linked-Size": str(path.stat().st_size),
             "X-Linked-Etag": f'"{sha}"',
             "ETag": f'"{sha}"',
-            "X-Repo-Commit": REPO_COMMIT,
+            "X-Repo-Commit": owner.repo_commit,
         })
 
     def _serve_file(self, base: Path, rel: str, head: bool, *, missing: int, etag: bool = False,
@@ -329,6 +335,9 @@ class MirrorServer:
         self.port = port
         self.latency_s = float(latency_s)
         self.bandwidth_bps = bandwidth_bps
+        # The Hub commit the mirror reports (X-Repo-Commit, revision API); tests change it to
+        # simulate a new release.
+        self.repo_commit = REPO_COMMIT
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
