@@ -311,14 +311,8 @@ def cmd_verify(args) -> int:
 
 
 def _query_file_ids(fs, sql: str) -> list[str]:
-    """File ids of an index query (a ``file_id`` or ``interaction_key`` column): the index's ``fs.query``."""
-    from seamless_interaction.base.errors import ExportError
-
-    query = getattr(fs, "query", None)  # HOOK: SeamlessInteractionFS.query comes with the index
-    if query is None:
-        raise ExportError("--query needs the conversation index (seamless-interaction index build), which this "
-                          "version does not have; give file ids, interaction keys or folders instead")
-    table = query(sql)
+    """File ids of a query (a ``file_id`` or ``interaction_key`` column) over the catalog and index views."""
+    table = fs.query(sql)
     if "file_id" in table.column_names:
         return [f for f in table["file_id"].to_pylist() if f]
     if "interaction_key" in table.column_names:
