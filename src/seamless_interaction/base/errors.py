@@ -57,3 +57,8 @@ class InsufficientSpaceError(SeamlessError, OSError):
 
 class NotDownloadedError(SeamlessError, FileNotFoundError):
     """Local data that was asked for but has not been downloaded (or was deleted)."""
+
+
+class VideoDeviceError(SeamlessError, RuntimeError):
+    """A video decoding device that cannot be used here: the GPU extra or a GPU is missing, or CUDA
+    was asked for inside a forked process."""
