@@ -205,6 +205,11 @@ class VideoReader:
 
 VideoSize = Union[int, tuple[int, int], None]
 
+# A window that starts ahead of the decoded frames seeks instead of decoding its way there only when
+# a keyframe lies more than this many frames ahead: a seek flushes the decoder's threads, which costs
+# about as much as decoding a few frames.
+SKIP_AHEAD_FRAMES = 8
+
 # fork() after this module was imported leaves a child whose pid differs from this one: the GPU path
 # refuses to start CUDA there (CUDA cannot be used in a forked child of a process that touched it).
 _IMPORT_PID = os.getpid()
@@ -381,11 +386,15 @@ class WindowDecoder:
             target = self._t0 + math.floor(self._recs[0].t / self._tb) - self._delay - 1 - int(1 / self._tb)
         raise IntegrityError(f"{self.name}: cannot seek to {t:.3f} s")
 
+    def _geometry(self, frame) -> None:
+        """Output size and turns, fixed by the first frame (later rasters are scaled to it)."""
+        rotation = getattr(frame, "rotation", 0) or 0
+        self._turns = _quarter_turns(rotation)
+        self._out_hw = output_size(display_size(frame.width, frame.height, rotation), self.size)
+
     def _convert(self, frame) -> np.ndarray:
         if self._out_hw is None:
-            rotation = getattr(frame, "rotation", 0) or 0
-            self._turns = _quarter_turns(rotation)
-            self._out_hw = output_size(display_size(frame.width, frame.height, rotation), self.size)
+            self._geometry(frame)
         oh, ow = self._out_hw
         # Scale in the coded orientation to the size that shows as (oh, ow) once turned.
         sw, sh = (oh, ow) if self._turns % 2 else (ow, oh)
@@ -408,7 +417,7 @@ class WindowDecoder:
             keys = self._keyframe_times()
             if keys:
                 i = bisect.bisect_right(keys, targets[0] + eps)
-                if i and keys[i - 1] > last + eps:
+                if i and keys[i - 1] > last + SKIP_AHEAD_FRAMES * self._period:
                     return None  # a seek lands on that keyframe: cheaper than decoding up to it
             elif targets[0] - last > 2.0:
                 return None
@@ -466,11 +475,15 @@ class WindowDecoder:
         return self.frames_at(window_targets(start_s, end_s, self.fps or self.native_rate))
 
     def _empty(self) -> np.ndarray:
-        if self._out_hw is not None:
-            h, w = self._out_hw
-        else:
-            cc = self._vs.codec_context
-            h, w = output_size((cc.height, cc.width), self.size)
+        if self._out_hw is None:  # the displayed size needs a decoded frame (its rotation)
+            held = next((r.frame for r in self._recs if r.frame is not None), None)
+            if held is None:
+                self._seek(0.0)
+                held = self._recs[0].frame if self._recs else None
+            if held is None:
+                raise IntegrityError(f"{self.name}: the video stream has no frames")
+            self._geometry(held)
+        h, w = self._out_hw
         return np.zeros((0, 3, h, w) if self.channels_first else (0, h, w, 3), np.uint8)
 
 
