@@ -604,7 +604,9 @@ class GpuWindowDecoder:
 
     def _to_chw(self, frame):
         x = self._torch.from_dlpack(frame)
-        if x.ndim == 3 and x.shape[0] != 3 and x.shape[-1] == 3:  # interleaved HWC
+        if x.ndim == 2 and x.shape[0] % 3 == 0:  # planes stacked as (3 * H, W)
+            x = x.view(3, x.shape[0] // 3, x.shape[1])
+        elif x.ndim == 3 and x.shape[0] != 3 and x.shape[-1] == 3:  # interleaved HWC
             x = x.permute(2, 0, 1)
         return x
 
