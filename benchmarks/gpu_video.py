@@ -29,7 +29,6 @@ import tarfile
 import tempfile
 import time
 import traceback
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         import av
         import torch
 
-        from seamless_interaction.access.video import GpuWindowDecoder, WindowDecoder, _require_gpu
+        from seamless_interaction.access.video import (
+            GpuWindowDecoder,
+            WindowDecoder,
+            _require_gpu,
+        )
     except ImportError as exc:
         print(f"error: {exc}. Needs PyAV, torch, and seamless_interaction on PYTHONPATH (PYTHONPATH=src).",
               file=sys.stderr)
@@ -119,9 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clip: 1080x1920, {args.seconds:.0f} s, {clip_path.stat().st_size * 8 / args.seconds / 1e6:.1f} Mbit/s, "
               f"made in {time.perf_counter() - t:.1f} s ({clip_path})")
 
+    from seamless_interaction.base.errors import VideoDeviceError
+
     try:
         _require_gpu()
-    except Exception as exc:  # VideoDeviceError: no CUDA or no PyNvVideoCodec
+    except VideoDeviceError as exc:  # no CUDA device, or no PyNvVideoCodec
         print(f"error: cannot run the GPU path here: {exc}", file=sys.stderr)
         return 2
     import PyNvVideoCodec as nvc
@@ -188,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         loader_note = f"loader GPU vs CPU windows: {len(items)} vs {len(ref)}, worst mean abs diff {max(ld):.2f}"
         if len(items) != len(ref) or max(ld) >= 3:
             failures += 1
-    except Exception:
+    except Exception:  # noqa: BLE001 - report any failure of this row and go on to the table
         traceback.print_exc()
         loader_note = "loader row FAILED (traceback above)"
         failures += 1

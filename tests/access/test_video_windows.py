@@ -21,13 +21,21 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the loader is the optional torch extra")
 
-from loader_builders import make_bundle, write_tar  # noqa: E402
+from loader_builders import make_bundle, write_tar
 
-from seamless_interaction.access.aligned import Interaction, Participant  # noqa: E402
-from seamless_interaction.access.loader import ShardWarning, WindowDataset, collate_windows  # noqa: E402
-from seamless_interaction.access.video import (GpuWindowDecoder, WindowDecoder, decode_frames,  # noqa: E402
-                                               open_window_decoder)
-from seamless_interaction.base.errors import IntegrityError, VideoDeviceError  # noqa: E402
+from seamless_interaction.access.aligned import Interaction, Participant
+from seamless_interaction.access.loader import (
+    ShardWarning,
+    WindowDataset,
+    collate_windows,
+)
+from seamless_interaction.access.video import (
+    GpuWindowDecoder,
+    WindowDecoder,
+    decode_frames,
+    open_window_decoder,
+)
+from seamless_interaction.base.errors import IntegrityError, VideoDeviceError
 
 
 # ------------------------------------------------------------------------------ test media
@@ -128,12 +136,13 @@ class Reference:
 
 
 FILES = {
-    "cfr30_bframes": dict(n=90, rate=Fraction(30), gop=15, bframes=2),
-    "ntsc_no_bframes": dict(n=75, rate=Fraction(30000, 1001), gop=10, bframes=0),
-    "rotated_portrait": dict(n=60, rate=Fraction(30), gop=20, bframes=3, rotation=-90, width=64, height=48),
-    "vfr": dict(n=60, rate=Fraction(30), gop=12, bframes=0,
-                times=[Fraction(i, 30) + (Fraction(1, 90) if i % 3 == 1 else 0) for i in range(40)]
-                + [Fraction(40, 30) + Fraction(i, 20) for i in range(20)]),
+    "cfr30_bframes": {"n": 90, "rate": Fraction(30), "gop": 15, "bframes": 2},
+    "ntsc_no_bframes": {"n": 75, "rate": Fraction(30000, 1001), "gop": 10, "bframes": 0},
+    "rotated_portrait": {"n": 60, "rate": Fraction(30), "gop": 20, "bframes": 3, "rotation": -90, "width": 64,
+                         "height": 48},
+    "vfr": {"n": 60, "rate": Fraction(30), "gop": 12, "bframes": 0,
+            "times": [Fraction(i, 30) + (Fraction(1, 90) if i % 3 == 1 else 0) for i in range(40)]
+            + [Fraction(40, 30) + Fraction(i, 20) for i in range(20)]},
 }
 
 
@@ -318,7 +327,7 @@ def test_loader_video_equals_the_reference_and_skips_bad_mp4s(shards):
 def test_loader_video_over_http_range_reads(shards):
     from seamless_interaction.mirror.server import MirrorServer
 
-    root, paths, bundles = shards
+    root, _, bundles = shards
     with MirrorServer(root) as srv:
         urls = [f"{srv.hf_url}/improvised/dev/0000/{a:04d}.tar" for a in range(3)]
         items, _ = loader_items(urls, video_size=(24, 24), video_fps=10)
@@ -338,7 +347,7 @@ def test_window_counts_over_several_workers(shards):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ShardWarning)
         multi = list(dl)
-    key = lambda it: (it["file_ids"][0], it["start_s"])  # noqa: E731
+    key = lambda it: (it["file_ids"][0], it["start_s"])
     assert sorted(map(key, multi)) == sorted(map(key, single)) and len(multi) == len(set(map(key, multi)))
     by_key = {key(it): it for it in single}
     for it in multi:

@@ -253,14 +253,14 @@ def output_size(display_hw: tuple[int, int], size: VideoSize) -> tuple[int, int]
 def _quarter_turns(rotation: int) -> int:
     """np.rot90 turns (counter-clockwise) that show a frame whose display matrix rotates it by
     ``rotation`` degrees counter-clockwise (PyAV's ``VideoFrame.rotation``); as FFmpeg's autorotate."""
-    return int(round(rotation / 90)) % 4
+    return round(rotation / 90) % 4
 
 
 class _Rec:
     """One decoded frame since the last seek: its time, its converted image once chosen, and the raw
     frame while it may still be chosen (dropped after, to bound memory)."""
 
-    __slots__ = ("t", "img", "frame")
+    __slots__ = ("frame", "img", "t")
 
     def __init__(self, t: float, frame):
         self.t, self.img, self.frame = t, None, frame
@@ -353,7 +353,7 @@ class WindowDecoder:
         self._container = self._vs = self._it = None
         self._recs, self._eof = [], False
 
-    def __enter__(self) -> "WindowDecoder":
+    def __enter__(self) -> WindowDecoder:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -655,7 +655,7 @@ class GpuWindowDecoder:
                 pass
             self._tmp = None
 
-    def __enter__(self) -> "GpuWindowDecoder":
+    def __enter__(self) -> GpuWindowDecoder:
         return self
 
     def __exit__(self, *exc) -> None:
