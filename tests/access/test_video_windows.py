@@ -21,7 +21,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the loader is the optional torch extra")
 
-from loader_builders import make_bundle, write_tar
+from loader_builders import make_bundle, write_bundle_dir, write_tar
 
 from seamless_interaction.access.aligned import Interaction, Participant
 from seamless_interaction.access.loader import (
@@ -252,7 +252,8 @@ def test_participant_window_leaves_video_out_unless_asked(tmp_path, media, refs)
     fid = "V00_S0001_I00000001_P0001"
     bundle = make_bundle(fid, 90, Fraction(30))
     bundle["mp4"] = media["cfr30_bframes"]
-    p = Participant.from_sources(fid, bundle)
+    p = Participant.from_paths(fid, write_bundle_dir(tmp_path, "improvised", "dev", 0, 0, fid, bundle))
+    assert isinstance(p._src["mp4"], Path)  # a local file, read in place
     assert "video" not in p.window(0, 1)
     ref = refs["cfr30_bframes"]
     for k in range(3):

@@ -423,7 +423,9 @@ class WindowDataset(IterableDataset):
         video_threads: FFmpeg threads per decoder; default 0 (FFmpeg's choice) in the main process and
             1 in a DataLoader worker.
     Participants whose mp4 has no video stream or cannot be read (placeholders) are skipped with a
-    warning when ``"video"`` is requested.
+    warning when ``"video"`` is requested. With ``shuffle``, every window in the shuffle buffer holds its
+    frames (4 s at 30 fps and 224x398 is about 32 MB; on the GPU with ``video_device="cuda"``), so keep
+    ``shuffle_buffer`` small (tens) when asking for video.
     """
 
     def __init__(self, sources, modalities: Sequence[str] = ("features",), window_s: float = 4.0,

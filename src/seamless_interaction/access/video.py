@@ -550,7 +550,7 @@ class GpuWindowDecoder:
         import shutil
         import tempfile
 
-        fd, tmp = tempfile.mkstemp(suffix=".mp4", dir=self._spool_dir)
+        fd, tmp = tempfile.mkstemp(prefix="seamless-video-", suffix=".mp4", dir=self._spool_dir)
         self._tmp = tmp
         with os.fdopen(fd, "wb") as out:
             if isinstance(src, (bytes, bytearray, memoryview)):
