@@ -47,6 +47,11 @@ def make_clip(path: Path, seconds: float, width: int = 1080, height: int = 1920,
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
         s.bit_rate = bit_rate
         s.codec_context.gop_size = gop
+        # Tagged BT.709 like phone recordings: untagged streams are read as BT.601 by swscale and as
+        # BT.709 by NVDEC's colour conversion, which would differ by far more than the codecs do.
+        cc = s.codec_context
+        cc.colorspace = cc.color_primaries = cc.color_trc = 1  # BT.709
+        cc.color_range = 1  # limited (MPEG)
         s.options = {"preset": "veryfast", "keyint_min": str(gop), "sc_threshold": "0", "bf": "2"}
         for i in range(int(seconds * fps)):
             base[..., 0] = (xx + 4 * i) % 256

@@ -50,6 +50,11 @@ def encode(n: int, rate: Fraction, *, width: int = 96, height: int = 64, gop: in
         s = c.add_stream("libx264", rate=rate)
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
         s.codec_context.gop_size = gop
+        # Tagged BT.709 like phone recordings: untagged streams are read as BT.601 by swscale and as
+        # BT.709 by NVDEC's colour conversion, which would differ by far more than the codecs do.
+        cc = s.codec_context
+        cc.colorspace = cc.color_primaries = cc.color_trc = 1  # BT.709
+        cc.color_range = 1  # limited (MPEG)
         s.options = {"bf": str(bframes), "keyint_min": str(gop), "sc_threshold": "0"}
         if times is not None:
             s.codec_context.time_base = Fraction(1, 90000)

@@ -590,7 +590,9 @@ class GpuWindowDecoder:
         self._period = 1.0 / float(self.native_rate)
         self._eps = INDEX_EPS * self._period
         gpu_id = self.device.index if self.device.index is not None else self._torch.cuda.current_device()
-        self._dec = self._nvc.SimpleDecoder(path, gpu_id=gpu_id, use_device_memory=True,
+        # Decode on torch's current stream, so that what torch does next with the frames is ordered after it.
+        stream = self._torch.cuda.current_stream(gpu_id).cuda_stream
+        self._dec = self._nvc.SimpleDecoder(path, gpu_id=gpu_id, cuda_stream=stream, use_device_memory=True,
                                             output_color_type=self._nvc.OutputColorType.RGBP)
 
     def _indices(self, targets: list[float]) -> list[int]:
