@@ -1,5 +1,8 @@
 """Video probing and on-demand frame decoding with PyAV (torchcodec and OpenCV are never needed).
 
+Frame windows for the loader (``WindowDecoder`` on the CPU, ``GpuWindowDecoder`` on NVDEC) are in the
+"frame windows" section below; see its comment for the selection rule.
+
 Frame ``i`` of a file is the frame whose presentation time is ``i / frame_rate`` after the stream's
 first frame, so frame indices line up with the rows of the frame-aligned npz features.
 """
@@ -10,6 +13,7 @@ import bisect
 import io
 import logging
 import math
+import numbers
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -235,7 +239,8 @@ def output_size(display_hw: tuple[int, int], size: VideoSize) -> tuple[int, int]
     h, w = display_hw
     if size is None:
         return h, w
-    if isinstance(size, int):
+    if isinstance(size, numbers.Integral):
+        size = int(size)
         if size <= 0:
             raise ValueError(f"video_size must be > 0, got {size!r}")
         if h <= w:
