@@ -41,7 +41,8 @@ from seamless_interaction.local import layout
 from seamless_interaction.constants import AUDIO_SAMPLE_RATE, HYPERNET_STRIDE, VAD_RATE
 from seamless_interaction.base.errors import IntegrityError, NotDownloadedError
 from seamless_interaction.base.ids import FileId, validate_interaction_key
-from seamless_interaction.access.video import VideoReader, decode_frames, probe_video, time_to_index
+from seamless_interaction.access.video import (VideoReader, VideoSize, decode_frames, open_window_decoder, probe_video,
+                                               time_to_index)
 
 try:  # optional: libdeflate (PyPI "deflate") inflates about 2x and checksums about 10x faster than zlib
     import deflate as _libdeflate
@@ -55,6 +56,8 @@ Source = Union[str, Path, bytes, Callable[[], IO[bytes]]]
 
 HYPERNET_KEY_SUFFIX = ":hypernet_features"
 MODALITIES = ("audio", "features", "vad", "words", "video")
+# What ``window`` returns unless asked: video is decoded only on request (it is the costly one).
+DEFAULT_WINDOW_MODALITIES = ("audio", "features", "vad", "words")
 
 
 class EmptyMediaWarning(UserWarning):
@@ -445,6 +448,7 @@ class Participant:
         self._src = dict(sources)
         self._wav_header_only = wav_header_only
         self._npz = NpzReader(self._src["npz"], name=f"{file_id}.npz") if "npz" in self._src else None
+        self._video_dec: tuple[tuple, Any] | None = None
 
     @classmethod
     def from_paths(cls, file_id: str, paths: Mapping[str, Path | str]) -> "Participant":
@@ -660,9 +664,39 @@ class Participant:
         return decode_frames(self._need("mp4"), start_s, end_s, frame_rate=self.frame_rate,
                              name=f"{self.file_id}.mp4")
 
-    def window(self, start_s: float, end_s: float, modalities: Sequence[str] = MODALITIES, *,
-               feature_keys: Iterable[str] | None = None, vad_rate: int = VAD_RATE) -> dict[str, Any]:
-        """Every requested modality for one span, as a dict keyed by modality name plus ``file_id``."""
+    def video_window(self, start_s: float, end_s: float, *, fps: float | Fraction | None = None,
+                     size: VideoSize = None, channels_first: bool = False, device: str = "cpu"):
+        """Frames of ``[start_s, end_s)``: frame k is the last frame shown at ``start_s + k / fps``
+        (``fps`` defaults to the file's own rate), scaled to ``size`` (None native, an int the short
+        side, or ``(height, width)``) in display orientation; uint8 ``(T, H, W, 3)`` (``(T, 3, H, W)``
+        with ``channels_first``), a numpy array on the CPU or a CUDA tensor with ``device="cuda"``.
+
+        The decoder stays open between calls with the same settings, so consecutive windows continue
+        decoding instead of seeking; :meth:`close` releases it.
+        """
+        key = (None if fps is None else Fraction(fps), size if not isinstance(size, list) else tuple(size),
+               bool(channels_first), str(device))
+        if self._video_dec is None or self._video_dec[0] != key:
+            self.close()
+            dec = open_window_decoder(self._need("mp4"), device=str(device), name=f"{self.file_id}.mp4", fps=fps,
+                                      size=size, channels_first=channels_first)
+            self._video_dec = (key, dec)
+        return self._video_dec[1].window(start_s, end_s)
+
+    def close(self) -> None:
+        """Release the open video decoder, if any (other modalities hold nothing open)."""
+        if self._video_dec is not None:
+            self._video_dec[1].close()
+            self._video_dec = None
+
+    def window(self, start_s: float, end_s: float, modalities: Sequence[str] = DEFAULT_WINDOW_MODALITIES, *,
+               feature_keys: Iterable[str] | None = None, vad_rate: int = VAD_RATE,
+               video_fps: float | Fraction | None = None, video_size: VideoSize = None,
+               video_channels_first: bool = False, video_device: str = "cpu") -> dict[str, Any]:
+        """Every requested modality for one span, as a dict keyed by modality name plus ``file_id``.
+
+        ``"video"`` is decoded only when listed (see :meth:`video_window` for its options).
+        """
         unknown = set(modalities) - set(MODALITIES)
         if unknown:
             raise ValueError(f"unknown modalities {sorted(unknown)}; expected some of {list(MODALITIES)}")
@@ -676,7 +710,8 @@ class Participant:
         if "words" in modalities:
             out["words"] = self.words(start_s, end_s)
         if "video" in modalities:
-            out["video"] = self.video_frames(start_s, end_s)
+            out["video"] = self.video_window(start_s, end_s, fps=video_fps, size=video_size,
+                                             channels_first=video_channels_first, device=video_device)
         return out
 
 
@@ -697,13 +732,19 @@ class Interaction:
         """The shortest participant's duration: the span both can fill."""
         return min(p.duration_s for p in self.participants)
 
-    def window(self, start_s: float, end_s: float, modalities: Sequence[str] = MODALITIES, **kwargs) -> dict:
-        """``{"key", "start_s", "end_s", "participants": [per-participant window, ...]}`` for one span."""
+    def window(self, start_s: float, end_s: float, modalities: Sequence[str] = DEFAULT_WINDOW_MODALITIES,
+               **kwargs) -> dict:
+        """``{"key", "start_s", "end_s", "participants": [per-participant window, ...]}`` for one span;
+        keyword options as :meth:`Participant.window` (``video_size``, ``video_fps``, ...)."""
         return {"key": self.key, "start_s": start_s, "end_s": end_s,
                 "participants": [p.window(start_s, end_s, modalities, **kwargs) for p in self.participants]}
 
     def windows(self, window_s: float, hop_s: float | None = None, **kwargs) -> list[tuple[float, float]]:
         return windows(self.duration_s, window_s, hop_s, **kwargs)
+
+    def close(self) -> None:
+        for p in self.participants:
+            p.close()
 
 
 # ------------------------------------------------------------------------------------------ openers

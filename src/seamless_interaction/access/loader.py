@@ -57,13 +57,14 @@ except ImportError as exc:  # torch is an optional extra
 
 from seamless_interaction.access.aligned import (EmptyMediaWarning, Interaction, NpzReader, Participant, span_indices,
                                          windows)
+from seamless_interaction.access.video import VideoSize, open_window_decoder
 from seamless_interaction.constants import VAD_RATE
 from seamless_interaction.base.errors import IntegrityError, TransferError
 from seamless_interaction.remote.urls import hub_archive_url
 
 logger = logging.getLogger(__name__)
 
-LOADER_MODALITIES = ("features", "audio", "vad", "words")
+LOADER_MODALITIES = ("features", "audio", "vad", "words", "video")
 RANGE_SKIP_MIN = 1 << 20  # over HTTP, skips larger than this reopen the stream at an offset (Range)
 WAV_HEAD_BYTES = 4096
 _SHARD_RE = re.compile(r"(?P<label>[a-z]+)/(?P<split>[a-z]+)/(?P<batch>\d{4})/(?P<archive>\d{4})\.tar$")
@@ -428,7 +429,7 @@ class WindowDataset(IterableDataset):
 
     Each item: ``{"key", "file_ids", "start_s", "end_s", "participants": [{"file_id", "features":
     {key: rows}, "audio": samples, "vad": mask, "words": [...]}, ...]}`` with only the requested
-    modalities (``"features"``, ``"audio"``, ``"vad"``, ``"words"``). Use :func:`collate_windows`.
+    modalities (``"features"``, ``"audio"``, ``"vad"``, ``"words"``, ``"video"``). Use :func:`collate_windows`.
 
     Args:
         sources: shard paths or URLs, or ``(label, split, batches)`` tuples (need ``catalog`` and ``hf_url``).
@@ -442,6 +443,19 @@ class WindowDataset(IterableDataset):
         decode_threads: threads inflating npz members (zlib and libdeflate release the GIL), which also
             inflate the next participant while the current one is cut; default 2 in the main process
             and 1 (no thread) inside a DataLoader worker, where the workers already use the cores.
+        video_fps: frames per second of the ``"video"`` windows (default: each file's own rate); frame k
+            is the last frame shown at ``start + k / video_fps``.
+        video_size: short side in pixels (default 224), or ``(height, width)`` (stretches, as
+            torchvision's ``Resize``), or None for the native size; of the displayed (rotated) frame.
+        video_channels_first: video windows ``(T, 3, H, W)`` instead of ``(T, H, W, 3)``.
+        video_device: ``"cpu"`` (PyAV) or ``"cuda"`` (NVDEC through PyNvVideoCodec, the ``gpu`` extra;
+            frames stay on the GPU; DataLoader workers must use the ``spawn`` start method).
+        video_threads: FFmpeg threads per decoder; default 0 (FFmpeg's choice) in the main process and
+            1 in a DataLoader worker.
+    Participants whose mp4 has no video stream or cannot be read (placeholders) are skipped with a
+    warning when ``"video"`` is requested. With ``shuffle``, every window in the shuffle buffer holds its
+    frames (4 s at 30 fps and 224x398 is about 32 MB; on the GPU with ``video_device="cuda"``), so keep
+    ``shuffle_buffer`` small (tens) when asking for video.
     """
 
     def __init__(self, sources, modalities: Sequence[str] = ("features",), window_s: float = 4.0,
@@ -449,7 +463,9 @@ class WindowDataset(IterableDataset):
                  strict: bool = False, catalog=None, feature_keys: Sequence[str] | None = None, *,
                  hf_url: str | None = None, rank: int | None = None, world_size: int | None = None,
                  drop_last: bool = True, max_pending: int = 256, shuffle_buffer: int = 512,
-                 http_client=None, vad_rate: int = VAD_RATE, decode_threads: int | None = None):
+                 http_client=None, vad_rate: int = VAD_RATE, decode_threads: int | None = None,
+                 video_fps: float | None = None, video_size: VideoSize = 224, video_channels_first: bool = False,
+                 video_device: str = "cpu", video_threads: int | None = None):
         super().__init__()
         bad = set(modalities) - set(LOADER_MODALITIES)
         if bad:
@@ -465,7 +481,16 @@ class WindowDataset(IterableDataset):
         self._http_client = http_client
         self._own_client = None
         self.decode_threads = decode_threads
+        self.video = {"fps": video_fps, "size": video_size, "channels_first": video_channels_first,
+                      "device": str(video_device), "threads": video_threads}
+        if "video" in self.modalities:
+            open_window_decoder(b"", **self._video_options(0))  # validates the options (opens nothing)
         self.epoch = 0
+
+    def _video_options(self, threads: int) -> dict[str, Any]:
+        v = self.video
+        return {"device": v["device"], "fps": v["fps"], "size": v["size"], "channels_first": v["channels_first"],
+                "threads": threads if v["threads"] is None else v["threads"]}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -601,6 +626,11 @@ class WindowDataset(IterableDataset):
                 warnings.simplefilter("ignore", EmptyMediaWarning)
                 if p.is_placeholder or not p.frame_rate or p.duration_s <= 0:
                     return fail(f"{p.file_id}: placeholder or empty media; skipped")
+            if "video" in self.modalities:
+                if "mp4" not in parts:
+                    return fail(f"{p.file_id}: no mp4 member; skipped")
+                if p.video_info is None:
+                    return fail(f"{p.file_id}: the mp4 has no video stream; skipped")
             pending = None
             if "features" in self.modalities:
                 if "npz" not in parts:
@@ -621,6 +651,8 @@ class WindowDataset(IterableDataset):
                     out["rates"] = {k: float(p.feature_rate(k)) for k in got}
                 if "audio" in self.modalities:
                     out["audio"] = _audio_track(p, parts.get("wav"))
+                if "video" in self.modalities:
+                    out["mp4"] = parts["mp4"]  # opened when its first window is cut
                 return out
             except (IntegrityError, KeyError, ValueError) as exc:
                 self._problem(f"{p.file_id}: {exc}; skipped", exc)
@@ -644,6 +676,26 @@ class WindowDataset(IterableDataset):
             yield q, finish()
 
     def _window_items(self, group: list[tuple[Participant, dict]]) -> Iterator[dict]:
+        decoders: dict[str, Any] = {}
+        try:
+            yield from self._cut_group(group, decoders)
+        except IntegrityError as exc:  # a video that stops decoding part-way
+            self._problem(f"{group[0][0].file_id[:19]}: {exc}; its remaining windows skipped", exc)
+        finally:
+            for dec in decoders.values():
+                dec.close()
+
+    def _video_window(self, p: Participant, data: dict, decoders: dict, start: float, end: float):
+        """One participant's frames; its decoder stays open across its windows (consecutive windows
+        continue decoding instead of seeking)."""
+        dec = decoders.get(p.file_id)
+        if dec is None:
+            threads = 0 if get_worker_info() is None else 1
+            dec = decoders[p.file_id] = open_window_decoder(data["mp4"], name=f"{p.file_id}.mp4",
+                                                            **self._video_options(threads))
+        return dec.window(start, end)
+
+    def _cut_group(self, group: list[tuple[Participant, dict]], decoders: dict) -> Iterator[dict]:
         loaded = {p.file_id: data for p, data in group}
         it = Interaction(self._unit(group[0][0].file_id), [p for p, _ in group])
         for start, end in windows(it.duration_s, self.window_s, self.hop_s, drop_last=self.drop_last):
@@ -660,6 +712,8 @@ class WindowDataset(IterableDataset):
                     d["vad"] = p.vad_mask(self.vad_rate, start, end)
                 if "words" in self.modalities:
                     d["words"] = p.words(start, end)
+                if "video" in self.modalities:
+                    d["video"] = self._video_window(p, data, decoders, start, end)
                 parts.append(d)
             yield {"key": it.key, "file_ids": [p.file_id for p in it.participants], "start_s": start,
                    "end_s": end, "participants": parts}
@@ -772,13 +826,36 @@ def _pad(arrays: list[list[np.ndarray | None]], dtype=None) -> tuple[torch.Tenso
     return torch.from_numpy(values), torch.from_numpy(mask)
 
 
+def _pad_video(arrays: list[list[Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad a (B, P) grid of frame windows (numpy arrays or torch tensors, CPU or CUDA) on every axis
+    to the largest (files of other rasters keep their own size with ``video_size`` an int); the mask
+    (B, P, T) marks real frames. The result stays on the device of the windows."""
+    present = [torch.as_tensor(a) for row in arrays for a in row if a is not None]
+    B, P = len(arrays), max(len(r) for r in arrays)
+    if not present:
+        return torch.zeros((B, P, 0, 0, 0, 3), dtype=torch.uint8), torch.zeros((B, P, 0), dtype=torch.bool)
+    ref = present[0]
+    shape = [max(a.shape[d] for a in present) for d in range(ref.ndim)]
+    values = torch.zeros((B, P, *shape), dtype=ref.dtype, device=ref.device)
+    mask = torch.zeros((B, P, shape[0]), dtype=torch.bool, device=ref.device)
+    for i, row in enumerate(arrays):
+        for j, a in enumerate(row):
+            if a is not None:
+                t = torch.as_tensor(a)
+                values[(i, j, *(slice(0, n) for n in t.shape))] = t
+                mask[i, j, : len(t)] = True
+    return values, mask
+
+
 def collate_windows(items: list[dict]) -> dict[str, Any]:
     """Batch window items into padded tensors with masks.
 
     Returns ``key`` (list), ``file_ids`` (list of lists), ``start_s``/``end_s`` (B,) float64,
     ``participant_mask`` (B, P) bool, and per requested modality: ``features[k]`` (B, P, T_k, ...) with
     ``features_mask[k]`` (B, P, T_k); ``audio`` (B, P, S) with ``audio_mask``; ``vad`` (B, P, V) with
-    ``vad_mask``; ``words`` as nested lists. P is 2 in dyadic mode (1 otherwise); absent slots are masked.
+    ``vad_mask``; ``words`` as nested lists; ``video`` (B, P, T, H, W, 3) uint8 (or (B, P, T, 3, H, W))
+    with ``video_mask`` (B, P, T), on the windows' device. P is 2 in dyadic mode (1 otherwise); absent
+    slots are masked.
     """
     P = max(len(it["participants"]) for it in items)
     grid = [it["participants"] + [None] * (P - len(it["participants"])) for it in items]
@@ -798,6 +875,8 @@ def collate_windows(items: list[dict]) -> dict[str, Any]:
     for name in ("audio", "vad"):
         if name in first:
             out[name], out[f"{name}_mask"] = _pad([[p[name] if p else None for p in row] for row in grid])
+    if "video" in first:
+        out["video"], out["video_mask"] = _pad_video([[p["video"] if p else None for p in row] for row in grid])
     if "words" in first:
         out["words"] = [[p["words"] if p else [] for p in row] for row in grid]
     return out

@@ -69,3 +69,8 @@ class NotDownloadedError(SeamlessError, FileNotFoundError):
 class ExportError(SeamlessError, ValueError):
     """An export that cannot be made: unknown format, bad time range, nothing local to export, or a
     format library (an optional extra) that is not installed."""
+
+
+class VideoDeviceError(SeamlessError, RuntimeError):
+    """A video decoding device that cannot be used here: the GPU extra or a GPU is missing, or CUDA
+    was asked for inside a forked process."""
