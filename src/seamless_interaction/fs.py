@@ -19,7 +19,10 @@ from seamless_interaction.routes import hub
 from seamless_interaction.catalog.tables import Catalog
 from seamless_interaction.base.config import DatasetConfig
 from seamless_interaction.base.errors import NotDownloadedError, SeamlessError, UnknownIdError
-from seamless_interaction.base.ids import validate_file_id, validate_interaction_key, validate_session_key
+from seamless_interaction.base.ids import (
+    ArchiveRef, validate_file_id, validate_index, validate_interaction_key, validate_label, validate_modalities,
+    validate_session_key, validate_split,
+)
 from seamless_interaction.local.layout import bundle_paths, find_bundle
 from seamless_interaction.local.manifest import Manifest
 from seamless_interaction.remote.transfer import Progress, TqdmProgress, Transfer
@@ -104,7 +107,8 @@ class SeamlessInteractionFS:
         return tuple(self.config.preferred_vendors) if use else None
 
     def _label_split(self, label: str | None, split: str | None) -> tuple[str, str]:
-        return label or self.config.label, split or self.config.split
+        # Checked here, before any request: they become folder names under local_dir.
+        return validate_label(label or self.config.label), validate_split(split or self.config.split)
 
     # ------------------------------------------------------------------ catalog queries
     def sample_random_file_ids(self, num_samples: int = 1, label: str | None = None, split: str | None = None,
@@ -182,7 +186,7 @@ class SeamlessInteractionFS:
 
     def list_archives(self, label: str | None = None, split: str | None = None, batch: int = 0) -> list[int]:
         label, split = self._label_split(label, split)
-        return self.catalog.archives(label, split, batch)
+        return self.catalog.archives(label, split, validate_index(batch, "batch"))
 
     def get_tar_archive_size(self, label: str, split: str, batch: int, archive: int) -> int:
         """Size in **bytes** from a HEAD request (the official method returned GiB labelled "GB")."""
@@ -234,7 +238,8 @@ class SeamlessInteractionFS:
         """
         label, split = self._label_split(label, split)
         root = Path(local_dir) if local_dir is not None else self.local_dir
-        res = hub.download_archive(self.transfer, self.config.hf_url, root, label, split, int(batch), int(archive),
+        ref = ArchiveRef(label, split, batch, archive)  # checked before any request or write
+        res = hub.download_archive(self.transfer, self.config.hf_url, root, *ref,
                                    extract=extract, manifest=Manifest(root) if local_dir is not None else self.manifest)
         return True, str(res.path)
 
@@ -243,6 +248,10 @@ class SeamlessInteractionFS:
                                local_dir: str | Path | None = None, extract: bool = True) -> list[tuple[bool, str]]:
         """Archives of one batch (``batch_idx``), or of every batch of the split when it is None."""
         label, split = self._label_split(label, split)
+        if batch_idx is not None:
+            batch_idx = validate_index(batch_idx, "batch")
+        if archive_list is not None:
+            archive_list = [validate_index(a, "archive") for a in archive_list]
         batches = [batch_idx] if batch_idx is not None else self.list_batches(label, split)
         out = []
         for b in batches:
@@ -261,7 +270,7 @@ class SeamlessInteractionFS:
         if self._catalog is not None and file_id in self._catalog:
             rec = self._catalog.record(file_id)
         if rec is not None:
-            paths = bundle_paths(self.local_dir, rec.label, rec.split, rec.batch, rec.archive, rec.file_id)
+            paths = bundle_paths(self.local_dir, rec.ref, rec.file_id)
             found = [str(p) for p in paths.values() if p.exists()]
             if found:
                 return found
@@ -273,30 +282,36 @@ class SeamlessInteractionFS:
         """Fetch only ``modalities`` (json, mp4, npz, wav) of one Hub archive by HTTP Range reads."""
         from seamless_interaction.routes import members
 
-        return members.fetch_archive_members(self.transfer, self.catalog, self.config.hf_url, self.local_dir,
-                                             label, split, int(batch), int(archive), file_ids=file_ids,
-                                             modalities=modalities, cache_dir=self.config.cache_dir)
+        ref = ArchiveRef(label, split, batch, archive)  # checked before the catalog or any request
+        return members.fetch_archive_members(self.transfer, None, self.config.hf_url, self.local_dir,
+                                             *ref, file_ids=file_ids, modalities=modalities,
+                                             cache_dir=self.config.cache_dir, manifest=self.manifest)
 
     def fetch_file_id(self, file_id: str, modalities: tuple[str, ...] = ("npz", "json")) -> list[Path]:
         """One file id's members out of whichever Hub archive holds it."""
         from seamless_interaction.routes import members
 
+        validate_modalities(modalities)
         return members.fetch_file_ids(self.transfer, self.catalog, self.config.hf_url, self.local_dir,
                                       [validate_file_id(file_id)], modalities=modalities,
-                                      cache_dir=self.config.cache_dir)
+                                      cache_dir=self.config.cache_dir, manifest=self.manifest)
 
     def fetch_interaction(self, interaction_key: str, modalities: tuple[str, ...] = ("npz", "json")) -> list[Path]:
         """Both participants' members, from the (usually two) archives holding them."""
         from seamless_interaction.routes import members
 
-        ids = self.catalog.interaction_file_ids(validate_interaction_key(interaction_key))
+        key = validate_interaction_key(interaction_key)
+        validate_modalities(modalities)
+        ids = self.catalog.interaction_file_ids(key)
         return members.fetch_file_ids(self.transfer, self.catalog, self.config.hf_url, self.local_dir, ids,
-                                      modalities=modalities, cache_dir=self.config.cache_dir)
+                                      modalities=modalities, cache_dir=self.config.cache_dir,
+                                      manifest=self.manifest)
 
-    def _member_archives(self, archives, splits) -> list[tuple[str, str, int, int]]:
-        out = list(archives or [])
-        for label, split in splits or []:
-            out += [(label, split, b, a) for b in self.catalog.batches(label, split)
+    def _member_archives(self, archives, splits) -> list[ArchiveRef]:
+        out = [ArchiveRef(*a) for a in archives or []]
+        splits = [(validate_label(label), validate_split(split)) for label, split in splits or []]
+        for label, split in splits:
+            out += [ArchiveRef(label, split, b, a) for b in self.catalog.batches(label, split)
                     for a in self.catalog.archives(label, split, b)]
         return out
 
@@ -307,10 +322,11 @@ class SeamlessInteractionFS:
         Building the member index costs header reads only (cached afterwards)."""
         from seamless_interaction.routes import members
 
+        validate_modalities(modalities)
+        file_ids = [validate_file_id(f) for f in file_ids or []]
         arcs = self._member_archives(archives, splits)
-        for fid in file_ids or []:
-            r = self.catalog.record(fid)
-            arcs.append((r.label, r.split, r.batch, r.archive))
+        for fid in file_ids:
+            arcs.append(self.catalog.record(fid).ref)
         arcs = sorted(set(arcs))
         selected_ids = list(file_ids or []) if not (archives or splits) else None
         fetch, whole = members.plan_bytes(self.transfer, self.catalog, self.config.hf_url,
@@ -325,12 +341,15 @@ class SeamlessInteractionFS:
         """Member fetch for the CLI: explicit archives and whole splits, plus single file ids."""
         from seamless_interaction.routes import members
 
+        validate_modalities(modalities)
+        file_ids = [validate_file_id(f) for f in file_ids or []]
         paths: list[Path] = []
         for label, split, batch, archive in self._member_archives(archives, splits):
             paths += self.fetch_members(label, split, batch, archive, modalities=modalities)
         if file_ids:
             paths += members.fetch_file_ids(self.transfer, self.catalog, self.config.hf_url, self.local_dir,
-                                            list(file_ids), modalities=modalities, cache_dir=self.config.cache_dir)
+                                            file_ids, modalities=modalities, cache_dir=self.config.cache_dir,
+                                            manifest=self.manifest)
         return paths
 
     # ------------------------------------------------------------------ time-aligned local access
@@ -346,12 +365,14 @@ class SeamlessInteractionFS:
         """One participant's local data, every modality on one clock (see :mod:`access`)."""
         from seamless_interaction.access.aligned import open_participant
 
+        file_id = validate_file_id(file_id)
         return open_participant(self.local_dir, file_id, self._catalog_if_available())
 
     def open_interaction(self, interaction_key: str) -> "Interaction":
         """Both participants of an interaction, from local data whichever route fetched them."""
         from seamless_interaction.access.aligned import open_interaction
 
+        interaction_key = validate_interaction_key(interaction_key)
         return open_interaction(self.local_dir, interaction_key, self._catalog_if_available())
 
     def load_interaction_data(self, file_id: str) -> dict:

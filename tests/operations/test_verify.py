@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from seamless_interaction.base.ids import ArchiveRef
 from seamless_interaction.local.layout import archive_dir, bundle_paths
 from seamless_interaction.operations.verify import FAILING_KINDS, KINDS, Report, check_mp4, verify, verify_fs
 
@@ -37,7 +38,7 @@ def tree(sample_mirror, make_fs, tmp_path):
 
 def _paths(fs, fid) -> dict[str, Path]:
     r = fs.catalog.record(fid)
-    return bundle_paths(fs.local_dir, r.label, r.split, r.batch, r.archive, fid)
+    return bundle_paths(fs.local_dir, ArchiveRef(r.label, r.split, r.batch, r.archive), fid)
 
 
 def _failing(report: Report) -> set[tuple[str, str | None]]:
@@ -129,7 +130,7 @@ def test_repair_restores_tar_bytes_and_touches_nothing_else(tree, sample_mirror,
         fh.truncate(500)
     _strip_moov(z["mp4"])
     z["npz"].unlink()
-    stale = archive_dir(fs.local_dir, *HUB_ARCHIVES[1]).parent / ".0001.extracting-999999999"
+    stale = archive_dir(fs.local_dir, ArchiveRef(*HUB_ARCHIVES[1])).parent / ".0001.extracting-999999999"
     stale.mkdir()
     bad = {a["npz"], x["json"], y["wav"], z["mp4"], z["npz"]}
     every = [p for p in fs.local_dir.rglob("*") if p.is_file() and ".seamless_interaction" not in p.parts]

@@ -10,6 +10,7 @@ from test_tarindex import body_bytes, hub_dir, write_tar  # shared with the inde
 
 from seamless_interaction.catalog.tables import Catalog
 from seamless_interaction.base.errors import IntegrityError, MissingPartError, TransferError, UnsafeArchiveError
+from seamless_interaction.base.ids import ArchiveRef
 from seamless_interaction.local.layout import archive_dir
 from seamless_interaction.mirror import MirrorServer
 from seamless_interaction.routes.members import (
@@ -177,8 +178,8 @@ def test_fetch_file_ids_uses_the_catalog_and_the_layout(
     pair = catalog.interaction_file_ids("V00_S0809_I00000309")
     assert sorted(pair) == sorted([IDS_A[0], IDS_B[0]])  # partners in archives 0 and 1
     paths = fetch_file_ids(transfer, catalog, hub.hf_url, local, pair, ("npz",), cache_dir=cache)
-    assert sorted(paths) == sorted([archive_dir(local, "improvised", "dev", 0, 0) / f"{IDS_A[0]}.npz",
-                                    archive_dir(local, "improvised", "dev", 0, 1) / f"{IDS_B[0]}.npz"])
+    assert sorted(paths) == sorted([archive_dir(local, ArchiveRef("improvised", "dev", 0, 0)) / f"{IDS_A[0]}.npz",
+                                    archive_dir(local, ArchiveRef("improvised", "dev", 0, 1)) / f"{IDS_B[0]}.npz"])
     for p in paths:
         assert p.read_bytes() == archives[p.name]
 

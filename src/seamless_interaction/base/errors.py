@@ -13,7 +13,7 @@ class SeamlessError(Exception):
 
 
 class InvalidIdError(SeamlessError, ValueError):
-    """A file id, interaction key or session key that does not follow the grammar."""
+    """A file id, key, label, split or batch/archive number that does not follow the grammar."""
 
 
 class UnknownIdError(SeamlessError, KeyError):
@@ -49,6 +49,10 @@ class IntegrityError(SeamlessError):
 
 class UnsafeArchiveError(SeamlessError):
     """A tar archive with members that would escape the extraction folder, links or devices."""
+
+
+class UnsafePathError(SeamlessError, ValueError):
+    """A path we were about to write that is not inside the dataset folder (``local_dir``)."""
 
 
 class InsufficientSpaceError(SeamlessError, OSError):

@@ -40,10 +40,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from seamless_interaction.catalog.assets import load_tables, source_cache_dir
-from seamless_interaction.constants import ALL_LABELS, ALL_SPLITS, ASSET_TABLES
+from seamless_interaction.constants import ASSET_TABLES
 from seamless_interaction.base.errors import CatalogError, InvalidIdError, UnknownIdError
 from seamless_interaction.base.ids import (
-    FILE_ID_RE, INTERACTION_KEY_RE, validate_interaction_key, validate_session_key,
+    FILE_ID_RE, INTERACTION_KEY_RE, ArchiveRef, validate_interaction_key, validate_label, validate_split,
+    validate_session_key,
 )
 
 __all__ = ["Catalog", "FileRecord", "FLAG_COLUMNS", "TRAIT_COLUMNS"]
@@ -86,6 +87,11 @@ class FileRecord:
     has_imitator_movement: bool | None
     has_annotation_1p: bool | None
     has_annotation_3p: bool | None
+
+    @property
+    def ref(self) -> ArchiveRef:
+        """The Hub archive holding this file id (raises InvalidIdError for a row the layout cannot hold)."""
+        return ArchiveRef(self.label, self.split, self.batch, self.archive)
 
     @property
     def vendor(self) -> str:
@@ -510,10 +516,10 @@ def _runs(column: pa.ChunkedArray) -> tuple[list[str], list[int]]:
 
 
 def _check_label_split(label: str | None, split: str | None) -> None:
-    if label is not None and label not in ALL_LABELS:
-        raise ValueError(f"label {label!r} is not one of {list(ALL_LABELS)}")
-    if split is not None and split not in ALL_SPLITS:
-        raise ValueError(f"split {split!r} is not one of {list(ALL_SPLITS)}")
+    if label is not None:
+        validate_label(label)
+    if split is not None:
+        validate_split(split)
 
 
 def _norm_vendor(value: str) -> str:
