@@ -50,18 +50,28 @@ def _make_fs(args):
 
 
 def _parse_archive_spec(text: str, parts: int) -> tuple:
+    from seamless_interaction.base.ids import ArchiveRef, validate_index, validate_label, validate_split
+
     bits = text.strip("/").split("/")
     if len(bits) != parts:
         shape = "LABEL/SPLIT/BATCH/ARCHIVE" if parts == 4 else ("LABEL/SPLIT/BATCH" if parts == 3 else "LABEL/SPLIT")
         raise InvalidIdError(f"{text!r}: expected {shape}, e.g. improvised/dev/0/3")
-    label, split = bits[0], bits[1]
-    if label not in ("improvised", "naturalistic") or split not in ("train", "dev", "test"):
-        raise InvalidIdError(f"{text!r}: label must be improvised|naturalistic and split train|dev|test")
     try:
-        nums = tuple(int(b) for b in bits[2:])
-    except ValueError:
-        raise InvalidIdError(f"{text!r}: batch and archive must be integers") from None
-    return (label, split, *nums)
+        if parts == 4:
+            return tuple(ArchiveRef(*bits))
+        nums = tuple(validate_index(b, what) for b, what in zip(bits[2:], ("batch", "archive")))
+        return (validate_label(bits[0]), validate_split(bits[1]), *nums)
+    except InvalidIdError as exc:
+        raise InvalidIdError(f"{text!r}: {exc}") from None
+
+
+def _parse_only(text: str) -> tuple[str, ...]:
+    from seamless_interaction.base.ids import validate_modalities
+
+    try:
+        return validate_modalities(tuple(x.strip() for x in text.split(",") if x.strip()))
+    except InvalidIdError:
+        raise InvalidIdError(f"--only {text!r}: expected a comma list of json, mp4, npz, wav") from None
 
 
 def _fmt_bytes(n: int | None) -> str:
@@ -111,11 +121,7 @@ def cmd_download(args) -> int:
         for spec in args.batch or []:
             label, split, b = _parse_archive_spec(spec, 3)
             archives.extend((label, split, b, a) for a in fs.list_archives(label, split, b))
-        only = tuple(x.strip() for x in args.only.split(",")) if args.only else None
-        if only:
-            bad = [x for x in only if x not in ("json", "mp4", "npz", "wav")]
-            if bad:
-                raise InvalidIdError(f"--only {args.only!r}: expected a comma list of json, mp4, npz, wav")
+        only = _parse_only(args.only) if args.only else None
         splits = [_parse_archive_spec(s, 2) for s in args.split or []]
         if not (file_ids or archives or splits):
             raise InvalidIdError("nothing to download: give FILE_IDs, --pair, --session, --archive, --batch or --split")
@@ -206,10 +212,9 @@ def cmd_mirror(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    if args.batch is not None and not (args.label and args.split_name):
-        raise InvalidIdError("--batch needs --label and --split")
+    only = _parse_only(args.only) if args.only is not None else None
     with _make_fs(args) as fs:
-        report = fs.verify(label=args.label, split=args.split_name, batch=args.batch, deep=args.deep,
+        report = fs.verify(label=args.label, split=args.split_name, batch=args.batch, only=only, deep=args.deep,
                            check_remote=args.check_remote, repair=args.repair)
     print(report.to_json() if args.json else report.summary())
     return report.exit_code
@@ -279,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true", help="machine-readable report")
     v.add_argument("--repair", action="store_true", help="refetch exactly what is bad")
     v.add_argument("--deep", action="store_true", help="also compare sha256 where the manifest has one")
+    v.add_argument("--only", metavar="EXTS", help="check only these modalities, e.g. npz,json")
     v.add_argument("--check-remote", action="store_true", help="HEAD every archive in scope on the Hub")
     v.set_defaults(func=cmd_verify)
 

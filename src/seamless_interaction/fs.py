@@ -387,10 +387,14 @@ class SeamlessInteractionFS:
 
     # ------------------------------------------------------------------ audit
     def verify(self, *, label: str | None = None, split: str | None = None, batch: int | None = None,
-               deep: bool = False, check_remote: bool = False, repair: bool = False) -> "Report":
-        """Audit the local tree against the catalog and the manifest; ``repair=True`` refetches
-        exactly what is bad (see :mod:`verify`)."""
-        from seamless_interaction.operations.verify import verify_fs
+               only: tuple[str, ...] | None = None, deep: bool = False, check_remote: bool = False,
+               repair: bool = False) -> "Report":
+        """Audit the local tree against what was asked for, the catalog and the manifest; ``repair=True``
+        refetches exactly what is bad (see :mod:`~seamless_interaction.operations.verify`)."""
+        from seamless_interaction.operations.verify import verify
 
-        return verify_fs(self, label=label, split=split, batch=batch, deep=deep, check_remote=check_remote,
-                         repair=repair)
+        needs_net = check_remote or repair
+        return verify(self.local_dir, lambda: self.catalog, label=label, split=split, batch=batch, only=only,
+                      manifest=self.manifest, deep=deep, check_remote=check_remote, repair=repair,
+                      transfer=self.transfer if needs_net else None, cdn_url=self.config.cdn_url,
+                      hf_url=self.config.hf_url, cache_dir=self.config.cache_dir)

@@ -12,10 +12,10 @@ import pytest
 
 from seamless_interaction.base.ids import ArchiveRef
 from seamless_interaction.local.layout import archive_dir, bundle_paths
-from seamless_interaction.operations.verify import FAILING_KINDS, KINDS, Report, check_mp4, verify, verify_fs
+from seamless_interaction.operations.verify import FAILING_KINDS, KINDS, Report, check_mp4, verify
 
-CDN_ARCHIVE = ("improvised", "dev", 0, 0)  # two of its three ids come by the CDN route
-HUB_ARCHIVES = [("improvised", "test", 0, 0), ("improvised", "dev", 0, 1)]  # extracted from the Hub
+CDN_ARCHIVE = ArchiveRef("improvised", "dev", 0, 0)  # two of its three ids come by the CDN route
+HUB_ARCHIVES = [ArchiveRef("improvised", "test", 0, 0), ArchiveRef("improvised", "dev", 0, 1)]  # extracted from the Hub
 
 
 def _tar_members(mirror, archive) -> dict[str, bytes]:
@@ -59,7 +59,7 @@ def _strip_moov(path: Path) -> None:
 
 def test_clean_tree_reports_only_the_placeholder(tree, sample_mirror):
     fs, cdn_ids = tree
-    report = verify_fs(fs)
+    report = fs.verify()
     assert report.ok and report.exit_code == 0
     # The third id of the CDN archive was never fetched: not "missing" (only what the user started).
     assert report.bundles_checked == 2 + 3 + 3
@@ -101,7 +101,7 @@ def test_each_corruption_is_reported_exactly(tree, sample_mirror):
     stray.write_bytes(b"half a video")
     expected.add(("temp_file", str(stray)))
 
-    report = verify_fs(fs)
+    report = fs.verify()
     assert _failing(report) == expected
     assert not report.ok and report.exit_code == 1
     by_path = {p.path: p for p in report.problems}
@@ -130,14 +130,14 @@ def test_repair_restores_tar_bytes_and_touches_nothing_else(tree, sample_mirror,
         fh.truncate(500)
     _strip_moov(z["mp4"])
     z["npz"].unlink()
-    stale = archive_dir(fs.local_dir, ArchiveRef(*HUB_ARCHIVES[1])).parent / ".0001.extracting-999999999"
+    stale = archive_dir(fs.local_dir, HUB_ARCHIVES[1]).parent / ".0001.extracting-999999999"
     stale.mkdir()
     bad = {a["npz"], x["json"], y["wav"], z["mp4"], z["npz"]}
     every = [p for p in fs.local_dir.rglob("*") if p.is_file() and ".seamless_interaction" not in p.parts]
     before = {p: p.stat().st_mtime_ns for p in every if p not in bad}
 
     sample_server.clear_requests()
-    report = verify_fs(fs, repair=True)
+    report = fs.verify(repair=True)
     assert report.ok, report.summary()
     assert {p.path for p in report.repaired} == {str(p) for p in bad} | {str(stale)}
     assert not stale.exists()
@@ -163,7 +163,7 @@ def test_repair_restores_tar_bytes_and_touches_nothing_else(tree, sample_mirror,
 def test_placeholder_is_not_repaired(tree, sample_mirror, sample_server):
     fs, _ = tree
     sample_server.clear_requests()
-    report = verify_fs(fs, repair=True)
+    report = fs.verify(repair=True)
     assert report.ok and report.repaired == [] and [p.kind for p in report.problems] == ["placeholder"]
     assert [r for r in sample_server.requests if r.method == "GET"] == []
 
@@ -173,10 +173,10 @@ def test_absent_bundle_in_an_extracted_archive_is_refetched_by_the_cdn_route(tre
     fid = sample_mirror.archive_ids(*HUB_ARCHIVES[0])[0]
     for p in _paths(fs, fid).values():
         p.unlink()
-    report = verify_fs(fs)
+    report = fs.verify()
     [missing] = report.by_kind("missing")
     assert (missing.file_id, missing.path) == (fid, None)
-    report = verify_fs(fs, repair=True)
+    report = fs.verify(repair=True)
     assert report.ok and [p.file_id for p in report.repaired] == [fid]
     members = _tar_members(sample_mirror, HUB_ARCHIVES[0])
     assert all(p.read_bytes() == members[f"{fid}.{e}"] for e, p in _paths(fs, fid).items())
@@ -184,30 +184,30 @@ def test_absent_bundle_in_an_extracted_archive_is_refetched_by_the_cdn_route(tre
 
 def test_explicit_scope_expects_every_bundle(tree, sample_mirror):
     fs, cdn_ids = tree
-    report = verify_fs(fs, label="improvised", split="dev", batch=0)
-    assert sorted(report.archives) == [("improvised", "dev", 0, 0), ("improvised", "dev", 0, 1)]
+    report = fs.verify(label="improvised", split="dev", batch=0)
+    assert sorted(report.archives) == [ArchiveRef("improvised", "dev", 0, 0), ArchiveRef("improvised", "dev", 0, 1)]
     third = sample_mirror.archive_ids(*CDN_ARCHIVE)[2]
     assert [(p.kind, p.file_id) for p in report.problems] == [("missing", third)]
     with pytest.raises(ValueError):
-        verify_fs(fs, batch=0)
+        fs.verify(batch=0)
 
 
 def test_check_remote_reports_the_missing_archive_and_repair_falls_back_to_cdn(sample_mirror, make_fs, tmp_path):
     fs = make_fs(tmp_path / "data")
     fid = sample_mirror.missing_archive_ids[0]
     fs.download_batch_from_s3([fid])
-    report = verify_fs(fs, check_remote=True)
+    report = fs.verify(check_remote=True)
     [gone] = report.problems
-    assert gone.kind == "missing_on_remote" and gone.archive == sample_mirror.missing_archive
+    assert gone.kind == "missing_on_remote" and tuple(gone.archive) == tuple(sample_mirror.missing_archive)
     assert report.ok  # a gap of the remote, not of the local tree
-    assert verify_fs(fs).problems == []
+    assert fs.verify().problems == []
 
     paths = _paths(fs, fid)
     good = paths["npz"].read_bytes()
     media = {e: paths[e].stat().st_mtime_ns for e in ("wav", "mp4")}
     paths["npz"].write_bytes(good[: len(good) // 3])
     # The Hub has no archive to read the member from: the CDN route assembles it in a scratch folder.
-    report = verify_fs(fs, repair=True)
+    report = fs.verify(repair=True)
     assert report.ok and [p.path for p in report.repaired] == [str(paths["npz"])]
     assert paths["npz"].read_bytes() == good
     assert {e: paths[e].stat().st_mtime_ns for e in ("wav", "mp4")} == media
@@ -221,10 +221,10 @@ def test_extra_archive_folder_and_deep_checksum(tree, sample_mirror):
     path = _paths(fs, cdn_ids[1])["json"]
     entry = fs.manifest.get(path)
     fs.manifest.record(path, entry.url, entry.size, "0" * 64)
-    report = verify_fs(fs)
+    report = fs.verify()
     assert report.ok
-    assert [p.archive for p in report.by_kind("extra_archive")] == [sample_mirror.extra_archive]
-    deep = verify_fs(fs, deep=True)
+    assert [tuple(p.archive) for p in report.by_kind("extra_archive")] == [tuple(sample_mirror.extra_archive)]
+    deep = fs.verify(deep=True)
     assert _failing(deep) == {("checksum_mismatch", str(path))}
 
 
