@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import struct
 import tarfile
 from pathlib import Path
 
 import pytest
 
+from seamless_interaction.base.errors import InvalidIdError, NotDownloadedError
 from seamless_interaction.base.ids import ArchiveRef
+from seamless_interaction.local.manifest import sha256_file
 from seamless_interaction.local.layout import archive_dir, bundle_paths
 from seamless_interaction.operations.verify import FAILING_KINDS, KINDS, Report, check_mp4, verify
 
@@ -248,3 +251,103 @@ def test_verify_without_catalog_filters_needs_no_network(tree, sample_server):
     sample_server.clear_requests()
     verify(fs.local_dir, fs.catalog, manifest=fs.manifest)
     assert sample_server.requests == []
+
+
+# ------------------------------------------------------------------ what was asked for (issue 10, item 2)
+def test_features_only_tree_is_clean_and_repair_fetches_nothing(sample_mirror, sample_server, make_fs, tmp_path):
+    fs = make_fs(tmp_path / "data")
+    fs.fetch_members(*HUB_ARCHIVES[1], modalities=("npz", "json"))
+    ids = sample_mirror.archive_ids(*HUB_ARCHIVES[1])
+    assert fs.manifest.requested() == {f: frozenset({"npz", "json"}) for f in ids}
+    report = fs.verify()
+    assert report.ok and report.problems == [] and report.files_checked == 2 * len(ids), report.summary()
+    sample_server.clear_requests()
+    assert fs.verify(repair=True).repaired == []
+    assert [r for r in sample_server.requests if r.method == "GET"] == []
+    # A requested file that goes away is missing, and only it is refetched (one Range read, no media).
+    npz = _paths(fs, ids[0])["npz"]
+    good = npz.read_bytes()
+    npz.unlink()
+    assert _failing(fs.verify()) == {("missing", str(npz))}
+    sample_server.clear_requests()
+    report = fs.verify(repair=True)
+    assert report.ok and npz.read_bytes() == good
+    gets = [r for r in sample_server.requests if r.method == "GET"]
+    assert gets and all(r.path.endswith(".tar") and r.range for r in gets)
+    assert not any(p.suffix in (".wav", ".mp4") for p in fs.local_dir.rglob("V*"))
+
+
+def test_requests_accumulate_and_verify_only_narrows(sample_mirror, make_fs, tmp_path):
+    fs = make_fs(tmp_path / "data")
+    fid = sample_mirror.archive_ids(*HUB_ARCHIVES[1])[0]
+    fs.fetch_file_id(fid, modalities=("npz",))
+    fs.fetch_file_id(fid, modalities=("wav",))
+    assert fs.manifest.requested() == {fid: frozenset({"npz", "wav"})}
+    paths = _paths(fs, fid)
+    paths["wav"].unlink()
+    with open(paths["npz"], "r+b") as fh:
+        fh.truncate(50)
+    assert _failing(fs.verify()) == {("missing", str(paths["wav"])), ("corrupt", str(paths["npz"]))}
+    assert _failing(fs.verify(only=("wav",))) == {("missing", str(paths["wav"]))}
+    assert _failing(fs.verify(only=("npz", "json"))) == {("corrupt", str(paths["npz"]))}
+    assert fs.verify(only=("mp4",)).problems == []
+
+
+def test_a_request_whose_files_are_all_gone_is_missing(sample_mirror, make_fs, tmp_path):
+    fs = make_fs(tmp_path / "data")
+    fid = sample_mirror.archive_ids(*HUB_ARCHIVES[1])[0]
+    fs.fetch_file_id(fid, modalities=("npz", "json"))
+    folder = archive_dir(fs.local_dir, HUB_ARCHIVES[1])
+    for p in folder.iterdir():
+        p.unlink()
+    folder.rmdir()
+    [missing] = fs.verify().problems
+    assert (missing.kind, missing.file_id, missing.path) == ("missing", fid, None)
+    assert "json, npz" in missing.detail
+
+
+@pytest.mark.parametrize("bad", ["nowhere", "a_file"])
+def test_verify_of_a_folder_that_is_not_there_is_an_error(bad, sample_mirror, make_fs, tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    fs = make_fs(tmp_path / bad)
+    with pytest.raises(NotDownloadedError, match="does not exist" if bad == "nowhere" else "is a file"):
+        fs.verify()
+
+
+def test_verify_of_a_batch_the_catalog_lacks_is_an_error(tree):
+    fs, _ = tree
+    with pytest.raises(InvalidIdError, match="batch 7 of improvised/dev is not in the catalog"):
+        fs.verify(label="improvised", split="dev", batch=7)
+
+
+# ------------------------------------------------------------------ sha256 in the manifest (issue 10, item 6)
+def _poke(path: Path, seed: int = 0) -> None:
+    """100 random bytes written over the middle of the file: same size, structure likely intact."""
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 100] = random.Random(seed).randbytes(100)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("route", ["cdn", "hub", "members"])
+def test_deep_finds_100_random_bytes_in_an_mp4(route, sample_mirror, make_fs, tmp_path):
+    fs = make_fs(tmp_path / "data")
+    ref = HUB_ARCHIVES[1]
+    fid = sample_mirror.archive_ids(*ref)[0]
+    if route == "cdn":
+        fs.gather_file_id_data_from_s3(fid)
+    elif route == "hub":
+        fs.download_archive_from_hf(ref.archive, label=ref.label, split=ref.split, batch=ref.batch)
+    else:
+        fs.fetch_file_id(fid, modalities=("json", "mp4", "npz", "wav"))
+    # Every file written is recorded with the sha256 of its bytes.
+    entries = fs.manifest.entries()
+    for p in fs.local_dir.rglob("V*"):
+        assert entries[p.relative_to(fs.local_dir).as_posix()].sha256 == sha256_file(p), p
+    mp4 = _paths(fs, fid)["mp4"]
+    _poke(mp4)
+    assert all(p.kind != "checksum_mismatch" for p in fs.verify().problems)
+    assert _failing(fs.verify(deep=True)) == {("checksum_mismatch", str(mp4))}
+    report = fs.verify(deep=True, repair=True)
+    assert report.ok and [p.path for p in report.repaired] == [str(mp4)]
+    assert sha256_file(mp4) == fs.manifest.get(mp4).sha256

@@ -341,7 +341,7 @@ def run_checks(jobs: list[BundleCheck], local_dir: Path, manifest: Manifest | No
 def _check_bundle(job: BundleCheck, manifest: Manifest | None, known_sizes: dict[str, int], deep: bool,
                   confirm_video: bool) -> BundleCheck:
     empty: list[str] = []
-    if not any(job.paths[e].exists() for e in job.modalities):
+    if len(job.modalities) > 1 and not any(job.paths[e].exists() for e in job.modalities):
         # One line for an absent bundle, not four.
         what = ("no file of this bundle is present" if len(job.modalities) == len(BUNDLE_EXTENSIONS)
                 else f"none of its requested files ({', '.join(job.modalities)}) is present")
