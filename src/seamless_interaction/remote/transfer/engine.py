@@ -19,6 +19,7 @@ from seamless_interaction.base.errors import (
     TransferCancelled,
     TransferError,
 )
+from seamless_interaction.local import layout
 from seamless_interaction.remote.transfer.client import (
     HttpClient,
     cancellable_sleep,
@@ -374,7 +375,7 @@ class Transfer:
             raise Stopped()
         sha256 = sha256.lower() if sha256 else None
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(dest.with_name(dest.name + ".lock"), cancel):
+        with FileLock(layout.lock_path(dest), cancel):
             done = self._complete_locally(url, dest, expected_size, sha256)
             if done is not None:
                 self.progress.advance(done.size)

@@ -29,6 +29,7 @@ from seamless_interaction.base.errors import (
     IntegrityError,
     TransferError,
 )
+from seamless_interaction.local import layout
 from seamless_interaction.remote.transfer.client import HttpClient
 from seamless_interaction.remote.transfer.disk import (
     HASH_CHUNK,
@@ -174,8 +175,8 @@ class PartDownload:
         self.batch = batch
         self.url = url
         self.dest = dest
-        self.part = dest.with_name(dest.name + ".part")
-        self.side = dest.with_name(dest.name + ".part.json")
+        self.part = layout.part_path(dest)
+        self.side = layout.sidecar_path(dest)
         self.expected_size = expected_size
         self.sha256 = sha256
         self.optional = optional
