@@ -14,6 +14,7 @@ from pathlib import Path
 
 from seamless_interaction import __version__
 from seamless_interaction.base.errors import InvalidIdError, SeamlessError, UnknownIdError
+from seamless_interaction.base.ids import ArchiveRef
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -50,7 +51,7 @@ def _make_fs(args):
 
 
 def _parse_archive_spec(text: str, parts: int) -> tuple:
-    from seamless_interaction.base.ids import ArchiveRef, validate_index, validate_label, validate_split
+    from seamless_interaction.base.ids import validate_index, validate_label, validate_split
 
     bits = text.strip("/").split("/")
     if len(bits) != parts:
@@ -133,7 +134,7 @@ def cmd_download(args) -> int:
             return _dry_run(fs, file_ids, archives)
         for label, split, b, a in archives:
             ok, path = fs.download_archive_from_hf(a, label=label, split=split, batch=b, extract=not args.keep_tar)
-            print(f"archive {label}/{split}/{b:04d}/{a:04d}.tar -> {path}")
+            print(f"archive {ArchiveRef(label, split, b, a)}.tar -> {path}")
         if file_ids:
             results = fs.download_batch_from_s3(file_ids)
             for fid, paths in zip(file_ids, results):

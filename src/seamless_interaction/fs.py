@@ -239,8 +239,8 @@ class SeamlessInteractionFS:
         label, split = self._label_split(label, split)
         root = Path(local_dir) if local_dir is not None else self.local_dir
         ref = ArchiveRef(label, split, batch, archive)  # checked before any request or write
-        res = hub.download_archive(self.transfer, self.config.hf_url, root, *ref,
-                                   extract=extract, manifest=Manifest(root) if local_dir is not None else self.manifest)
+        res = hub.download_archive(self.transfer, self.config.hf_url, root, ref.label, ref.split, ref.batch,
+                                   ref.archive, extract=extract, manifest=Manifest(root) if local_dir is not None else self.manifest)
         return True, str(res.path)
 
     def download_batch_from_hf(self, label: str | None = None, split: str | None = None,
@@ -284,7 +284,8 @@ class SeamlessInteractionFS:
 
         ref = ArchiveRef(label, split, batch, archive)  # checked before the catalog or any request
         return members.fetch_archive_members(self.transfer, None, self.config.hf_url, self.local_dir,
-                                             *ref, file_ids=file_ids, modalities=modalities,
+                                             ref.label, ref.split, ref.batch, ref.archive, file_ids=file_ids,
+                                             modalities=modalities,
                                              cache_dir=self.config.cache_dir, manifest=self.manifest)
 
     def fetch_file_id(self, file_id: str, modalities: tuple[str, ...] = ("npz", "json")) -> list[Path]:

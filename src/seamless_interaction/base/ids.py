@@ -119,7 +119,7 @@ def validate_index(value: object, what: str = "batch") -> int:
     if isinstance(value, bool):
         raise InvalidIdError(f"{what} {value!r} is not an integer in 0..{MAX_INDEX}")
     try:
-        n = int(value)  # type: ignore[call-overload]
+        n: int = int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         raise InvalidIdError(f"{what} {value!r} is not an integer in 0..{MAX_INDEX}") from None
     if n != value and not (isinstance(value, str) and value.strip().isdigit()):

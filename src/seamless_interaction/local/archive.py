@@ -85,13 +85,13 @@ def safe_extract(tar_path: Path | str, dest_dir: Path | str) -> list[ExtractedMe
         except (tarfile.TarError, EOFError) as exc:
             raise IntegrityError(f"{tar_path}: not a complete tar archive ({exc})") from exc
         dest_dir.mkdir(parents=True, exist_ok=True)
-        out = []
+        placed: list[ExtractedMember] = []
         for rel, size, sha in extracted:
             final = layout.inside(dest_dir, dest_dir / rel)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / rel, final)
-            out.append(ExtractedMember(rel, final, size, sha))
-        return out
+            placed.append(ExtractedMember(rel, final, size, sha))
+        return placed
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -276,7 +276,10 @@ class Manifest:
         if not isinstance(fid, str):
             raise TypeError("request without a file id")
         if "withdrawn" in obj:
-            left = self._requests.get(fid, frozenset()) - set(obj["withdrawn"])  # type: ignore[arg-type]
+            gone = obj["withdrawn"]
+            if not isinstance(gone, list):
+                raise TypeError("withdrawal without modalities")
+            left = self._requests.get(fid, frozenset()) - {str(m) for m in gone}
             if left:
                 self._requests[fid] = left
             else:

@@ -381,11 +381,11 @@ def _check_bundle(job: BundleCheck, manifest: Manifest | None, known_sizes: dict
         if is_empty:
             empty.append(ext)
     if empty:
-        what = {"mp4": "MP4 without a video track", "wav": "WAV without samples", "npz": "zero-length arrays"}
+        kinds = {"mp4": "MP4 without a video track", "wav": "WAV without samples", "npz": "zero-length arrays"}
         first = job.paths[empty[0]]
         job.problems.append(Problem(
             "placeholder", str(first),
-            "empty in the release (FORMAT.md 3): " + ", ".join(what[e] for e in empty), job.file_id, job.archive))
+            "empty in the release (FORMAT.md 3): " + ", ".join(kinds[e] for e in empty), job.file_id, job.archive))
     return job
 
 

@@ -115,14 +115,15 @@ def _repair_bundle(job: BundleCheck, bad_exts: list[str], catalog: Catalog, loca
                 assert res is not None
                 if manifest is not None:
                     manifest.record(paths[ext], parts[ext].url, res.size, res.sha256)
-        members = [e for e in ("npz", "json") if e in bad_exts]
+        members: list[str] = [e for e in ("npz", "json") if e in bad_exts]
         if members:
             done = False
             if not archive_missing:
                 try:
                     logger.info("repair %s: %s by Range reads of %s", fid, "+".join(members),
                                 hub_archive_url(hf_url, *a))
-                    fetch_archive_members(transfer, None, hf_url, local_dir, *a, file_ids=[fid],
+                    fetch_archive_members(transfer, None, hf_url, local_dir, a.label, a.split, a.batch, a.archive,
+                                          file_ids=[fid],
                                           modalities=tuple(members), cache_dir=cache_dir, manifest=manifest)
                     done = True
                 except (SeamlessError, OSError) as exc:

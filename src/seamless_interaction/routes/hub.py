@@ -77,6 +77,7 @@ def download_archive(
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
     res = transfer.fetch(url, tar_path,
                          expected_size=info.size, sha256=info.sha256)
+    assert res is not None  # not optional: a 404 raises
     if manifest is not None and not extract:
         manifest.record(tar_path, url, res.size, res.sha256)
     if not extract:

@@ -381,7 +381,8 @@ def fetch_file_ids(
 
     def one(item: tuple[ArchiveRef, list[str]]) -> list[Path]:
         ref, ids = item
-        return fetch_archive_members(transfer, None, hf_url, local_dir, *ref, file_ids=ids,
+        return fetch_archive_members(transfer, None, hf_url, local_dir, ref.label, ref.split, ref.batch, ref.archive,
+                                     file_ids=ids,
                                      modalities=modalities, cache_dir=cache_dir, manifest=manifest)
 
     results = _run_all(one, list(groups.items()), archive_workers)
