@@ -183,3 +183,21 @@ def test_catalog_row_with_an_escaping_split_is_refused_before_writing(sample_mir
     written = _files(tmp_path) - before
     assert all(local in p.parents or (tmp_path / "cache") in p.parents for p in written)
     assert not [p for p in yes.paths if "/cdn/" in p or "/hf/" in p]
+
+
+def test_routes_check_their_arguments_before_any_request(yes, transfer, tmp_path):
+    from seamless_interaction.routes import hub, members
+
+    local = tmp_path / "data"
+    calls = [
+        lambda: hub.download_archive(transfer, yes.url, local, "improvised", ESCAPE, 0, 0),
+        lambda: hub.archive_size(transfer, yes.url, "improvised", "dev", -1, 0),
+        lambda: members.fetch_archive_members(transfer, None, yes.url, local, "improvised", ESCAPE, 0, 0),
+        lambda: members.fetch_archive_members(transfer, None, yes.url, local, "improvised", "dev", 0, 0,
+                                              modalities=("npz", "../x")),
+        lambda: members.plan_bytes(transfer, None, yes.url, archives=[("improvised", "dev", 0, "x")]),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidIdError):
+            call()
+    assert yes.paths == [] and not local.exists()
