@@ -13,8 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from seamless_interaction.base.errors import CatalogError, InvalidIdError, UnknownIdError
-from seamless_interaction.catalog.tables import FLAG_COLUMNS, TRAIT_COLUMNS, Catalog, FileRecord
+from seamless_interaction.base.errors import (
+    CatalogError,
+    InvalidIdError,
+    UnknownIdError,
+)
+from seamless_interaction.catalog.tables import (
+    FLAG_COLUMNS,
+    TRAIT_COLUMNS,
+    Catalog,
+    FileRecord,
+)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "catalog"
 ANCHOR = Path(os.environ.get("SEAMLESS_INTERACTION_ANCHOR") or SAMPLE)

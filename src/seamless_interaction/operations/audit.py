@@ -33,9 +33,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seamless_interaction.base.errors import InvalidIdError, NotDownloadedError, SeamlessError
+from seamless_interaction.base.errors import (
+    InvalidIdError,
+    NotDownloadedError,
+    SeamlessError,
+)
 from seamless_interaction.base.ids import (
-    ArchiveRef, FileId, validate_index, validate_label, validate_modalities, validate_split,
+    ArchiveRef,
+    FileId,
+    validate_index,
+    validate_label,
+    validate_modalities,
+    validate_split,
 )
 from seamless_interaction.constants import BUNDLE_EXTENSIONS
 from seamless_interaction.local import filelock, layout

@@ -30,7 +30,13 @@ from seamless_interaction.base.ids import ArchiveRef
 from seamless_interaction.constants import BUNDLE_EXTENSIONS
 from seamless_interaction.local import layout
 from seamless_interaction.operations.audit import (
-    REFETCH_KINDS, BundleCheck, Problem, Report, is_active_temp, run_checks, sort_problems,
+    REFETCH_KINDS,
+    BundleCheck,
+    Problem,
+    Report,
+    is_active_temp,
+    run_checks,
+    sort_problems,
 )
 from seamless_interaction.remote.urls import cdn_parts, hub_archive_url
 from seamless_interaction.routes.cdn import gather_file_id

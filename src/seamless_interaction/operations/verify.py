@@ -12,9 +12,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from seamless_interaction.operations.audit import (
-    FAILING_KINDS, KINDS, Problem, Report, audit, check_scope,
+    FAILING_KINDS,
+    KINDS,
+    Problem,
+    Report,
+    audit,
+    check_scope,
 )
-from seamless_interaction.operations.checks import check_json, check_mp4, check_npz, check_wav
+from seamless_interaction.operations.checks import (
+    check_json,
+    check_mp4,
+    check_npz,
+    check_wav,
+)
 
 if TYPE_CHECKING:
     from seamless_interaction.catalog.tables import Catalog
