@@ -28,7 +28,7 @@ def _layer(module: str) -> str | None:
         return head
     if head == "loader":
         return "access"  # the public loader path
-    if head in ("fs", "utils"):
+    if head in ("fs", "utils", "export"):  # the facade and the official (or public) module paths
         return "facade"
     if head in ("cli", "app", "demo", "__main__", "ray"):
         return "front"

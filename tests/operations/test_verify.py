@@ -13,6 +13,7 @@ import pytest
 
 from seamless_interaction.base.errors import InvalidIdError, NotDownloadedError
 from seamless_interaction.base.ids import ArchiveRef
+from seamless_interaction.fs import SeamlessInteractionFS
 from seamless_interaction.local.manifest import sha256_file
 from seamless_interaction.local.layout import archive_dir, bundle_paths
 from seamless_interaction.operations.verify import FAILING_KINDS, KINDS, Report, check_mp4, verify
@@ -307,11 +308,13 @@ def test_a_request_whose_files_are_all_gone_is_missing(sample_mirror, make_fs, t
 
 
 @pytest.mark.parametrize("bad", ["nowhere", "a_file"])
-def test_verify_of_a_folder_that_is_not_there_is_an_error(bad, sample_mirror, make_fs, tmp_path):
+def test_verify_of_a_folder_that_is_not_there_is_an_error(bad, mirror_config, tmp_path):
     (tmp_path / "a_file").write_text("x")
-    fs = make_fs(tmp_path / bad)
-    with pytest.raises(NotDownloadedError, match="does not exist" if bad == "nowhere" else "is a file"):
-        fs.verify()
+    # lazy: the official constructor would create the folder (and fail on a file) before verify runs.
+    with SeamlessInteractionFS(mirror_config(tmp_path / bad), quiet=True, lazy=True) as fs:
+        with pytest.raises(NotDownloadedError, match="does not exist" if bad == "nowhere" else "is a file"):
+            fs.verify()
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_verify_of_a_batch_the_catalog_lacks_is_an_error(tree):

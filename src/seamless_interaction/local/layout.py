@@ -13,6 +13,7 @@ splits or member names that would escape it.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 from collections.abc import Iterable
@@ -23,8 +24,8 @@ from seamless_interaction.base.ids import ArchiveRef, validate_file_id
 from seamless_interaction.constants import ALL_LABELS, ALL_SPLITS, BUNDLE_EXTENSIONS
 
 __all__ = [
-    "STATE_DIR", "TMP_SUFFIX", "TEMP_SUFFIXES", "archive_dir", "archive_refs", "bundle_paths", "extraction_record",
-    "find_bundle", "inside", "is_temp_name", "lock_path", "make_archive_dir", "member_path", "owner_lock",
+    "STATE_DIR", "TMP_SUFFIX", "TEMP_SUFFIXES", "archive_dir", "archive_refs", "bundle_paths", "bundle_paths_in", "ensure_root",
+    "extraction_record", "find_bundle", "glob_bundle", "inside", "is_temp_name", "lock_path", "make_archive_dir", "member_path", "owner_lock",
     "part_path", "quarantine_path", "scratch_dir", "sidecar_path", "staging_dir", "staging_pid", "tar_path",
     "temp_files",
 ]
@@ -83,9 +84,13 @@ def member_path(folder: Path | str, name: str) -> Path:
 
 def bundle_paths(root: Path | str, ref: ArchiveRef, file_id: str) -> dict[str, Path]:
     """Final paths of a file id's four files, keyed by extension (json, mp4, npz, wav)."""
-    d = archive_dir(root, ref)
+    return bundle_paths_in(archive_dir(root, ref), file_id)
+
+
+def bundle_paths_in(folder: Path | str, file_id: str) -> dict[str, Path]:
+    """The four file names of a file id in ``folder`` (an archive folder, or a copy such as a clip's)."""
     fid = validate_file_id(file_id)
-    return {ext: d / f"{fid}.{ext}" for ext in BUNDLE_EXTENSIONS}
+    return {ext: Path(folder) / f"{fid}.{ext}" for ext in BUNDLE_EXTENSIONS}
 
 
 def tar_path(root: Path | str, ref: ArchiveRef) -> Path:
@@ -113,6 +118,29 @@ def find_bundle(root: Path | str, file_id: str) -> dict[str, Path]:
         if ext in BUNDLE_EXTENSIONS:
             found.setdefault(ext, path)
     return found
+
+
+def glob_bundle(root: Path | str, file_id: str, where: ArchiveRef | tuple[str, str, int, int] | None = None
+                ) -> list[str]:
+    """Existing files of ``file_id`` (json, mp4, npz, wav) as sorted strings, the official listing's shape.
+
+    ``where`` is the archive the catalog gives; without it every archive folder of the layout is searched.
+    Temporary names (``.part`` and the like) are never listed. ``glob.glob`` is the official toolkit's
+    lister, kept so that code patching it for tests still works.
+    """
+    name = glob.escape(validate_file_id(file_id))
+    if where is not None:
+        ref = where if isinstance(where, ArchiveRef) else ArchiveRef(*where)
+        pattern = os.path.join(glob.escape(str(archive_dir(root, ref))), f"{name}.*")
+    else:
+        digits = "[0-9]" * 4
+        pattern = os.path.join(glob.escape(str(root)), "*", "*", digits, digits, f"{name}.*")
+    return sorted(p for p in glob.glob(pattern) if os.path.basename(p).rsplit(".", 1)[-1] in BUNDLE_EXTENSIONS)
+
+
+def ensure_root(root: Path | str) -> None:
+    """Create the dataset folder, as the official constructor did (``os.makedirs``, existing is fine)."""
+    os.makedirs(root, exist_ok=True)
 
 
 def archive_refs(root: Path | str, *, label: str | None = None, split: str | None = None,
