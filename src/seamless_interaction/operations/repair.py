@@ -107,6 +107,7 @@ def _repair_bundle(job: BundleCheck, bad_exts: list[str], catalog: Catalog, loca
                    manifest: Manifest | None, transfer: Transfer, cdn_url: str, hf_url: str,
                    cache_dir: Path | str | None, archive_missing: bool) -> None:
     fid, a, paths = job.file_id, job.archive, job.paths
+    layout.make_archive_dir(local_dir, a)  # proven inside local_dir before anything is moved or fetched
     if len(bad_exts) == len(BUNDLE_EXTENSIONS):
         logger.info("repair %s: whole bundle by the CDN route", fid)
         gather_file_id(transfer, catalog, cdn_url, local_dir, fid, manifest=manifest, force=True)
