@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from seamless_interaction.base.errors import InvalidIdError, SeamlessError
-from seamless_interaction.catalog.tables import Catalog
+from seamless_interaction.base.errors import InvalidIdError, SeamlessError, UnknownIdError
+from seamless_interaction.catalog.tables import Catalog, FileRecord
 from seamless_interaction.fs import DatasetConfig, SeamlessInteractionFS
 
 
@@ -155,7 +155,8 @@ def test_the_same_archive_with_good_arguments_is_fetched_into_local_dir(fs, yes,
 
 
 def test_catalog_row_with_an_escaping_split_is_refused_before_writing(sample_mirror, yes, tmp_path):
-    """The catalog comes from the network too: a filelist row naming split '../x' cannot steer a write."""
+    """The catalog comes from the network too: a filelist row naming split '../../x' cannot steer a write.
+    The catalog drops the row at load; a record made by hand is refused by the layout."""
     assets = tmp_path / "assets"
     assets.mkdir()
     for p in sample_mirror.assets_dir.glob("*.csv"):
@@ -168,19 +169,17 @@ def test_catalog_row_with_an_escaping_split_is_refused_before_writing(sample_mir
     local = tmp_path / "a" / "data"
     cfg = DatasetConfig(local_dir=local, cdn_url=yes.url + "/cdn", hf_url=yes.url + "/hf",
                         assets=str(assets), cache_dir=tmp_path / "cache")
-    before = _files(tmp_path)
     with SeamlessInteractionFS(cfg, quiet=True) as f:
-        try:
-            f.catalog.record(victim)
-        except SeamlessError:
-            return  # the catalog refused the row at load: nothing can be written for it
-        with pytest.raises(InvalidIdError, match="split"):
-            f.gather_file_id_data_from_s3(victim)
-        with pytest.raises(InvalidIdError, match="split"):
+        before = _files(tmp_path)
+        assert victim not in f.catalog
+        with pytest.raises(UnknownIdError):
+            f.gather_file_id(victim)
+        with pytest.raises(UnknownIdError):
             f.fetch_file_id(victim)
-    written = _files(tmp_path) - before
-    assert all(local in p.parents or (tmp_path / "cache") in p.parents for p in written)
-    assert not [p for p in yes.paths if "/cdn/" in p or "/hf/" in p]
+        assert _files(tmp_path) == before and yes.paths == []
+    rec = FileRecord(victim, "improvised", "../../x", 0, 0, None, None, None)
+    with pytest.raises(InvalidIdError, match="split"):
+        rec.ref
 
 
 def test_routes_check_their_arguments_before_any_request(yes, transfer, tmp_path):

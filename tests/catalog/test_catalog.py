@@ -342,9 +342,14 @@ def test_pandas_index_column_duplicates_and_bad_rows(rows, tmp_path, caplog):
     body = [[i, *r] for i, r in enumerate(rows[:10])]
     body.append([10, *rows[3][:3], 77, 78, *rows[3][5:]])  # duplicate id: the first row wins
     body.append([11, "V00_S0001_I001_P0001", "improvised", "dev", 0, 0, 1, 0, 0])  # malformed id: dropped
+    # Rows the local layout cannot hold (they would name folders outside it): dropped too.
+    body.append([12, "V00_S0001_I00000001_P0001", "improvised", "../../x", 0, 0, 1, 0, 0])
+    body.append([13, "V00_S0001_I00000001_P0002", "../x", "dev", 0, 0, 1, 0, 0])
+    body.append([14, "V00_S0001_I00000001_P0003", "improvised", "dev", -1, 0, 1, 0, 0])
+    body.append([15, "V00_S0001_I00000001_P0004", "improvised", "dev", 0, 10000, 1, 0, 0])
     _write_filelist(tmp_path / "filelist.csv", body, header=["", *HEADER])
     cat = Catalog.from_paths({"filelist": tmp_path / "filelist.csv"})
-    assert len(cat) == 10
+    assert len(cat) == 10 and "V00_S0001_I00000001_P0001" not in cat
     assert (cat.record(rows[3][0]).batch, cat.record(rows[3][0]).archive) == (rows[3][3], rows[3][4])
     assert "duplicate" in caplog.text and "malformed" in caplog.text
 

@@ -43,7 +43,7 @@ from seamless_interaction.catalog.assets import load_tables, source_cache_dir
 from seamless_interaction.constants import ASSET_TABLES
 from seamless_interaction.base.errors import CatalogError, InvalidIdError, UnknownIdError
 from seamless_interaction.base.ids import (
-    FILE_ID_RE, INTERACTION_KEY_RE, ArchiveRef, validate_interaction_key, validate_label, validate_split,
+    FILE_ID_RE, INTERACTION_KEY_RE, LABELS, MAX_INDEX, SPLITS, ArchiveRef, validate_interaction_key, validate_label, validate_split,
     validate_session_key,
 )
 
@@ -58,7 +58,7 @@ PROMPT_COLUMNS = ("prompt_hash", "prompt_id_unique", "participant_a_prompt_text"
 TABLE_NAMES = tuple(name.removesuffix(".csv") for name in ASSET_TABLES)
 
 # Bump when the prepared (cached) schema changes, so stale copies are ignored.
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 _FILELIST_BASE = ("file_id", "label", "split", "batch_idx", "archive_idx")
 # Arguments must be exact (V00 or 00); table cells are read tolerantly (a CSV round-tripped through a
 # numeric type may have lost its zeros), hence two sets of patterns.
@@ -664,6 +664,13 @@ def _prepare_filelist(raw: pa.Table, path: Path) -> pa.Table:
     valid = pc.match_substring_regex(fid, FILE_ID_RE.pattern)
     batch, archive = _int_column(raw, "batch_idx", path), _int_column(raw, "archive_idx", path)
     valid = pc.and_(valid, pc.and_(pc.is_valid(batch), pc.is_valid(archive)))
+    # Label, split, batch and archive become local folder names: rows the layout cannot hold
+    # (ArchiveRef's grammar) are dropped here, so every record's .ref is valid.
+    valid = pc.and_(valid, pc.and_(pc.is_in(_trimmed(raw, "label"), pa.array(LABELS)),
+                                   pc.is_in(_trimmed(raw, "split"), pa.array(SPLITS))))
+    for column in (batch, archive):
+        valid = pc.and_(valid, pc.and_(pc.greater_equal(column, 0), pc.less_equal(column, MAX_INDEX)))
+    valid = pc.fill_null(valid, False)
     table = pa.table({
         "file_id": fid,
         "label": _trimmed(raw, "label"),
@@ -675,7 +682,8 @@ def _prepare_filelist(raw: pa.Table, path: Path) -> pa.Table:
     n_bad = table.num_rows - pc.sum(pc.cast(valid, pa.int64())).as_py() if table.num_rows else 0
     if n_bad:
         bad = table.filter(pc.invert(valid)).column("file_id").to_pylist()[:3]
-        logger.warning("%s: dropped %d row(s) with a malformed file id or missing batch/archive, e.g. %s",
+        logger.warning("%s: dropped %d row(s) with a malformed file id, an unknown label or split, or a missing "
+                       "or out-of-range batch/archive, e.g. %s",
                        path, n_bad, bad)
         table = table.filter(valid)
     # Stable sort on (file_id, original row) so that duplicate ids keep their first occurrence.
