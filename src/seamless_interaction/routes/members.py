@@ -10,6 +10,7 @@ against the size in its tar header, then renamed into place.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -25,7 +26,7 @@ from seamless_interaction.base.errors import (
 )
 from seamless_interaction.base.ids import ArchiveRef, validate_file_id, validate_modalities
 from seamless_interaction.local import layout
-from seamless_interaction.local.manifest import Manifest, member_source, sha256_file
+from seamless_interaction.local.manifest import Manifest, member_source
 from seamless_interaction.remote.tarindex import TarIndex, TarMember, _validator, index_remote
 from seamless_interaction.remote.urls import hub_archive_url
 
@@ -152,6 +153,30 @@ def _complete(path: Path, size: int) -> bool:
         return False
 
 
+class _Digest:
+    """sha256 of a member fed while its bytes arrive: in-order bytes are hashed from memory, and what came
+    out of order (chunks of a big member racing each other) is read back from the temp file at the end."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sha = hashlib.sha256()
+        self._pos = 0
+
+    def feed(self, data: memoryview, at: int) -> None:
+        with self._lock:
+            if at == self._pos:
+                self._sha.update(data)
+                self._pos += len(data)
+
+    def finish(self, tmp: str, size: int) -> str:
+        with self._lock, open(tmp, "rb") as fh:
+            fh.seek(self._pos)
+            while self._pos < size and (block := fh.read(min(4 << 20, size - self._pos))):
+                self._sha.update(block)
+                self._pos += len(block)
+            return self._sha.hexdigest()
+
+
 class _Sink:
     """Temp files of the members being fetched; a member is renamed into place once all its bytes are in."""
 
@@ -163,12 +188,17 @@ class _Sink:
         self._fds: dict[str, int] = {}
         self._tmp: dict[str, str] = {}
         self._left: dict[str, int] = {}
+        self._digests: dict[str, _Digest] = {}
         for m in members:
             fd, tmp = tempfile.mkstemp(prefix=f".{m.name}.", suffix=layout.TMP_SUFFIX, dir=dest_dir)
             self._fds[m.name], self._tmp[m.name], self._left[m.name] = fd, tmp, m.size
+            if manifest is not None:
+                self._digests[m.name] = _Digest()
 
     def write(self, m: TarMember, data: memoryview, at: int) -> None:
         os.pwrite(self._fds[m.name], data, at)
+        if self._manifest is not None:
+            self._digests[m.name].feed(data, at)
         with self._lock:
             self._left[m.name] -= len(data)
             done = self._left[m.name] == 0
@@ -184,8 +214,7 @@ class _Sink:
             got = os.path.getsize(tmp)
             if got != m.size:
                 raise IntegrityError(f"{self._url}: member {m.name!r} is {got} bytes, its tar header says {m.size}")
-            # Read back while it is in the page cache: ranges arrive out of order, so no streaming hash.
-            digest = sha256_file(tmp) if self._manifest is not None else None
+            digest = self._digests[m.name].finish(tmp, m.size) if self._manifest is not None else None
             final = self._dest / m.name
             os.replace(tmp, final)
         except BaseException:
