@@ -22,6 +22,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+from seamless_interaction.base.ids import ArchiveRef
 from seamless_interaction.local import layout
 from seamless_interaction.mirror import generate
 from seamless_interaction.operations.export import export
@@ -42,7 +43,7 @@ def make_pair(root: Path, minutes: float, width: int, height: int) -> None:
             n_frames=n_frames, wav_frames=int(round(spec.duration_s * 48_000)), has_transcript=True,
             annotations=("3P-IS",) if speaker else (), placeholder=False, movement=True)
         members = generate._write_cdn(scratch, spec, rec, speaker, 2)  # the generator's bundle writer
-        paths = layout.bundle_paths(root, "improvised", "dev", 0, speaker, fid)
+        paths = layout.bundle_paths(root, ArchiveRef("improvised", "dev", 0, speaker), fid)
         paths["json"].parent.mkdir(parents=True, exist_ok=True)
         for ext, data in members.items():
             paths[ext].write_bytes(data)

@@ -62,7 +62,7 @@ def test_info_joins_metadata(run, sample_mirror):
 @pytest.mark.parametrize("args,code,needle", [
     (("download", "V00_S0001_I0000001_P0001"), 2, "malformed file id"),
     (("download", "V00_S9999_I00000001_P0001"), 2, "V00_S9999_I00000001_P0001"),
-    (("download", "--archive", "improvised/dev/x/1"), 2, "integers"),
+    (("download", "--archive", "improvised/dev/x/1"), 2, "not an integer"),
     (("download",), 2, "nothing to download"),
     (("info", "S0809"), 2, "malformed key"),
     (("download", "--archive", "naturalistic/test/0/0", "-q"), 1, "404"),
@@ -123,7 +123,7 @@ def test_verify_reports_and_repairs(run, sample_mirror, tmp_path):
     run("verify", "--local-dir", str(d), "--repair", "-q")
     assert npz.read_bytes() == good
     proc = run("verify", "--local-dir", str(d), "--batch", "0", check=False)
-    assert proc.returncode == 2 and "--batch needs" in proc.stderr
+    assert proc.returncode == 2 and "batch needs label and split" in proc.stderr
 
 
 SNIPPET = """
@@ -169,3 +169,39 @@ def test_official_snippet_against_mirror_serve_subprocess(sample_mirror, tmp_pat
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_features_only_download_then_verify_is_clean(run, sample_mirror, tmp_path):
+    rec = sample_mirror.files[sample_mirror.split_pairs[0][0]]
+    d = tmp_path / "d"
+    run("download", "--archive", f"{rec.label}/{rec.split}/{rec.batch}/{rec.archive}", "--only", "npz,json",
+        "--local-dir", str(d), "-q")
+    report = json.loads(run("verify", "--local-dir", str(d), "--json").stdout)
+    assert report["ok"] and report["counts"]["missing"] == 0 and report["files_checked"] > 0
+    repaired = run("verify", "--local-dir", str(d), "--repair", "-q")
+    assert "repaired" not in repaired.stdout and not list(d.rglob("*.mp4")) and not list(d.rglob("*.wav"))
+    npz = next(d.rglob("*.npz"))
+    npz.write_bytes(b"junk")
+    assert run("verify", "--local-dir", str(d), "--only", "json", check=False).returncode == 0
+    assert run("verify", "--local-dir", str(d), "--only", "npz", check=False).returncode == 1
+
+
+@pytest.mark.parametrize("case,needle", [("missing", "does not exist"), ("file", "is a file"),
+                                         ("batch", "not in the catalog"), ("only", "--only")])
+def test_verify_bad_scope_is_a_one_line_error(run, tmp_path, case, needle):
+    target = tmp_path / "d"
+    target.mkdir()
+    extra: tuple[str, ...] = ()
+    if case == "missing":
+        target = tmp_path / "nowhere"
+    elif case == "file":
+        target = tmp_path / "f"
+        target.write_text("x")
+    elif case == "batch":
+        extra = ("--label", "improvised", "--split", "dev", "--batch", "42")
+    else:
+        extra = ("--only", "avi")
+    proc = run("verify", "--local-dir", str(target), *extra, check=False)
+    assert proc.returncode != 0 and "no problems" not in proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr

@@ -17,12 +17,13 @@ from seamless_interaction.base.errors import (
     InvalidIdError, MissingPartError, SeamlessError, TransferError, UnknownIdError,
 )
 from seamless_interaction.fs import DatasetConfig, SeamlessInteractionFS
+from seamless_interaction.base.ids import ArchiveRef
 from seamless_interaction.local.layout import bundle_paths
 from seamless_interaction.mirror import MirrorServer
 
 
 def _bundle(root, rec):
-    return bundle_paths(root, rec.label, rec.split, rec.batch, rec.archive, rec.file_id)
+    return bundle_paths(root, ArchiveRef(rec.label, rec.split, rec.batch, rec.archive), rec.file_id)
 
 
 def _hub_ids(info):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from seamless_interaction import __version__
 from seamless_interaction.base.errors import InvalidIdError, SeamlessError, UnknownIdError
+from seamless_interaction.base.ids import ArchiveRef
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -51,18 +52,28 @@ def _make_fs(args):
 
 
 def _parse_archive_spec(text: str, parts: int) -> tuple:
+    from seamless_interaction.base.ids import validate_index, validate_label, validate_split
+
     bits = text.strip("/").split("/")
     if len(bits) != parts:
         shape = "LABEL/SPLIT/BATCH/ARCHIVE" if parts == 4 else ("LABEL/SPLIT/BATCH" if parts == 3 else "LABEL/SPLIT")
         raise InvalidIdError(f"{text!r}: expected {shape}, e.g. improvised/dev/0/3")
-    label, split = bits[0], bits[1]
-    if label not in ("improvised", "naturalistic") or split not in ("train", "dev", "test"):
-        raise InvalidIdError(f"{text!r}: label must be improvised|naturalistic and split train|dev|test")
     try:
-        nums = tuple(int(b) for b in bits[2:])
-    except ValueError:
-        raise InvalidIdError(f"{text!r}: batch and archive must be integers") from None
-    return (label, split, *nums)
+        if parts == 4:
+            return tuple(ArchiveRef(*bits))
+        nums = tuple(validate_index(b, what) for b, what in zip(bits[2:], ("batch", "archive")))
+        return (validate_label(bits[0]), validate_split(bits[1]), *nums)
+    except InvalidIdError as exc:
+        raise InvalidIdError(f"{text!r}: {exc}") from None
+
+
+def _parse_only(text: str) -> tuple[str, ...]:
+    from seamless_interaction.base.ids import validate_modalities
+
+    try:
+        return validate_modalities(tuple(x.strip() for x in text.split(",") if x.strip()))
+    except InvalidIdError:
+        raise InvalidIdError(f"--only {text!r}: expected a comma list of json, mp4, npz, wav") from None
 
 
 def _fmt_bytes(n: int | None) -> str:
@@ -164,9 +175,7 @@ def _download_planned(fs, args, file_ids, only) -> int:
 
 def cmd_download(args) -> int:
     with _make_fs(args) as fs:
-        only = tuple(x.strip() for x in args.only.split(",")) if args.only else None
-        if only and [x for x in only if x not in ("json", "mp4", "npz", "wav")]:
-            raise InvalidIdError(f"--only {args.only!r}: expected a comma list of json, mp4, npz, wav")
+        only = _parse_only(args.only) if args.only is not None else None
         if args.query or args.ids_from:
             ids = _ids_from_file(args.ids_from) if args.ids_from else []
             if args.query:
@@ -195,7 +204,7 @@ def cmd_download(args) -> int:
             return _dry_run(fs, file_ids, archives)
         for label, split, b, a in archives:
             ok, path = fs.download_archive_from_hf(a, label=label, split=split, batch=b, extract=not args.keep_tar)
-            print(f"archive {label}/{split}/{b:04d}/{a:04d}.tar -> {path}")
+            print(f"archive {ArchiveRef(label, split, b, a)}.tar -> {path}")
         if file_ids:
             results = fs.gather_file_ids(file_ids)
             for fid, paths in zip(file_ids, results):
@@ -301,10 +310,9 @@ def cmd_mirror(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    if args.batch is not None and not (args.label and args.split_name):
-        raise InvalidIdError("--batch needs --label and --split")
+    only = _parse_only(args.only) if args.only is not None else None
     with _make_fs(args) as fs:
-        report = fs.verify(label=args.label, split=args.split_name, batch=args.batch, deep=args.deep,
+        report = fs.verify(label=args.label, split=args.split_name, batch=args.batch, only=only, deep=args.deep,
                            check_remote=args.check_remote, repair=args.repair)
     print(report.to_json() if args.json else report.summary())
     return report.exit_code
@@ -447,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true", help="machine-readable report")
     v.add_argument("--repair", action="store_true", help="refetch exactly what is bad")
     v.add_argument("--deep", action="store_true", help="also compare sha256 where the manifest has one")
+    v.add_argument("--only", metavar="EXTS", help="check only these modalities, e.g. npz,json")
     v.add_argument("--check-remote", action="store_true", help="HEAD every archive in scope on the Hub")
     v.set_defaults(func=cmd_verify)
 

@@ -52,12 +52,11 @@ def run_demo(workdir: Path | None = None, *, quiet: bool = False, app: bool = Fa
             cdn_paths = {fid: fs_cdn.get_path_list_for_file_id_local(fid) for fid in got}
         with make_fs(workdir / "via-hub") as fs_hub:
             t2 = time.perf_counter()
-            archives = sorted({(r.label, r.split, r.batch, r.archive)
-                               for r in (fs_hub.catalog.record(f) for f in got)})
-            for label, split, batch, archive in archives:
-                fs_hub.download_archive_from_hf(archive, label=label, split=split, batch=batch)
+            archives = sorted({fs_hub.catalog.record(f).ref for f in got})
+            for ref in archives:
+                fs_hub.download_archive_from_hf(ref.archive, label=ref.label, split=ref.split, batch=ref.batch)
             say(f"[4/4] Hub route: {len(archives)} archive(s) "
-                f"{', '.join(f'{l}/{s}/{b:04d}/{a:04d}.tar' for l, s, b, a in archives)} "
+                f"{', '.join(f'{ref}.tar' for ref in archives)} "
                 f"in {time.perf_counter() - t2:.1f} s")
             hub_paths = {fid: fs_hub.get_path_list_for_file_id_local(fid) for fid in got}
     mismatches = []

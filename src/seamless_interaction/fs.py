@@ -24,7 +24,10 @@ from seamless_interaction.catalog import select
 from seamless_interaction.catalog.tables import Catalog
 from seamless_interaction.base.config import DatasetConfig
 from seamless_interaction.base.errors import NotDownloadedError, SeamlessError
-from seamless_interaction.base.ids import InteractionKey, validate_file_id, validate_interaction_key
+from seamless_interaction.base.ids import (
+    ArchiveRef, InteractionKey, validate_file_id, validate_index, validate_interaction_key, validate_label,
+    validate_modalities, validate_split,
+)
 from seamless_interaction.base.parallel import map_parallel
 from seamless_interaction.local.layout import ensure_root, glob_bundle
 from seamless_interaction.local.manifest import Manifest
@@ -197,7 +200,8 @@ class SeamlessInteractionFS:
         return tuple(self.config.preferred_vendors) if use else None
 
     def _label_split(self, label: str | None, split: str | None) -> tuple[str, str]:
-        return label or self.config.label, split or self.config.split
+        # Download targets are checked here, before any request: they become folder names under local_dir.
+        return validate_label(label or self.config.label), validate_split(split or self.config.split)
 
     def _query_scope(self, label: str | None, split: str | None) -> tuple[str, str]:
         # Queries take any label or split, as the official ones did: an unknown one matches nothing
@@ -395,9 +399,11 @@ class SeamlessInteractionFS:
         returned ``(False, "")`` and logged). Re-running skips only what is verifiably complete.
         """
         label, split = self._label_split(label, split)
+        ref = ArchiveRef(label, split, batch, archive)  # checked before any request or write
         root = Path(local_dir) if local_dir is not None else self.local_dir
-        res = hub.download_archive(self.transfer, self.config.hf_url, root, label, split, int(batch), int(archive),
-                                   extract=extract, manifest=Manifest(root) if local_dir is not None else self.manifest)
+        res = hub.download_archive(self.transfer, self.config.hf_url, root, ref.label, ref.split, ref.batch,
+                                   ref.archive, extract=extract,
+                                   manifest=Manifest(root) if local_dir is not None else self.manifest)
         return True, str(res.path)
 
     def download_batch_from_hf(self, label: str | None = None, split: str | None = None,
@@ -418,10 +424,12 @@ class SeamlessInteractionFS:
         """Like :meth:`download_batch_from_hf`; returns each archive's folder (or tar, without
         ``extract``), in batch then archive order."""
         label, split = self._label_split(label, split)
+        if archive_list is not None:
+            archive_list = [validate_index(a, "archive") for a in archive_list]
         if batch_idx is None:
             batches = self.list_batches(label, split)
         else:
-            batches = [batch_idx] if isinstance(batch_idx, int) else list(batch_idx)
+            batches = [validate_index(b, "batch") for b in ([batch_idx] if isinstance(batch_idx, int) else batch_idx)]
         todo = [(b, a) for b in batches
                 for a in (archive_list if archive_list is not None else self.list_archives(label, split, b))]
 
@@ -442,7 +450,7 @@ class SeamlessInteractionFS:
         found: list[str] = []
         if self._catalog is not None and file_id in self._catalog:
             rec = self._catalog.record(file_id)
-            found = glob_bundle(self.local_dir, file_id, (rec.label, rec.split, rec.batch, rec.archive))
+            found = glob_bundle(self.local_dir, file_id, rec.ref)
         if not found:
             found = glob_bundle(self.local_dir, file_id)
         if not found:
@@ -455,30 +463,37 @@ class SeamlessInteractionFS:
         """Fetch only ``modalities`` (json, mp4, npz, wav) of one Hub archive by HTTP Range reads."""
         from seamless_interaction.routes import members
 
-        return members.fetch_archive_members(self.transfer, self.catalog, self.config.hf_url, self.local_dir,
-                                             label, split, int(batch), int(archive), file_ids=file_ids,
-                                             modalities=modalities, cache_dir=self.config.cache_dir)
+        ref = ArchiveRef(label, split, batch, archive)  # checked before the catalog or any request
+        return members.fetch_archive_members(self.transfer, None, self.config.hf_url, self.local_dir,
+                                             ref.label, ref.split, ref.batch, ref.archive, file_ids=file_ids,
+                                             modalities=modalities, cache_dir=self.config.cache_dir,
+                                             manifest=self.manifest)
 
     def fetch_file_id(self, file_id: str, modalities: tuple[str, ...] = ("npz", "json")) -> list[Path]:
         """One file id's members out of whichever Hub archive holds it."""
         from seamless_interaction.routes import members
 
+        validate_modalities(modalities)
         return members.fetch_file_ids(self.transfer, self.catalog, self.config.hf_url, self.local_dir,
                                       [validate_file_id(file_id)], modalities=modalities,
-                                      cache_dir=self.config.cache_dir)
+                                      cache_dir=self.config.cache_dir, manifest=self.manifest)
 
     def fetch_interaction(self, interaction_key: str, modalities: tuple[str, ...] = ("npz", "json")) -> list[Path]:
         """Both participants' members, from the (usually two) archives holding them."""
         from seamless_interaction.routes import members
 
-        ids = self.catalog.interaction_file_ids(validate_interaction_key(interaction_key))
+        key = validate_interaction_key(interaction_key)
+        validate_modalities(modalities)
+        ids = self.catalog.interaction_file_ids(key)
         return members.fetch_file_ids(self.transfer, self.catalog, self.config.hf_url, self.local_dir, ids,
-                                      modalities=modalities, cache_dir=self.config.cache_dir)
+                                      modalities=modalities, cache_dir=self.config.cache_dir,
+                                      manifest=self.manifest)
 
-    def _member_archives(self, archives, splits) -> list[tuple[str, str, int, int]]:
-        out = list(archives or [])
-        for label, split in splits or []:
-            out += [(label, split, b, a) for b in self.catalog.batches(label, split)
+    def _member_archives(self, archives, splits) -> list[ArchiveRef]:
+        out = [ArchiveRef(*a) for a in archives or []]
+        splits = [(validate_label(label), validate_split(split)) for label, split in splits or []]
+        for label, split in splits:
+            out += [ArchiveRef(label, split, b, a) for b in self.catalog.batches(label, split)
                     for a in self.catalog.archives(label, split, b)]
         return out
 
@@ -489,10 +504,11 @@ class SeamlessInteractionFS:
         Building the member index costs header reads only (cached afterwards)."""
         from seamless_interaction.routes import members
 
+        validate_modalities(modalities)
+        file_ids = [validate_file_id(f) for f in file_ids or []]
         arcs = self._member_archives(archives, splits)
-        for fid in file_ids or []:
-            r = self.catalog.record(fid)
-            arcs.append((r.label, r.split, r.batch, r.archive))
+        for fid in file_ids:
+            arcs.append(self.catalog.record(fid).ref)
         arcs = sorted(set(arcs))
         selected_ids = list(file_ids or []) if not (archives or splits) else None
         fetch, whole = members.plan_bytes(self.transfer, self.catalog, self.config.hf_url,
@@ -507,12 +523,15 @@ class SeamlessInteractionFS:
         """Member fetch for the CLI: explicit archives and whole splits, plus single file ids."""
         from seamless_interaction.routes import members
 
+        validate_modalities(modalities)
+        file_ids = [validate_file_id(f) for f in file_ids or []]
         paths: list[Path] = []
         for label, split, batch, archive in self._member_archives(archives, splits):
             paths += self.fetch_members(label, split, batch, archive, modalities=modalities)
         if file_ids:
             paths += members.fetch_file_ids(self.transfer, self.catalog, self.config.hf_url, self.local_dir,
-                                            list(file_ids), modalities=modalities, cache_dir=self.config.cache_dir)
+                                            file_ids, modalities=modalities, cache_dir=self.config.cache_dir,
+                                            manifest=self.manifest)
         return paths
 
     # ------------------------------------------------------------------ time-aligned local access
@@ -528,12 +547,14 @@ class SeamlessInteractionFS:
         """One participant's local data, every modality on one clock (see :mod:`access`)."""
         from seamless_interaction.access.aligned import open_participant
 
+        file_id = validate_file_id(file_id)
         return open_participant(self.local_dir, file_id, self._catalog_if_available())
 
     def open_interaction(self, interaction_key: str) -> "Interaction":
         """Both participants of an interaction, from local data whichever route fetched them."""
         from seamless_interaction.access.aligned import open_interaction
 
+        interaction_key = validate_interaction_key(interaction_key)
         return open_interaction(self.local_dir, interaction_key, self._catalog_if_available())
 
     def load_interaction_data(self, file_id: str) -> dict:
@@ -608,13 +629,17 @@ class SeamlessInteractionFS:
 
     # ------------------------------------------------------------------ audit
     def verify(self, *, label: str | None = None, split: str | None = None, batch: int | None = None,
-               deep: bool = False, check_remote: bool = False, repair: bool = False) -> "Report":
-        """Audit the local tree against the catalog and the manifest; ``repair=True`` refetches
-        exactly what is bad (see :mod:`verify`)."""
-        from seamless_interaction.operations.verify import verify_fs
+               only: tuple[str, ...] | None = None, deep: bool = False, check_remote: bool = False,
+               repair: bool = False) -> "Report":
+        """Audit the local tree against what was asked for, the catalog and the manifest; ``repair=True``
+        refetches exactly what is bad (see :mod:`~seamless_interaction.operations.verify`)."""
+        from seamless_interaction.operations.verify import verify
 
-        return verify_fs(self, label=label, split=split, batch=batch, deep=deep, check_remote=check_remote,
-                         repair=repair)
+        needs_net = check_remote or repair
+        return verify(self.local_dir, lambda: self.catalog, label=label, split=split, batch=batch, only=only,
+                      manifest=self.manifest, deep=deep, check_remote=check_remote, repair=repair,
+                      transfer=self.transfer if needs_net else None, cdn_url=self.config.cdn_url,
+                      hf_url=self.config.hf_url, cache_dir=self.config.cache_dir)
 
 
 def _with_overrides(config: DatasetConfig | None, **overrides) -> DatasetConfig:

@@ -92,9 +92,12 @@ def test_inventory_and_delete(app_setup, tmp_path):
     (root / first.folder / "x.mp4.part").write_bytes(b"12345")
     assert scan_local_dir(root).partial_files == [(f"{first.folder}/x.mp4.part", 5)]
     manifest = Manifest(root)
+    assert set(manifest.requested()) == set(app_setup.pair)
     removed = delete_bundles(root, [inv.bundle(first.file_id)], manifest=manifest)
     assert len(removed) == 3 and not any(p.exists() for p in removed)
     assert all(manifest.get(p) is None for p in removed)
+    # Deleted on purpose: no longer asked for, so verify will not call it missing.
+    assert set(Manifest(root).requested()) == {app_setup.pair[1]}
     assert scan_local_dir(root).file_ids == {app_setup.pair[1]}
     assert scan_local_dir(tmp_path / "absent").bundles == []
 

@@ -750,7 +750,7 @@ class Interaction:
 # ------------------------------------------------------------------------------------------ openers
 def _bundle_from_catalog(local_dir: Path, file_id: str, catalog) -> dict[str, Path]:
     rec = catalog.record(file_id)
-    paths = layout.bundle_paths(local_dir, rec.label, rec.split, rec.batch, rec.archive, file_id)
+    paths = layout.bundle_paths(local_dir, rec.ref, file_id)
     return {ext: p for ext, p in paths.items() if p.exists()}
 
 

@@ -11,8 +11,9 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from seamless_interaction.base.ids import validate_label, validate_split
 from seamless_interaction.constants import (
-    ALL_LABELS, ALL_SPLITS, DEFAULT_ASSETS_URL, DEFAULT_CDN_URL, DEFAULT_HF_URL, ENV_ASSETS, ENV_CACHE_DIR,
+    DEFAULT_ASSETS_URL, DEFAULT_CDN_URL, DEFAULT_HF_URL, ENV_ASSETS, ENV_CACHE_DIR,
     ENV_CDN_URL, ENV_HF_URL, PREFERRED_VENDORS,
 )
 
@@ -69,10 +70,8 @@ class DatasetConfig:
     max_connections: int | None = None
 
     def __post_init__(self) -> None:
-        if self.label not in ALL_LABELS:
-            raise ValueError(f"label {self.label!r} is not one of {list(ALL_LABELS)}")
-        if self.split not in ALL_SPLITS:
-            raise ValueError(f"split {self.split!r} is not one of {list(ALL_SPLITS)}")
+        validate_label(self.label)
+        validate_split(self.split)
         if self.num_workers is None:
             self.num_workers = default_num_workers()
         if int(self.num_workers) < 1:

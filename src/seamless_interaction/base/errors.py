@@ -13,7 +13,7 @@ class SeamlessError(Exception):
 
 
 class InvalidIdError(SeamlessError, ValueError):
-    """A file id, interaction key or session key that does not follow the grammar."""
+    """A file id, key, label, split or batch/archive number that does not follow the grammar."""
 
 
 class UnknownIdError(SeamlessError, KeyError, ValueError):
@@ -58,12 +58,20 @@ class UnsafeArchiveError(SeamlessError):
     """A tar archive with members that would escape the extraction folder, links or devices."""
 
 
+class UnsafePathError(SeamlessError, ValueError):
+    """A path we were about to write that is not inside the dataset folder (``local_dir``)."""
+
+
 class InsufficientSpaceError(SeamlessError, OSError):
     """Not enough free disk space for the planned download."""
 
 
 class NotDownloadedError(SeamlessError, FileNotFoundError):
     """Local data that was asked for but has not been downloaded (or was deleted)."""
+
+
+class TransferCancelled(SeamlessError):
+    """A transfer stopped on request (a cancel token was set); its partial files stay, resumable."""
 
 
 class ExportError(SeamlessError, ValueError):

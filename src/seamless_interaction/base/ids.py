@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from seamless_interaction.base.errors import InvalidIdError
+from seamless_interaction.constants import ALL_LABELS, ALL_SPLITS, BUNDLE_EXTENSIONS
 
 FILE_ID_RE = re.compile(r"^V(\d{2})_S(\d{4})_I(\d{8})_P(\d{4}[A-Z]?)$")
 INTERACTION_KEY_RE = re.compile(r"^V(\d{2})_S(\d{4})_I(\d{8})$")
@@ -151,3 +152,86 @@ def classify_key(text: str) -> str:
         f"malformed key {text!r}: expected a file id (V##_S####_I########_P####[A]), "
         "an interaction key (V##_S####_I########) or a session key (V##_S####)"
     )
+
+
+# ---------------------------------------------------------------------------------------- labels, splits, archives
+# The label and split become folder names of the local tree and segments of URLs: only these exact values are
+# accepted anywhere (a split like "../../x" would otherwise escape the dataset folder).
+LABELS = ALL_LABELS
+SPLITS = ALL_SPLITS
+MAX_INDEX = 9999  # batch and archive numbers are four zero-padded digits (FORMAT.md 2.2)
+
+
+def validate_label(label: object) -> str:
+    if not isinstance(label, str) or label not in LABELS:
+        raise InvalidIdError(f"label {label!r} is not one of {list(LABELS)}")
+    return label
+
+
+def validate_split(split: object) -> str:
+    if not isinstance(split, str) or split not in SPLITS:
+        raise InvalidIdError(f"split {split!r} is not one of {list(SPLITS)}")
+    return split
+
+
+def validate_index(value: object, what: str = "batch") -> int:
+    """A batch or archive number: an int (or integral string) in ``0..9999``."""
+    if isinstance(value, bool):
+        raise InvalidIdError(f"{what} {value!r} is not an integer in 0..{MAX_INDEX}")
+    try:
+        n: int = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise InvalidIdError(f"{what} {value!r} is not an integer in 0..{MAX_INDEX}") from None
+    if n != value and not (isinstance(value, str) and value.strip().isdigit()):
+        raise InvalidIdError(f"{what} {value!r} is not an integer in 0..{MAX_INDEX}")
+    if not 0 <= n <= MAX_INDEX:
+        raise InvalidIdError(f"{what} {n} is out of range: expected 0..{MAX_INDEX}")
+    return n
+
+
+@dataclass(frozen=True, order=True)
+class ArchiveRef:
+    """One Hub archive, ``{label}/{split}/{batch:04d}/{archive:04d}``; every field is checked when it is made.
+
+    Iterating gives the four fields, so ``label, split, batch, archive = ref`` works.
+    """
+
+    label: str
+    split: str
+    batch: int
+    archive: int
+
+    def __post_init__(self) -> None:
+        validate_label(self.label)
+        validate_split(self.split)
+        object.__setattr__(self, "batch", validate_index(self.batch, "batch"))
+        object.__setattr__(self, "archive", validate_index(self.archive, "archive"))
+
+    @classmethod
+    def parse(cls, text: str) -> ArchiveRef:
+        """``"improvised/dev/0/3"`` (or zero-padded, ``.../0000/0003``)."""
+        bits = text.strip().strip("/").split("/") if isinstance(text, str) else []
+        if len(bits) != 4:
+            raise InvalidIdError(f"{text!r}: expected LABEL/SPLIT/BATCH/ARCHIVE, e.g. improvised/dev/0/3")
+        return cls(*bits)  # type: ignore[arg-type]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter((self.label, self.split, self.batch, self.archive))
+
+    def __str__(self) -> str:
+        return f"{self.label}/{self.split}/{self.batch:04d}/{self.archive:04d}"
+
+
+def validate_modalities(modalities: object) -> tuple[str, ...]:
+    """The distinct modalities (file extensions of a bundle: json, mp4, npz, wav) asked for, in order given.
+
+    A single string is one modality; an empty selection or an unknown name raises InvalidIdError.
+    """
+    items = (modalities,) if isinstance(modalities, str) else modalities
+    try:
+        wanted = tuple(dict.fromkeys(items))  # type: ignore[call-overload]
+    except TypeError:
+        wanted = ()
+    if not wanted or any(m not in BUNDLE_EXTENSIONS for m in wanted):
+        raise InvalidIdError(f"modalities {modalities!r}: expected a non-empty subset of {list(BUNDLE_EXTENSIONS)}")
+    return wanted

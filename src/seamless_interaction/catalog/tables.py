@@ -40,10 +40,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from seamless_interaction.catalog.assets import load_tables, source_cache_dir
-from seamless_interaction.constants import ALL_LABELS, ALL_SPLITS, ASSET_TABLES
+from seamless_interaction.constants import ASSET_TABLES
 from seamless_interaction.base.errors import CatalogError, InvalidIdError, UnknownIdError
 from seamless_interaction.base.ids import (
-    FILE_ID_RE, INTERACTION_KEY_RE, validate_interaction_key, validate_session_key,
+    FILE_ID_RE, INTERACTION_KEY_RE, LABELS, MAX_INDEX, SPLITS, ArchiveRef, validate_interaction_key, validate_label, validate_split,
+    validate_session_key,
 )
 
 __all__ = ["Catalog", "FileRecord", "FLAG_COLUMNS", "TRAIT_COLUMNS"]
@@ -57,7 +58,7 @@ PROMPT_COLUMNS = ("prompt_hash", "prompt_id_unique", "participant_a_prompt_text"
 TABLE_NAMES = tuple(name.removesuffix(".csv") for name in ASSET_TABLES)
 
 # Bump when the prepared (cached) schema changes, so stale copies are ignored.
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 _FILELIST_BASE = ("file_id", "label", "split", "batch_idx", "archive_idx")
 # Arguments must be exact (V00 or 00); table cells are read tolerantly (a CSV round-tripped through a
 # numeric type may have lost its zeros), hence two sets of patterns.
@@ -86,6 +87,11 @@ class FileRecord:
     has_imitator_movement: bool | None
     has_annotation_1p: bool | None
     has_annotation_3p: bool | None
+
+    @property
+    def ref(self) -> ArchiveRef:
+        """The Hub archive holding this file id (raises InvalidIdError for a row the layout cannot hold)."""
+        return ArchiveRef(self.label, self.split, self.batch, self.archive)
 
     @property
     def vendor(self) -> str:
@@ -526,10 +532,10 @@ def _runs(column: pa.ChunkedArray) -> tuple[list[str], list[int]]:
 
 
 def _check_label_split(label: str | None, split: str | None) -> None:
-    if label is not None and label not in ALL_LABELS:
-        raise ValueError(f"label {label!r} is not one of {list(ALL_LABELS)}")
-    if split is not None and split not in ALL_SPLITS:
-        raise ValueError(f"split {split!r} is not one of {list(ALL_SPLITS)}")
+    if label is not None:
+        validate_label(label)
+    if split is not None:
+        validate_split(split)
 
 
 def _norm_vendor(value: str) -> str:
@@ -658,6 +664,13 @@ def _prepare_filelist(raw: pa.Table, path: Path) -> pa.Table:
     valid = pc.match_substring_regex(fid, FILE_ID_RE.pattern)
     batch, archive = _int_column(raw, "batch_idx", path), _int_column(raw, "archive_idx", path)
     valid = pc.and_(valid, pc.and_(pc.is_valid(batch), pc.is_valid(archive)))
+    # Label, split, batch and archive become local folder names: rows the layout cannot hold
+    # (ArchiveRef's grammar) are dropped here, so every record's .ref is valid.
+    valid = pc.and_(valid, pc.and_(pc.is_in(_trimmed(raw, "label"), pa.array(LABELS)),
+                                   pc.is_in(_trimmed(raw, "split"), pa.array(SPLITS))))
+    for column in (batch, archive):
+        valid = pc.and_(valid, pc.and_(pc.greater_equal(column, 0), pc.less_equal(column, MAX_INDEX)))
+    valid = pc.fill_null(valid, False)
     table = pa.table({
         "file_id": fid,
         "label": _trimmed(raw, "label"),
@@ -669,7 +682,8 @@ def _prepare_filelist(raw: pa.Table, path: Path) -> pa.Table:
     n_bad = table.num_rows - pc.sum(pc.cast(valid, pa.int64())).as_py() if table.num_rows else 0
     if n_bad:
         bad = table.filter(pc.invert(valid)).column("file_id").to_pylist()[:3]
-        logger.warning("%s: dropped %d row(s) with a malformed file id or missing batch/archive, e.g. %s",
+        logger.warning("%s: dropped %d row(s) with a malformed file id, an unknown label or split, or a missing "
+                       "or out-of-range batch/archive, e.g. %s",
                        path, n_bad, bad)
         table = table.filter(valid)
     # Stable sort on (file_id, original row) so that duplicate ids keep their first occurrence.

@@ -44,7 +44,6 @@ from seamless_interaction.constants import (
     SMPLH_FEATURES,
 )
 from seamless_interaction.base.ids import FileId
-from seamless_interaction.remote.urls import hub_archive_path
 
 __all__ = ["FileRecord", "MirrorInfo", "MirrorSpec", "build_mirror", "frame_marker", "load_mirror_info"]
 
@@ -143,6 +142,12 @@ class FileRecord:
 
 
 Archive = tuple[str, str, int, int]  # (label, split, batch, archive)
+
+
+def hub_archive_path(label: str, split: str, batch: int, archive: int) -> str:
+    """FORMAT.md 2.2, written here from the spec and not imported from the client (ARCHITECTURE rule 7),
+    so a wrong client layout cannot pass the mirror's own tests."""
+    return f"{label}/{split}/{int(batch):04d}/{int(archive):04d}.tar"
 
 
 @dataclass

@@ -3,13 +3,14 @@
 A Hub archive is ~1 GB holding 4-11 file ids, and npz features are ~8% of its bytes. Here an archive's
 :class:`~seamless_interaction.remote.tarindex.TarIndex` says where each member's bytes sit, :func:`plan_members`
 picks the members, and :func:`fetch_members` reads just those byte ranges into the standard local layout
-(``layout.archive_dir``), the same place whole-archive extraction puts them. Nearby members are read with
+(:mod:`~seamless_interaction.local.layout`), the same place whole-archive extraction puts them. Nearby members are read with
 one merged request, big members in concurrent chunks; every file is written under a temp name, checked
 against the size in its tar header, then renamed into place.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -20,9 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from seamless_interaction.constants import BUNDLE_EXTENSIONS
-from seamless_interaction.base.errors import IntegrityError, MissingPartError, TransferError, UnsafeArchiveError
-from seamless_interaction.local.layout import TMP_SUFFIX, archive_dir
+from seamless_interaction.base.errors import (
+    IntegrityError, MissingPartError, TransferError, UnsafeArchiveError, UnsafePathError,
+)
+from seamless_interaction.base.ids import ArchiveRef, validate_file_id, validate_modalities
+from seamless_interaction.local import layout
+from seamless_interaction.local.manifest import Manifest, member_source
 from seamless_interaction.remote.tarindex import TarIndex, TarMember, _validator, index_remote
 from seamless_interaction.remote.urls import hub_archive_url
 
@@ -51,7 +55,6 @@ MAX_SPAN = 16 * 1024 * 1024
 DEFAULT_WORKERS = 8
 ARCHIVE_WORKERS = 4  # archives fetched at once by fetch_file_ids; indexing one archive is latency bound
 
-ArchiveRef = tuple[str, str, int, int]  # (label, split, batch, archive)
 
 
 @dataclass(frozen=True)
@@ -81,13 +84,10 @@ def plan_members(
     ``file_ids=None`` selects every file id in the archive. Members come in archive order.
 
     Raises:
-        ValueError: a modality that is not one of json, mp4, npz, wav.
+        InvalidIdError: a modality that is not one of json, mp4, npz, wav (a ValueError).
         MissingPartError: a requested file id lacks a requested member in this archive.
     """
-    wanted = tuple(dict.fromkeys(modalities))
-    unknown = [m for m in wanted if m not in BUNDLE_EXTENSIONS]
-    if unknown or not wanted:
-        raise ValueError(f"modalities {list(modalities)!r}: expected a non-empty subset of {list(BUNDLE_EXTENSIONS)}")
+    wanted = validate_modalities(modalities)
     ids = None if file_ids is None else set(file_ids)
     chosen = []
     for m in index.members:
@@ -140,8 +140,10 @@ def plan_ranges(members: Sequence[TarMember], *, max_gap: int = MAX_GAP, max_spa
 
 def _check_name(name: str, url: str) -> None:
     # Members land flat in one folder (FORMAT.md 4): anything else could escape it or shadow a temp file.
-    if not name or "/" in name or "\\" in name or name.startswith(".") or "\x00" in name:
-        raise UnsafeArchiveError(f"{url}: member name {name!r} is not a plain file name")
+    try:
+        layout.member_path(".", name)
+    except UnsafePathError:
+        raise UnsafeArchiveError(f"{url}: member name {name!r} is not a plain file name") from None
 
 
 def _complete(path: Path, size: int) -> bool:
@@ -151,22 +153,52 @@ def _complete(path: Path, size: int) -> bool:
         return False
 
 
+class _Digest:
+    """sha256 of a member fed while its bytes arrive: in-order bytes are hashed from memory, and what came
+    out of order (chunks of a big member racing each other) is read back from the temp file at the end."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sha = hashlib.sha256()
+        self._pos = 0
+
+    def feed(self, data: memoryview, at: int) -> None:
+        with self._lock:
+            if at == self._pos:
+                self._sha.update(data)
+                self._pos += len(data)
+
+    def finish(self, tmp: str, size: int) -> str:
+        with self._lock, open(tmp, "rb") as fh:
+            fh.seek(self._pos)
+            while self._pos < size and (block := fh.read(min(4 << 20, size - self._pos))):
+                self._sha.update(block)
+                self._pos += len(block)
+            return self._sha.hexdigest()
+
+
 class _Sink:
     """Temp files of the members being fetched; a member is renamed into place once all its bytes are in."""
 
-    def __init__(self, dest_dir: Path, members: Sequence[TarMember], url: str):
+    def __init__(self, dest_dir: Path, members: Sequence[TarMember], url: str, manifest: Manifest | None):
         self._dest = dest_dir
         self._url = url
+        self._manifest = manifest
         self._lock = threading.Lock()
         self._fds: dict[str, int] = {}
         self._tmp: dict[str, str] = {}
         self._left: dict[str, int] = {}
+        self._digests: dict[str, _Digest] = {}
         for m in members:
-            fd, tmp = tempfile.mkstemp(prefix=f".{m.name}.", suffix=TMP_SUFFIX, dir=dest_dir)
+            fd, tmp = tempfile.mkstemp(prefix=f".{m.name}.", suffix=layout.TMP_SUFFIX, dir=dest_dir)
             self._fds[m.name], self._tmp[m.name], self._left[m.name] = fd, tmp, m.size
+            if manifest is not None:
+                self._digests[m.name] = _Digest()
 
     def write(self, m: TarMember, data: memoryview, at: int) -> None:
         os.pwrite(self._fds[m.name], data, at)
+        if self._manifest is not None:
+            self._digests[m.name].feed(data, at)
         with self._lock:
             self._left[m.name] -= len(data)
             done = self._left[m.name] == 0
@@ -182,10 +214,14 @@ class _Sink:
             got = os.path.getsize(tmp)
             if got != m.size:
                 raise IntegrityError(f"{self._url}: member {m.name!r} is {got} bytes, its tar header says {m.size}")
-            os.replace(tmp, self._dest / m.name)
+            digest = self._digests[m.name].finish(tmp, m.size) if self._manifest is not None else None
+            final = self._dest / m.name
+            os.replace(tmp, final)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        if self._manifest is not None and self._manifest.contains(final):
+            self._manifest.record(final, member_source(self._url, m.name), m.size, digest)
 
     def abort(self) -> None:
         with self._lock:
@@ -209,6 +245,7 @@ def fetch_members(
     max_workers: int = DEFAULT_WORKERS,
     progress: Callable[[int], None] | None = None,
     verify_remote: bool = True,
+    manifest: Manifest | None = None,
 ) -> list[Path]:
     """Fetch ``members`` of the archive at ``url`` into ``dest_dir`` (one file per member, its own name).
 
@@ -216,6 +253,7 @@ def fetch_members(
     ``progress`` gets the number of bytes of each finished request. Returns the members' final paths.
     With ``verify_remote`` one HEAD checks that the remote still has the indexed bytes (same validator);
     pass False right after :func:`~seamless_interaction.remote.tarindex.index_remote`, which just checked.
+    With ``manifest``, each member written is recorded there with its sha256.
 
     Raises:
         TransferError: a range could not be fetched (after the transfer's retries).
@@ -237,7 +275,7 @@ def fetch_members(
     ranges = plan_ranges(todo, max_gap=max_gap, max_span=max_span)
     logger.debug("%s: %d members in %d ranges, %d bytes", url, len(todo), len(ranges), sum(r.size for r in ranges))
 
-    sink = _Sink(dest, todo, url)
+    sink = _Sink(dest, todo, url, manifest)
     try:
         for m in todo:
             if m.size == 0:
@@ -309,29 +347,42 @@ def fetch_archive_members(
     file_ids: Iterable[str] | None = None,
     modalities: Sequence[str] = DEFAULT_MODALITIES,
     cache_dir: Path | str | None = None,
+    manifest: Manifest | None = None,
 ) -> list[Path]:
     """Fetch ``modalities`` of ``file_ids`` (all when None) of one Hub archive into the local layout.
 
     ``file_ids=None`` takes every file id the archive holds (as extracting it would), so ``catalog`` is
-    not consulted; it is accepted so that every fetch function has the same shape.
+    not consulted; it is accepted so that every fetch function has the same shape. Every argument is
+    checked before any request. With ``manifest`` the request (file ids and modalities) and each file
+    written are recorded, so ``verify`` later expects exactly these.
 
     >>> fetch_archive_members(transfer, catalog, hf_url, "~/datasets/si", "improvised", "dev", 0, 0)
     [PosixPath('.../improvised/dev/0000/0000/V00_S0809_I00000309_P0947.json'), ...]
     """
     del catalog
-    ref = (label, split, int(batch), int(archive))
+    ref = ArchiveRef(label, split, batch, archive)
+    modalities = validate_modalities(modalities)
+    ids = None if file_ids is None else [validate_file_id(f) for f in _as_list(file_ids)]
+    dest = layout.inside(local_dir, layout.archive_dir(local_dir, ref))
     url, index = _archive_url_and_index(transfer, hf_url, ref, cache_dir)
-    chosen = plan_members(index, file_ids, modalities)
-    paths = fetch_members(transfer, url, index, archive_dir(local_dir, *ref), chosen, verify_remote=False)
+    chosen = plan_members(index, ids, modalities)
+    if manifest is not None:
+        manifest.request(sorted({_split_name(m.name)[0] for m in chosen}), modalities)
+    paths = fetch_members(transfer, url, index, dest, chosen, verify_remote=False, manifest=manifest)
     logger.info("fetched %d members (%s) of %s", len(paths), "+".join(modalities), url)
     return paths
 
 
+def _as_list(file_ids: Iterable[str]) -> list[str]:
+    if isinstance(file_ids, str):  # one id passed bare: not a sequence of one-letter ids
+        return [file_ids]
+    return list(file_ids)
+
+
 def _group_by_archive(catalog: Catalog, file_ids: Iterable[str]) -> dict[ArchiveRef, list[str]]:
     groups: dict[ArchiveRef, list[str]] = {}
-    for fid in dict.fromkeys(file_ids):
-        rec = catalog.record(fid)
-        groups.setdefault((rec.label, rec.split, int(rec.batch), int(rec.archive)), []).append(fid)
+    for fid in dict.fromkeys(validate_file_id(f) for f in _as_list(file_ids)):
+        groups.setdefault(catalog.record(fid).ref, []).append(fid)
     return groups
 
 
@@ -345,18 +396,23 @@ def fetch_file_ids(
     cache_dir: Path | str | None = None,
     *,
     archive_workers: int = ARCHIVE_WORKERS,
+    manifest: Manifest | None = None,
 ) -> list[Path]:
     """Fetch ``modalities`` of ``file_ids`` from whichever archives the catalog puts them in.
 
     Archives are indexed and fetched ``archive_workers`` at a time. The caller adds both partners of an
     interaction (they usually sit in different archives). Returns paths grouped by archive.
     """
+    modalities = validate_modalities(modalities)
     groups = _group_by_archive(catalog, file_ids)
+    for ref in groups:
+        layout.inside(local_dir, layout.archive_dir(local_dir, ref))
 
     def one(item: tuple[ArchiveRef, list[str]]) -> list[Path]:
         ref, ids = item
-        return fetch_archive_members(transfer, None, hf_url, local_dir, *ref, file_ids=ids,
-                                     modalities=modalities, cache_dir=cache_dir)
+        return fetch_archive_members(transfer, None, hf_url, local_dir, ref.label, ref.split, ref.batch, ref.archive,
+                                     file_ids=ids,
+                                     modalities=modalities, cache_dir=cache_dir, manifest=manifest)
 
     results = _run_all(one, list(groups.items()), archive_workers)
     return [p for paths in results for p in paths]
@@ -380,18 +436,19 @@ def plan_bytes(
     (``(label, split, batch, archive)``, every file id in them). Builds or reuses the archives' indexes,
     which reads headers only. With ``local_dir``, members already complete there are not counted.
     """
+    modalities = validate_modalities(modalities)
     selection: dict[ArchiveRef, list[str] | None] = {}
     if file_ids is not None:
         selection.update(_group_by_archive(catalog, file_ids))
     for ref in archives or ():
-        selection[(ref[0], ref[1], int(ref[2]), int(ref[3]))] = None
+        selection[ArchiveRef(*ref)] = None
 
     def one(item: tuple[ArchiveRef, list[str] | None]) -> tuple[int, int]:
         ref, ids = item
         _, index = _archive_url_and_index(transfer, hf_url, ref, cache_dir)
         chosen = plan_members(index, ids, modalities)
         if local_dir is not None:
-            d = archive_dir(local_dir, *ref)
+            d = layout.archive_dir(local_dir, ref)
             chosen = [m for m in chosen if not _complete(d / m.name, m.size)]
         return sum(m.size for m in chosen), index.total_size
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from seamless_interaction.base import formats
+from seamless_interaction.base.ids import ArchiveRef
 from seamless_interaction.local import layout
 
 
@@ -44,7 +45,7 @@ def bundle(root: Path, fid: str) -> dict[str, Path]:
 def clone(src: dict[str, Path], dest_root: Path, fid: str, *, vad: list | None = None, drop_samples: int = 0,
           extra_arrays: dict[str, np.ndarray] | None = None) -> dict[str, Path]:
     """Copy a bundle under a new file id, optionally replacing its VAD, shortening its WAV, adding arrays."""
-    paths = layout.bundle_paths(dest_root, "improvised", "dev", 7, 0, fid)
+    paths = layout.bundle_paths(dest_root, ArchiveRef("improvised", "dev", 7, 0), fid)
     paths["json"].parent.mkdir(parents=True, exist_ok=True)
     doc = json.loads(src["json"].read_text())
     doc["id"] = fid

@@ -13,6 +13,7 @@ import streamlit as st
 from seamless_interaction.app import data, ui
 from seamless_interaction.app.local import disk_free_bytes
 from seamless_interaction.app.progress import format_bytes
+from seamless_interaction.base.ids import ArchiveRef
 
 OPTION_LIMIT = 500  # options shown in one select box; the filter box narrows bigger lists
 
@@ -55,7 +56,7 @@ with hub_tab:
     archives = cat.archives(label, split, batch) if batch is not None else []
     archive = c[3].selectbox("Archive", archives, key="hub_archive", format_func=lambda a: f"{a:04d}")
     if archive is not None:
-        name = f"{label}/{split}/{batch:04d}/{archive:04d}.tar"
+        name = f"{ArchiveRef(label, split, batch, archive)}.tar"
         ids = cat.archive_file_ids(label, split, batch, archive)
         size = None
         try:

@@ -42,7 +42,8 @@ import numpy as np
 from seamless_interaction.access import video as vid
 from seamless_interaction.access.aligned import NpzReader, span_indices
 from seamless_interaction.base import formats
-from seamless_interaction.base.errors import ExportError, IntegrityError
+from seamless_interaction.base.errors import ExportError, IntegrityError, InvalidIdError
+from seamless_interaction.base.ids import ArchiveRef
 from seamless_interaction.local import layout
 from seamless_interaction.operations.export.source import Dyad, Speaker
 
@@ -52,14 +53,19 @@ logger = logging.getLogger(__name__)
 
 CUT_MODES = ("copy", "reencode", "none")
 _LAYOUT_PARTS = re.compile(r"^\d{4}$")
-_FALLBACK = ("clip", "clip", 0, 0)
+# Where a clip of a source outside the standard layout goes (still four levels, so readers find it).
+_FALLBACK = ("clip", "clip", "0000", "0000")
 
 
-def _layout_of(path: Path) -> tuple[str, str, int, int]:
+def _folder_of(out: Path, path: Path) -> Path:
+    """The clip's folder under ``out``: the source's archive folder when it follows the layout."""
     parts = path.parent.parts
     if len(parts) >= 4 and _LAYOUT_PARTS.match(parts[-1]) and _LAYOUT_PARTS.match(parts[-2]):
-        return parts[-4], parts[-3], int(parts[-2]), int(parts[-1])
-    return _FALLBACK
+        try:
+            return layout.archive_dir(out, ArchiveRef(parts[-4], parts[-3], int(parts[-2]), int(parts[-1])))
+        except InvalidIdError:
+            pass
+    return out.joinpath(*_FALLBACK)
 
 
 def _wav_bytes(info: formats.WavInfo, raw: bytes) -> bytes:
@@ -182,8 +188,8 @@ class ClipWriter:
         try:
             staged: list[tuple[Path, Path]] = []
             for s in dyad.speakers:
-                label, split, batch, archive = _layout_of(s.paths.get("wav") or next(iter(s.paths.values())))
-                finals = layout.bundle_paths(self.out, label, split, batch, archive, s.file_id)
+                folder = _folder_of(self.out, s.paths.get("wav") or next(iter(s.paths.values())))
+                finals = layout.bundle_paths_in(folder, s.file_id)
                 for ext, data_path in self._write_speaker(s, stage, cs, ce, mode, frames).items():
                     staged.append((data_path, finals[ext]))
             for tmp, final in staged:

@@ -198,7 +198,7 @@ def _bundle(local_dir: Path, file_id: str, catalog: Catalog | None) -> dict[str,
         except KeyError:
             rec = None
         if rec is not None:
-            paths = layout.bundle_paths(local_dir, rec.label, rec.split, rec.batch, rec.archive, file_id)
+            paths = layout.bundle_paths(local_dir, rec.ref, file_id)
             found = {ext: p for ext, p in paths.items() if p.exists()}
             if found:
                 return found
