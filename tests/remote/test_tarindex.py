@@ -111,7 +111,8 @@ def test_index_cache_built_once_and_invalidated_by_new_etag(hub: MirrorServer, t
     hub.clear_requests()
     again = index_remote(transfer, url, cache_dir=cache)
     assert again == first
-    assert [r.method for r in hub.requests if r.path.startswith("/lfs/")] == ["HEAD"]  # no header reads
+    # One resolve (HEAD, redirect not followed) checks the validator; no header is read again.
+    assert [(r.method, "/resolve/" in r.path) for r in hub.requests] == [("HEAD", True)]
 
     write_tar(path, [("other.npz", 9_000)] + ODD_MEMBERS, seed=2)  # re-upload under the same name
     hub.clear_requests()
