@@ -270,12 +270,12 @@ def _check_unchanged(transfer: Transfer, url: str, index: TarIndex) -> str:
     info = transfer.head(url)
     if info is None or info.size is None:
         raise TransferError(f"{url}: no size known for the archive (HEAD gave no Content-Length)", url=url)
-    now = _validator(int(info.size), info.etag, getattr(info, "sha256", None))
+    now = _validator(int(info.size), info.etag, info.sha256)
     if now != index.validator:
         raise IntegrityError(
             f"{url}: the archive changed since it was indexed ({index.validator} -> {now}); re-index it"
         )
-    return info.final_url or url
+    return url  # the engine resolves it (once, shared) and renews an expired target
 
 
 def _run_all(fn: Callable, items: Sequence, max_workers: int) -> list:

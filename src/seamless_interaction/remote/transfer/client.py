@@ -127,9 +127,10 @@ class HttpClient:
 
     def is_hub(self, url: str | httpx.URL) -> bool:
         """A request to the Hub itself (resolve or API), as opposed to a CDN or a redirect target."""
-        if self.hub is not None and _origin(url) == _origin(self.hub.endpoint):
+        path = httpx.URL(url).path
+        if "/resolve/" in path:
             return True
-        return "/resolve/" in httpx.URL(url).path
+        return self.hub is not None and _origin(url) == _origin(self.hub.endpoint) and path.startswith("/api/")
 
     @staticmethod
     def resolvable(url: str) -> bool:
@@ -325,7 +326,8 @@ class HttpClient:
             if hit is False:
                 if optional:
                     return None
-                raise MissingPartError(f"HEAD {url}: no such file in the repository (Hub listing)", url, 404)
+                raise MissingPartError(f"HEAD {url}: no such file in the repository (HTTP 404 EntryNotFound, "
+                                       f"from the Hub's listing at commit {self.listing.commit})", url, 404)
             if hit is not None and hit is not True:
                 return RemoteInfo(url, url, hit.size, None, hit.sha256, accept_ranges=True)
         if self.resolvable(url):

@@ -293,6 +293,11 @@ class HubListing:
         self._flights: dict[str, threading.Lock] = {}
         self.api_calls = 0
 
+    @property
+    def commit(self) -> str | None:
+        """The commit the listings are of (None until the first listing)."""
+        return self._commit
+
     @staticmethod
     def prefix_of(path: str) -> str:
         parts = path.split("/")
