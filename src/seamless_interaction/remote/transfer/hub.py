@@ -278,8 +278,8 @@ class HubListing:
 
     A file is looked up in the recursive listing of its top two folders (``label/split``), fetched
     once per engine (and once per commit on disk under ``cache_dir``): a split of 10,000 archives is
-    about ten paginated calls instead of 10,000 resolves. Any listing failure other than an access
-    error makes lookups answer None, and the caller falls back to resolving the file.
+    about ten paginated calls instead of 10,000 resolves. A listing that fails (no API, an access
+    error) makes lookups answer None, and the caller falls back to resolving the file.
     """
 
     def __init__(self, repo: HubRepo, get_json: Callable[[str], tuple[Any, str | None]],
@@ -322,9 +322,10 @@ class HubListing:
                     return self._prefixes[prefix]
             try:
                 files = self._load(prefix)
-            except (AccessDeniedError, Stopped):
+            except Stopped:
                 raise
             except (TransferError, ValueError, KeyError, TypeError) as e:
+                # Access errors too: the file's own resolve then says what is wrong, naming the file.
                 logger.info("Hub listing of %s unavailable (%s); resolving files one by one", prefix or "/", e)
                 files = None
             with self._lock:
