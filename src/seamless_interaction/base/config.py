@@ -69,7 +69,7 @@ class DatasetConfig:
     def __repr__(self) -> str:
         # The token never appears in a repr (logs, tracebacks, the app): only whether one is set.
         fields = ", ".join(
-            f"{f.name}={'***' if f.name == 'hf_token' and self.hf_token else repr(getattr(self, f.name))}"
+            f"{f.name}={repr('***') if f.name == 'hf_token' and self.hf_token else repr(getattr(self, f.name))}"
             for f in dataclasses.fields(self)
         )
         return f"{type(self).__name__}({fields})"
