@@ -13,12 +13,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from seamless_interaction.base.errors import TransferError
 from seamless_interaction.local.archive import (
     extraction_complete,
     safe_extract,
     write_extraction_record,
 )
-from seamless_interaction.base.errors import TransferError
 from seamless_interaction.local.layout import archive_dir
 from seamless_interaction.local.manifest import Manifest
 from seamless_interaction.remote.transfer import Transfer, check_free_space

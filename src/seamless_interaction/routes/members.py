@@ -10,8 +10,8 @@ against the size in its tar header, then renamed into place.
 
 from __future__ import annotations
 
-import logging
 import hashlib
+import logging
 import os
 import secrets
 import threading
@@ -19,12 +19,22 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
+from seamless_interaction.base.errors import (
+    IntegrityError,
+    MissingPartError,
+    TransferError,
+    UnsafeArchiveError,
+)
 from seamless_interaction.constants import BUNDLE_EXTENSIONS
-from seamless_interaction.base.errors import IntegrityError, MissingPartError, TransferError, UnsafeArchiveError
 from seamless_interaction.local.layout import TMP_SUFFIX, archive_dir
-from seamless_interaction.remote.tarindex import TarIndex, TarMember, _validator, index_remote
+from seamless_interaction.remote.tarindex import (
+    TarIndex,
+    TarMember,
+    _validator,
+    index_remote,
+)
 from seamless_interaction.remote.urls import hub_archive_url
 
 if TYPE_CHECKING:
@@ -33,11 +43,20 @@ if TYPE_CHECKING:
     from seamless_interaction.remote.transfer import Transfer
 
 __all__ = [
-    "DEFAULT_MODALITIES", "ByteRange", "plan_members", "plan_ranges", "fetch_members", "fetch_archive_members",
-    "fetch_file_ids", "plan_bytes",
+    "DEFAULT_MODALITIES",
+    "ByteRange",
+    "fetch_archive_members",
+    "fetch_file_ids",
+    "fetch_members",
+    "plan_bytes",
+    "plan_members",
+    "plan_ranges",
 ]
 
 logger = logging.getLogger(__name__)
+
+_X = TypeVar("_X")
+_R = TypeVar("_R")
 
 DEFAULT_MODALITIES = ("npz", "json")
 # Members closer than this may share one request: re-reading a gap of headers (1.5 KB per member with
@@ -330,15 +349,16 @@ def _check_unchanged(transfer: Transfer, url: str, index: TarIndex) -> str:
     return url  # the engine resolves it (once, shared) and renews an expired target
 
 
-def _run_all(fn: Callable, items: Sequence, max_workers: int) -> list:
+def _run_all(fn: Callable[[_X], _R], items: Sequence[_X], max_workers: int) -> list[_R]:
     """Run ``fn`` over ``items`` in threads; every item runs, then the first failure is raised."""
     if len(items) <= 1 or max_workers <= 1:
         return [fn(x) for x in items]
     with ThreadPoolExecutor(max_workers=min(max_workers, len(items))) as pool:
         futures = [pool.submit(fn, x) for x in items]
-    errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:
-        raise errors[0]
+    for f in futures:
+        error = f.exception()
+        if error is not None:
+            raise error
     return [f.result() for f in futures]
 
 
