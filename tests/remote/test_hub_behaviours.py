@@ -67,6 +67,8 @@ def test_token_reaches_the_hub_only_on_every_route(sample_mirror, split_server, 
         fs.download_archive_from_hf(archive, label=label, split=split, batch=batch)  # Hub archive
         fs.fetch_members(*_archives(sample_mirror)[1])  # tar index + member reads
         fs.get_tar_archive_size(label, split, batch, archive)
+        report = fs.verify(label=label, split=split, check_remote=True)  # sizes from the Hub's listing
+        assert report is not None
         other = sample_mirror.root / "hub" / "improvised" / "dev"
         shards = sorted(str(p.relative_to(sample_mirror.root / "hub")) for p in other.rglob("*.tar"))[:1]
     pytest.importorskip("torch")
