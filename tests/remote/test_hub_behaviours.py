@@ -227,3 +227,19 @@ def test_cli_prints_one_error_line_for_a_gated_dataset(sample_mirror, tmp_path, 
                      "--local-dir", str(tmp_path / "d"), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and err[0].startswith("error:") and "set HF_TOKEN" in err[0]
+
+
+def test_loader_over_http_rides_through_refusing_targets(sample_mirror, tmp_path):
+    """The loader's reads use the engine: a refused (expired) target is resolved again, nothing is lost."""
+    pytest.importorskip("torch")
+    from seamless_interaction.access.loader import WindowDataset
+
+    hub_dir = sample_mirror.root / "hub"
+    shards = sorted(p.relative_to(hub_dir).as_posix() for p in (hub_dir / "improvised" / "dev").rglob("*.tar"))
+    local = list(WindowDataset([str(hub_dir / s) for s in shards], window_s=0.5, dyadic=False))
+    with _serve(sample_mirror, flaky_target_403=0.3, seed=5) as srv, \
+            Transfer(hub_url=srv.hf_url, retries=8, backoff_s=0.001, max_backoff_s=0.01) as t:
+        remote = list(WindowDataset([f"{srv.hf_url}/{s}" for s in shards], window_s=0.5, dyadic=False, transfer=t))
+        refused = [r for r in srv.requests if r.path.startswith("/lfs/") and r.status == 403]
+    assert refused and local
+    assert [(i["file_ids"], i["start_s"]) for i in remote] == [(i["file_ids"], i["start_s"]) for i in local]
