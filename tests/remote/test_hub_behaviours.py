@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import tarfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,3 +244,21 @@ def test_loader_over_http_rides_through_refusing_targets(sample_mirror, tmp_path
         refused = [r for r in srv.requests if r.path.startswith("/lfs/") and r.status == 403]
     assert refused and local
     assert [(i["file_ids"], i["start_s"]) for i in remote] == [(i["file_ids"], i["start_s"]) for i in local]
+
+
+def test_a_rate_limit_wait_stops_on_cancel_and_leaves_nothing_half_written(sample_mirror, tmp_path):
+    from seamless_interaction.base.errors import TransferCancelled
+
+    stop = threading.Event()
+    refs = _archives(sample_mirror)
+    with _serve(sample_mirror, resolve_quota=1, window_s=600.0) as srv, Transfer(cancel=stop) as t:
+        t.head(hub_archive_url(srv.hf_url, *refs[0]))  # the window's only resolve
+        timer = threading.Timer(0.3, stop.set)  # the Stop button, pressed during the wait
+        timer.start()
+        try:
+            with pytest.raises(TransferCancelled):
+                t.fetch(hub_archive_url(srv.hf_url, *refs[1]), tmp_path / "a.tar")  # told to wait ~600 s
+        finally:
+            timer.cancel()
+        assert [r.status for r in srv.requests if "/resolve/" in r.path] == [302, 429]
+    assert list(tmp_path.iterdir()) == []  # no part, no lock: a later run starts clean
