@@ -189,9 +189,9 @@ def test_whole_split_scan_of_10000_archives_under_quota(tmp_path):
 def test_gated_answers_are_one_actionable_line(sample_mirror, tmp_path, token, hint):
     with _serve(sample_mirror, gated=True, granted_tokens=frozenset({TOKEN})) as srv:
         ref = _archives(sample_mirror)[0]
-        with SeamlessInteractionFS(_config(srv, tmp_path, token=token), quiet=True) as fs:
-            with pytest.raises(AccessDeniedError) as err:
-                fs.download_archive_from_hf(ref[3], label=ref[0], split=ref[1], batch=ref[2])
+        with SeamlessInteractionFS(_config(srv, tmp_path, token=token), quiet=True) as fs, \
+                pytest.raises(AccessDeniedError) as err:
+            fs.download_archive_from_hf(ref[3], label=ref[0], split=ref[1], batch=ref[2])
         msg = str(err.value)
         assert hint in msg and "\n" not in msg and f"{ref[3]:04d}.tar" in msg
         if token:
