@@ -167,9 +167,9 @@ class SeamlessInteractionFS:
     @property
     def transfer(self) -> Transfer:
         if self._transfer is None:
-            self._transfer = Transfer(token=self.config.hf_token, timeout_s=self.config.timeout_s,
-                                      max_connections=self.config.max_connections,
-                                      progress=self._progress or TqdmProgress(disable=self.quiet))
+            # The token goes to the configured Hub only; listings are cached by commit in cache_dir.
+            self._transfer = Transfer.from_config(self.config,
+                                                  progress=self._progress or TqdmProgress(disable=self.quiet))
         return self._transfer
 
     @property

@@ -7,6 +7,7 @@ never at import time, so the environment is read when a filesystem object is mad
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -68,6 +69,14 @@ class DatasetConfig:
     timeout_s: float = 60.0
     # Simultaneous HTTP requests of the transfer engine (None: its own budget, see default_max_connections).
     max_connections: int | None = None
+
+    def __repr__(self) -> str:
+        # The token never appears in a repr (logs, tracebacks, the app): only whether one is set.
+        fields = ", ".join(
+            f"{f.name}={repr('***') if f.name == 'hf_token' and self.hf_token else repr(getattr(self, f.name))}"
+            for f in dataclasses.fields(self)
+        )
+        return f"{type(self).__name__}({fields})"
 
     def __post_init__(self) -> None:
         validate_label(self.label)

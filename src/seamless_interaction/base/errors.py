@@ -82,3 +82,7 @@ class ExportError(SeamlessError, ValueError):
 class VideoDeviceError(SeamlessError, RuntimeError):
     """A video decoding device that cannot be used here: the GPU extra or a GPU is missing, or CUDA
     was asked for inside a forked process."""
+
+
+class AccessDeniedError(TransferError):
+    """The remote refuses access: a gated or private dataset without a token that may read it."""

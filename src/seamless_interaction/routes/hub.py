@@ -66,6 +66,20 @@ def download_archive(
     if extract and extraction_complete(local_dir, dest_dir, ref):
         return ArchiveResult(label, split, batch, archive, dest_dir, None, skipped=True)
 
+    dest_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Two identical downloads at once: the second waits here, then finds the first's work done.
+    with transfer.lock(layout.lock_path(tar_path.with_name(tar_path.name + ".archive"))):
+        if extract and extraction_complete(local_dir, dest_dir, ref):
+            return ArchiveResult(label, split, batch, archive, dest_dir, None, skipped=True)
+        return _download_locked(transfer, hf_url, local_dir, dest_dir, tar_path, ref,
+                                extract=extract, manifest=manifest)
+
+
+def _download_locked(
+    transfer: Transfer, hf_url: str, local_dir: Path, dest_dir: Path, tar_path: Path, ref: ArchiveRef, *,
+    extract: bool, manifest: Manifest | None,
+) -> ArchiveResult:
+    label, split, batch, archive = ref
     url = hub_archive_url(hf_url, *ref)
     info = transfer.head(url)
     assert info is not None
@@ -77,7 +91,7 @@ def download_archive(
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
     res = transfer.fetch(url, tar_path,
                          expected_size=info.size, sha256=info.sha256)
-    assert res is not None  # not optional: a 404 raises
+    assert res is not None  # not optional: absence raises
     if manifest is not None and not extract:
         manifest.record(tar_path, url, res.size, res.sha256)
     if not extract:

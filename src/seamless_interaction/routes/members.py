@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
+import secrets
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from seamless_interaction.base.errors import (
     IntegrityError, MissingPartError, TransferError, UnsafeArchiveError, UnsafePathError,
@@ -32,14 +32,24 @@ from seamless_interaction.remote.urls import hub_archive_url
 
 if TYPE_CHECKING:
     from seamless_interaction.catalog.tables import Catalog
+    from seamless_interaction.local.manifest import Manifest
     from seamless_interaction.remote.transfer import Transfer
 
 __all__ = [
-    "DEFAULT_MODALITIES", "ByteRange", "plan_members", "plan_ranges", "fetch_members", "fetch_archive_members",
-    "fetch_file_ids", "plan_bytes",
+    "DEFAULT_MODALITIES",
+    "ByteRange",
+    "fetch_archive_members",
+    "fetch_file_ids",
+    "fetch_members",
+    "plan_bytes",
+    "plan_members",
+    "plan_ranges",
 ]
 
 logger = logging.getLogger(__name__)
+
+_X = TypeVar("_X")
+_R = TypeVar("_R")
 
 DEFAULT_MODALITIES = ("npz", "json")
 # Members closer than this may share one request: re-reading a gap of headers (1.5 KB per member with
@@ -177,8 +187,23 @@ class _Digest:
             return self._sha.hexdigest()
 
 
+def _create_temp(dest_dir: Path, name: str) -> tuple[int, str]:
+    """A new temp file for member ``name``: mode 0666 less the umask (mkstemp's 0600 would not be)."""
+    for _ in range(100):
+        tmp = str(dest_dir / f".{name}.{secrets.token_hex(4)}{layout.TMP_SUFFIX}")
+        try:
+            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{dest_dir}: no free temp name for {name}")
+
+
 class _Sink:
-    """Temp files of the members being fetched; a member is renamed into place once all its bytes are in."""
+    """Temp files of the members being fetched; a member is renamed into place once all its bytes are in.
+
+    Temp files are created with mode 0666 less the umask, like any new file (a shared dataset folder
+    stays shared); each member's sha256 is fed while its bytes arrive in order, the rest read back.
+    """
 
     def __init__(self, dest_dir: Path, members: Sequence[TarMember], url: str, manifest: Manifest | None):
         self._dest = dest_dir
@@ -190,7 +215,7 @@ class _Sink:
         self._left: dict[str, int] = {}
         self._digests: dict[str, _Digest] = {}
         for m in members:
-            fd, tmp = tempfile.mkstemp(prefix=f".{m.name}.", suffix=layout.TMP_SUFFIX, dir=dest_dir)
+            fd, tmp = _create_temp(dest_dir, m.name)
             self._fds[m.name], self._tmp[m.name], self._left[m.name] = fd, tmp, m.size
             if manifest is not None:
                 self._digests[m.name] = _Digest()
@@ -253,7 +278,7 @@ def fetch_members(
     ``progress`` gets the number of bytes of each finished request. Returns the members' final paths.
     With ``verify_remote`` one HEAD checks that the remote still has the indexed bytes (same validator);
     pass False right after :func:`~seamless_interaction.remote.tarindex.index_remote`, which just checked.
-    With ``manifest``, each member written is recorded there with its sha256.
+    With ``manifest``, each member written is recorded with its size and sha256 (hashed as it arrives).
 
     Raises:
         TransferError: a range could not be fetched (after the transfer's retries).
@@ -269,6 +294,20 @@ def fetch_members(
     if not todo:
         return paths
     dest.mkdir(parents=True, exist_ok=True)
+    # Two identical fetches at once: the second waits, then fetches only what the first did not.
+    with transfer.lock(layout.lock_path(dest / ".members")):
+        todo = [m for m in todo if not _complete(dest / m.name, m.size)]
+        if todo:
+            _fetch_locked(transfer, url, index, dest, todo, max_gap=max_gap, max_span=max_span,
+                          max_workers=max_workers, progress=progress, verify_remote=verify_remote, manifest=manifest)
+    return paths
+
+
+def _fetch_locked(
+    transfer: Transfer, url: str, index: TarIndex, dest: Path, todo: list[TarMember], *, max_gap: int,
+    max_span: int, max_workers: int, progress: Callable[[int], None] | None, verify_remote: bool,
+    manifest: Manifest | None,
+) -> None:
     read_url = index.read_url if index.read_url and index.url == url else None
     if verify_remote or read_url is None:
         read_url = _check_unchanged(transfer, url, index)
@@ -300,7 +339,6 @@ def fetch_members(
         _run_all(run, ranges, max_workers)
     finally:
         sink.abort()  # temp files of members that did not complete
-    return paths
 
 
 def _check_unchanged(transfer: Transfer, url: str, index: TarIndex) -> str:
@@ -308,23 +346,24 @@ def _check_unchanged(transfer: Transfer, url: str, index: TarIndex) -> str:
     info = transfer.head(url)
     if info is None or info.size is None:
         raise TransferError(f"{url}: no size known for the archive (HEAD gave no Content-Length)", url=url)
-    now = _validator(int(info.size), info.etag, getattr(info, "sha256", None))
+    now = _validator(int(info.size), info.etag, info.sha256)
     if now != index.validator:
         raise IntegrityError(
             f"{url}: the archive changed since it was indexed ({index.validator} -> {now}); re-index it"
         )
-    return info.final_url or url
+    return url  # the engine resolves it (once, shared) and renews an expired target
 
 
-def _run_all(fn: Callable, items: Sequence, max_workers: int) -> list:
+def _run_all(fn: Callable[[_X], _R], items: Sequence[_X], max_workers: int) -> list[_R]:
     """Run ``fn`` over ``items`` in threads; every item runs, then the first failure is raised."""
     if len(items) <= 1 or max_workers <= 1:
         return [fn(x) for x in items]
     with ThreadPoolExecutor(max_workers=min(max_workers, len(items))) as pool:
         futures = [pool.submit(fn, x) for x in items]
-    errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:
-        raise errors[0]
+    for f in futures:
+        error = f.exception()
+        if error is not None:
+            raise error
     return [f.result() for f in futures]
 
 

@@ -148,7 +148,7 @@ class FileLock:
 
     def __enter__(self) -> Self:
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
             try:
                 # Without flock (Windows) a download takes no cross-process lock (local.filelock).
                 while not filelock.lock(fd, blocking=False):
