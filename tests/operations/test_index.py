@@ -164,6 +164,8 @@ def test_rerun_reads_nothing_and_changed_archive_is_reindexed(tmp_path, sample_m
             ref = next(a for a in sample_mirror.archives if a[:2] == ("improvised", "dev"))
             with open(root / "hub" / hub_archive_path(*ref), "ab") as fh:
                 fh.write(b"\0" * 1024)
+            srv.repo_commit = "e" * 40  # on the Hub, a changed file is a new commit
+        with SeamlessInteractionFS(cfg, quiet=True) as fs:  # an engine reads the Hub commit once
             third = fs.build_index(label="improvised", split="dev")
             assert (third.indexed, third.skipped) == (1, first.archives - 1)
 
@@ -201,7 +203,10 @@ def test_new_hub_commit_rebuilds_and_stale_index_is_refused(tmp_path, sample_mir
             assert meta["version"]["hub_commit"] == srv.repo_commit
             srv.repo_commit = "f" * 40
             second = fs.build_index(label="improvised", split="test")
-            assert second.rebuilt and second.indexed == first.archives
+            # a new commit re-checks every archive; unchanged bytes (same sha256 and size) are not re-read
+            assert second.rebuilt and (second.indexed, second.skipped) == (0, first.archives)
+            meta = json.loads((fs.index_folder / "meta.json").read_text())
+            assert meta["version"]["hub_commit"] == "f" * 40
             # an index built from another filelist is never mixed in
             meta = json.loads((fs.index_folder / "meta.json").read_text())
             meta["version"]["filelist_sha256"] = "0" * 64

@@ -590,8 +590,16 @@ def build_index(
     version = version or catalog_version(transfer, assets, cache_dir, hf_url)
     meta = read_meta(folder)
     if meta is not None and meta.get("version") != version.to_json():
-        logger.warning("index at %s was built for another catalog version; rebuilding", folder)
-        shutil.rmtree(folder, ignore_errors=True)
+        old_version = dict(meta.get("version") or {})
+        if {**old_version, "hub_commit": version.hub_commit} == version.to_json():
+            # Only the Hub commit moved: every archive is re-checked against the new commit's sha256 and
+            # size below, and only changed ones are re-read (a commit that touches one archive, or only
+            # the dataset card, must not cost a whole rebuild).
+            logger.warning("index at %s was built for Hub commit %s; re-checking every archive against %s",
+                           folder, old_version.get("hub_commit"), version.hub_commit)
+        else:
+            logger.warning("index at %s was built for another catalog version; rebuilding", folder)
+            shutil.rmtree(folder, ignore_errors=True)
         report.rebuilt = True
     parts_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(folder / "meta.json", lambda tmp: Path(tmp).write_text(json.dumps(
