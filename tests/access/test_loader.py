@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch", reason="the loader is the optional torch ex
 from loader_builders import make_bundle, write_tar  # noqa: E402
 
 from seamless_interaction.access.aligned import Participant, windows  # noqa: E402
-from seamless_interaction.base.errors import IntegrityError  # noqa: E402
+from seamless_interaction.base.errors import IntegrityError, TransferError  # noqa: E402
 from seamless_interaction.access.loader import ShardWarning, WindowDataset, collate_windows  # noqa: E402
 
 ALL = ("features", "audio", "vad", "words")
@@ -230,3 +230,88 @@ def test_official_hf_webdataset_snippet_on_served_archives(mirror):
     assert isinstance(item["mp4"], bytes)
     assert "smplh:body_pose" in item["npz"] and set(item["json"]) >= {"id", "metadata:vad"}
     assert set(item["wav"]) >= {"array", "sampling_rate"}
+
+
+# ---- bad shards and bad members: skipped with a warning naming them, the good shards after still read
+def _zero_length_pax_shard(path: Path) -> None:
+    """A tar whose first member's PAX header holds a record of length 0 (a naive reader loops on it)."""
+    import tarfile
+
+    records = b"0 path=x\n"
+    pax = tarfile.TarInfo("././@PaxHeader")
+    pax.type, pax.size = tarfile.XHDTYPE, len(records)
+    body = tarfile.TarInfo("V00_S0001_I00000001_P0001.json")
+    body.size = 2
+    path.write_bytes(pax.tobuf(tarfile.USTAR_FORMAT) + records.ljust(512, b"\0")
+                     + body.tobuf(tarfile.USTAR_FORMAT) + b"{}".ljust(512, b"\0") + b"\0" * 1024)
+
+
+BAD_SHARDS = {
+    "html": lambda p: p.write_bytes(b"<!DOCTYPE html><html><head><title>429 Too Many Requests</title></head>"
+                                    b"<body>Rate limited</body></html>\n" * 8),
+    "random": lambda p: p.write_bytes(np.random.default_rng(1).bytes(5000)),
+    "empty": lambda p: p.write_bytes(b""),
+    "zero_pax": _zero_length_pax_shard,
+    "missing": lambda p: None,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_SHARDS))
+def test_bad_shard_is_skipped_and_the_good_shards_after_it_are_read(kind, own_tars, tmp_path):
+    bad = tmp_path / f"bad_{kind}.tar"
+    BAD_SHARDS[kind](bad)
+    good = [keys_of([it]) for it in WindowDataset(own_tars, window_s=0.5, dyadic=False)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = [keys_of([it]) for it in WindowDataset([str(bad), *own_tars], window_s=0.5, dyadic=False)]
+    assert got == good and got
+    shard_warnings = [str(w.message) for w in caught if issubclass(w.category, ShardWarning)]
+    assert len(shard_warnings) == 1 and f"bad_{kind}.tar" in shard_warnings[0], shard_warnings
+    with pytest.raises((IntegrityError, TransferError), match=f"bad_{kind}.tar"):
+        list(WindowDataset([str(bad), *own_tars], window_s=0.5, dyadic=False, strict=True))
+
+
+def _corrupt(members: dict[str, bytes], ext: str, how: str) -> dict[str, bytes]:
+    out = dict(members)
+    out[ext] = {"garbage": b"not a " + ext.encode() + b" file" * 50, "cut": members[ext][: len(members[ext]) // 2],
+                "records": b'{"id": "x", "metadata:vad": [1, 2, 3], "metadata:transcript": ["a"]}'}[how]
+    return out
+
+
+@pytest.mark.parametrize("ext, how, modalities", [
+    ("npz", "garbage", ("features",)),
+    ("npz", "cut", ("features",)),
+    ("json", "garbage", ("vad",)),
+    ("json", "records", ("vad", "words")),
+    ("wav", "garbage", ("audio",)),
+    ("wav", "cut", ("audio",)),
+])
+def test_bad_member_skips_its_sample_only(ext, how, modalities, bundles_module, tmp_path):
+    ids = list(bundles_module)
+    victim = ids[2]
+    samples = {fid: (_corrupt(bundles_module[fid], ext, how) if fid == victim else bundles_module[fid])
+               for fid in ids}
+    shard = write_tar(tmp_path / "mixed.tar", samples)
+    clean = write_tar(tmp_path / "clean.tar", {fid: bundles_module[fid] for fid in ids if fid != victim})
+    want = [keys_of([it]) for it in WindowDataset([str(clean)], modalities=modalities, window_s=0.5, dyadic=False)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = [keys_of([it]) for it in WindowDataset([str(shard)], modalities=modalities, window_s=0.5,
+                                                     dyadic=False)]
+    messages = [str(w.message) for w in caught if issubclass(w.category, ShardWarning)]
+    assert got == want and got
+    assert len(messages) == 1 and victim in messages[0] and "mixed.tar" in messages[0], messages
+    with pytest.raises(IntegrityError, match=victim):
+        list(WindowDataset([str(shard)], modalities=modalities, window_s=0.5, dyadic=False, strict=True))
+
+
+def test_unreadable_mp4_member_falls_back_to_the_wav_clock(bundles_module, tmp_path):
+    ids = list(bundles_module)
+    samples = {fid: (_corrupt(bundles_module[fid], "mp4", "garbage") if fid == ids[0] else bundles_module[fid])
+               for fid in ids}
+    shard = write_tar(tmp_path / "mixed.tar", samples)
+    clean = write_tar(tmp_path / "clean.tar", bundles_module)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ShardWarning)
+        got = [keys_of([it]) for it in WindowDataset([str(shard)], window_s=0.5, dyadic=False)]
+    assert got == [keys_of([it]) for it in WindowDataset([str(clean)], window_s=0.5, dyadic=False)]

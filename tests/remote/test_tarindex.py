@@ -15,7 +15,7 @@ import pytest
 from seamless_interaction.base.errors import IntegrityError
 from seamless_interaction.mirror import MirrorServer
 from seamless_interaction.remote.tarindex import (
-    BLOCK, DEFAULT_READAHEAD, TarIndex, _number, index_cache_path, index_local, index_remote,
+    BLOCK, DEFAULT_READAHEAD, TarIndex, index_cache_path, index_local, index_remote,
 )
 from seamless_interaction.remote.transfer import Transfer
 
@@ -151,8 +151,6 @@ def test_not_a_tar_is_an_integrity_error(tmp_path: Path) -> None:
 
 def test_base256_size_field(tmp_path: Path) -> None:
     # GNU tar writes sizes >= 8 GiB in base-256; a header alone is enough to check we read it.
-    assert _number(tarfile.itn(9 * 1024**3, 12, tarfile.GNU_FORMAT)) == 9 * 1024**3
-    assert _number(tarfile.itn(-5, 8, tarfile.GNU_FORMAT)) == -5
     info = tarfile.TarInfo("huge.mp4")
     info.size = 9 * 1024**3
     header = info.tobuf(tarfile.GNU_FORMAT)

@@ -59,8 +59,9 @@ from seamless_interaction.access.aligned import (EmptyMediaWarning, Interaction,
                                          windows)
 from seamless_interaction.access.video import VideoSize, open_window_decoder
 from seamless_interaction.constants import VAD_RATE
-from seamless_interaction.base.errors import IntegrityError, TransferError
 from seamless_interaction.base.config import DatasetConfig
+from seamless_interaction.base.errors import IntegrityError, SeamlessError, TransferError
+from seamless_interaction.base.tarfmt import iter_tar
 from seamless_interaction.remote.transfer import Transfer
 from seamless_interaction.remote.urls import hub_archive_url
 
@@ -69,6 +70,8 @@ logger = logging.getLogger(__name__)
 LOADER_MODALITIES = ("features", "audio", "vad", "words", "video")
 RANGE_SKIP_MIN = 1 << 20  # over HTTP, skips larger than this reopen the stream at an offset (Range)
 WAV_HEAD_BYTES = 4096
+# What a bad member can raise while it is decoded (corrupt npz/json/wav/mp4): its sample is skipped.
+_SAMPLE_ERRORS = (SeamlessError, KeyError, ValueError, TypeError, AttributeError, OSError, EOFError, zlib.error)
 _SHARD_RE = re.compile(r"(?P<label>[a-z]+)/(?P<split>[a-z]+)/(?P<batch>\d{4})/(?P<archive>\d{4})\.tar$")
 
 
@@ -311,79 +314,34 @@ class _HttpRangeFile(_MemberView):
         return len(data)
 
 
-# ------------------------------------------------------------------------------------------ tar parsing
-def _tar_number(field: bytes) -> int:
-    if field and field[0] & 0x80:  # base-256 (GNU) for sizes >= 8 GiB
-        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
-    text = field.split(b"\0", 1)[0].strip()
-    return int(text, 8) if text else 0
-
-
-def _pax_records(data: bytes) -> dict[str, str]:
-    out, pos = {}, 0
-    while pos < len(data):
-        sp = data.index(b" ", pos)
-        length = int(data[pos:sp])
-        key, _, value = data[sp + 1:pos + length - 1].partition(b"=")
-        out[key.decode("utf-8")] = value.decode("utf-8")
-        pos += length
-    return out
-
-
+# ------------------------------------------------------------------------------------------ tar members
 def iter_members(reader, want: Callable[[str, str], str], where: str) -> Iterator[tuple[str, str, Any]]:
     """Yield ``(file_id, ext, payload)`` for every regular member; ``want(file_id, ext)`` says how to take it:
     ``"data"`` (bytes), ``"head"`` (the first WAV_HEAD_BYTES), ``"open"`` (an opener of a seekable
-    view) or ``"skip"`` (payload None). Raises IntegrityError on a bad header or a truncated member."""
-    pax: dict[str, str] = {}
-    long_name: str | None = None
-    while True:
-        header = reader.read(512)
-        if len(header) == 0:
-            return  # tolerate a missing end-of-archive marker
-        if len(header) < 512:
-            raise IntegrityError(f"{where}: truncated tar header at byte {reader.pos - len(header)}")
-        if header == b"\0" * 512:
-            return
-        stored = _tar_number(header[148:156])
-        if stored != sum(header[:148]) + 256 + sum(header[156:]):
-            raise IntegrityError(f"{where}: corrupt tar header at byte {reader.pos - 512}")
-        size = _tar_number(header[124:136])
-        kind = header[156:157]
-        name = header[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
-        if header[257:262] == b"ustar" and header[345:500].strip(b"\0"):
-            name = header[345:500].split(b"\0", 1)[0].decode("utf-8", "replace") + "/" + name
-        padded = (size + 511) // 512 * 512
-        if kind in (b"x", b"g", b"L"):
-            data = reader.read(padded)
-            if len(data) < padded:
-                raise IntegrityError(f"{where}: truncated tar extended header at byte {reader.pos}")
-            if kind == b"x":
-                pax = _pax_records(data[:size])
-            elif kind == b"L":
-                long_name = data[:size].split(b"\0", 1)[0].decode("utf-8", "replace")
+    view) or ``"skip"`` (payload None). Headers are read by :func:`~seamless_interaction.base.tarfmt.iter_tar`;
+    raises IntegrityError on a bad header (not a tar) or a truncated member."""
+    def read_at(offset: int, n: int) -> bytes:
+        # iter_tar asks for growing offsets; what lies between (bodies not taken, padding) is skipped.
+        if offset < reader.pos:
+            raise IntegrityError(f"{where}: tar reader asked to go back to byte {offset} from {reader.pos}")
+        if offset > reader.pos:
+            reader.skip(offset - reader.pos)
+        return reader.read(n)
+
+    for member in iter_tar(read_at, where=where):
+        if not member.is_file:
             continue
-        name = pax.get("path", long_name or name)
-        size = int(pax.get("size", size))
-        padded = (size + 511) // 512 * 512
-        pax, long_name = {}, None
-        if kind not in (b"0", b"\0", b"7"):
-            reader.skip(padded)
-            continue
-        base = name.rsplit("/", 1)[-1]
-        file_id, _, ext = base.partition(".")
+        name, size, start = member.name, member.size, member.offset_data
+        file_id, _, ext = name.rsplit("/", 1)[-1].partition(".")
         how = want(file_id, ext)
-        start = reader.pos
         if how == "data":
             payload: Any = reader.read(size)
             if len(payload) < size:
                 raise IntegrityError(f"{where}: member {name} truncated ({len(payload)} of {size} bytes)")
-            reader.skip(padded - size)
         elif how == "head":
             payload = reader.read(min(size, WAV_HEAD_BYTES))
-            reader.skip(padded - len(payload))
         else:
             payload = reader.opener(start, size) if how == "open" else None
-            reader.skip(padded)
         if not reader.size_ok(start + size):
             raise IntegrityError(f"{where}: member {name} runs past the end of the file")
         yield file_id, ext, payload
@@ -583,6 +541,8 @@ class WindowDataset(IterableDataset):
 
     def _problem(self, message: str, exc: Exception | None = None) -> None:
         if self.strict:
+            if isinstance(exc, TransferError):
+                raise TransferError(message, url=exc.url, status=exc.status) from exc
             raise IntegrityError(message) from exc
         warnings.warn(message, ShardWarning, stacklevel=3)
 
@@ -597,13 +557,18 @@ class WindowDataset(IterableDataset):
                 if owned(self._unit(file_id)):
                     yield (Participant.from_sources(file_id, parts, wav_header_only="audio" not in self.modalities),
                            parts)
-        except (IntegrityError, TransferError, OSError) as exc:
-            self._problem(f"{shard.location}: {exc}; rest of the shard skipped", exc)
+        except (SeamlessError, OSError) as exc:
+            # Not a tar (an HTML error page saved as .tar, random bytes), truncated, unreachable: the
+            # participants read so far stand, the rest of this shard is skipped, the next shard is read.
+            text = str(exc)
+            named = text if shard.location in text else f"{shard.location}: {text}"
+            self._problem(f"{named}; rest of the shard skipped", exc)
         finally:
             if reader is not None:
                 reader.close()
 
-    def _start(self, p: Participant, parts: dict, pool: Executor | None) -> Callable[[], dict[str, Any] | None]:
+    def _start(self, p: Participant, parts: dict, pool: Executor | None, where: str = ""
+               ) -> Callable[[], dict[str, Any] | None]:
         """Check a participant and start inflating its features; the returned call waits for them.
 
         The result is what its windows are cut from: ``features`` (the requested arrays, each inflated
@@ -611,6 +576,8 @@ class WindowDataset(IterableDataset):
         cannot be used (a warning, or an error in strict mode, raised by the returned call so that
         problems surface in stream order).
         """
+        name = f"{where}: {p.file_id}" if where else p.file_id
+
         def fail(message: str, exc: Exception | None = None) -> Callable[[], None]:
             return lambda: self._problem(message, exc)
 
@@ -618,19 +585,21 @@ class WindowDataset(IterableDataset):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", EmptyMediaWarning)
                 if p.is_placeholder or not p.frame_rate or p.duration_s <= 0:
-                    return fail(f"{p.file_id}: placeholder or empty media; skipped")
+                    return fail(f"{name}: placeholder or empty media; skipped")
             if "video" in self.modalities:
                 if "mp4" not in parts:
-                    return fail(f"{p.file_id}: no mp4 member; skipped")
+                    return fail(f"{name}: no mp4 member; skipped")
                 if p.video_info is None:
-                    return fail(f"{p.file_id}: the mp4 has no video stream; skipped")
+                    return fail(f"{name}: the mp4 has no video stream; skipped")
             pending = None
             if "features" in self.modalities:
                 if "npz" not in parts:
-                    return fail(f"{p.file_id}: no npz member; skipped")
+                    return fail(f"{name}: no npz member; skipped")
                 pending = NpzReader(parts["npz"], name=f"{p.file_id}.npz").submit_arrays(self.feature_keys, pool)
-        except (IntegrityError, KeyError, ValueError) as exc:
-            return fail(f"{p.file_id}: {exc}; skipped", exc)
+            if "vad" in self.modalities or "words" in self.modalities:
+                p.json  # noqa: B018 - parse now: a corrupt json member skips its sample, not the stream
+        except _SAMPLE_ERRORS as exc:
+            return fail(f"{name}: {exc}; skipped", exc)
 
         def finish() -> dict[str, Any] | None:
             try:
@@ -638,17 +607,23 @@ class WindowDataset(IterableDataset):
                 if pending is not None:
                     got = pending()
                     if any(len(v) == 0 for v in got.values()):
-                        self._problem(f"{p.file_id}: zero-length feature arrays; skipped")
+                        self._problem(f"{name}: zero-length feature arrays; skipped")
                         return None
                     out["features"] = got
                     out["rates"] = {k: float(p.feature_rate(k)) for k in got}
                 if "audio" in self.modalities:
                     out["audio"] = _audio_track(p, parts.get("wav"))
+                # Cut once over the whole span so that a malformed json (segments that are not records)
+                # fails here, per sample, and not halfway through its windows.
+                if "vad" in self.modalities:
+                    p.vad_mask(self.vad_rate)
+                if "words" in self.modalities:
+                    p.words()
                 if "video" in self.modalities:
                     out["mp4"] = parts["mp4"]  # opened when its first window is cut
                 return out
-            except (IntegrityError, KeyError, ValueError) as exc:
-                self._problem(f"{p.file_id}: {exc}; skipped", exc)
+            except _SAMPLE_ERRORS as exc:
+                self._problem(f"{name}: {exc}; skipped", exc)
                 return None
 
         return finish
@@ -660,7 +635,7 @@ class WindowDataset(IterableDataset):
         ahead: deque[tuple[Participant, Callable[[], dict[str, Any] | None]]] = deque()
         for shard in shards:
             for p, parts in self._read_shard(shard, owned):
-                ahead.append((p, self._start(p, parts, pool)))
+                ahead.append((p, self._start(p, parts, pool, shard.location)))
                 if len(ahead) > 1:
                     q, finish = ahead.popleft()
                     yield q, finish()
