@@ -23,7 +23,6 @@ checksum_mismatch (a truncated file is "corrupt", not also "size_mismatch").
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -37,12 +36,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 
 from seamless_interaction.local.archive import STATE_DIR, read_extraction_record
 from seamless_interaction.constants import ALL_SPLITS, BUNDLE_EXTENSIONS
+from seamless_interaction.base.digest import sha256_file
 from seamless_interaction.base.errors import IntegrityError, SeamlessError
-from seamless_interaction.base.formats import read_wav_info
+from seamless_interaction.base.formats import decode_npz, read_wav_info
 from seamless_interaction.base.ids import FileId
 from seamless_interaction.local.layout import archive_dir, bundle_paths
 from seamless_interaction.remote.urls import cdn_parts, hub_archive_url
@@ -166,11 +165,10 @@ class Report:
 def check_npz(path: Path) -> tuple[str | None, bool]:
     """(error, empty): every member decoded with pickles refused; empty when every array has length 0."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            # Reading each member to its end makes zipfile check its CRC.
-            arrays = [npz[k] for k in npz.files]
-    except Exception as exc:  # BadZipFile, ValueError (pickle, bad header), EOFError, zlib.error, OSError...
-        return f"not a readable npz ({type(exc).__name__}: {exc})", False
+        # Every member is inflated in full, so its CRC-32 is checked.
+        arrays = list(decode_npz(path, name=path.name).values())
+    except IntegrityError as exc:
+        return str(exc), False
     empty = bool(arrays) and all(a.ndim > 0 and a.shape[0] == 0 for a in arrays)
     return None, empty
 
@@ -268,14 +266,6 @@ def check_mp4(path: Path, *, confirm: bool = True) -> tuple[str | None, bool]:
     return None, False
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(4 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------------------------------------- the audit
 @dataclass
 class _BundleCheck:
@@ -340,7 +330,7 @@ def _check_bundle(job: _BundleCheck, manifest: Manifest | None, known_sizes: dic
             problem("size_mismatch", f"{size} bytes, the manifest says {want_size}")
             continue
         if deep and entry is not None and entry.sha256:
-            digest = _sha256(path)
+            digest = sha256_file(path)
             if digest != entry.sha256:
                 problem("checksum_mismatch", f"sha256 {digest}, the manifest says {entry.sha256}")
                 continue
@@ -699,7 +689,7 @@ def _repair_bundle(fid: str, a: Archive, paths: dict[str, Path], bad_exts: list[
                     logger.warning("repair %s: Hub member read failed (%s); using the CDN route", fid, exc)
             if done:
                 for e in members:
-                    _record(manifest, paths[e], f"{url}#{paths[e].name}", _sha256(paths[e]))
+                    _record(manifest, paths[e], f"{url}#{paths[e].name}", sha256_file(paths[e]))
             else:
                 _members_from_cdn(fid, a, paths, members, catalog, local_dir, manifest, transfer, cdn_url)
     except BaseException:
@@ -720,7 +710,7 @@ def _members_from_cdn(fid: str, a: Archive, paths: dict[str, Path], members: lis
         res = gather_file_id(transfer, catalog, cdn_url, scratch, fid, force=True)
         for e in members:
             os.replace(res.paths[e], paths[e])
-            _record(manifest, paths[e], cdn_url, _sha256(paths[e]))
+            _record(manifest, paths[e], cdn_url, sha256_file(paths[e]))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

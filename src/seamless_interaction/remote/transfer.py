@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Callable, Protocol, TypeVar
 
 import httpx
 
+from seamless_interaction.base.digest import sha256_fd, sha256_file, update_from_fd
 from seamless_interaction.base.errors import IntegrityError, InsufficientSpaceError, MissingPartError, TransferError
 
 if TYPE_CHECKING:
@@ -61,7 +62,6 @@ _ATTEMPT_RESET_BYTES = 1 << 20
 # How often a segmented download records its progress in the sidecar (a crash loses at most this).
 _STATE_SAVE_INTERVAL_S = 1.0
 _LOCK_POLL_S = 0.05
-_HASH_CHUNK = 4 << 20
 # A range in flight is split only if both halves keep at least this much, and only once its rate
 # has been observed for this long.
 _MIN_SPLIT_BYTES = 1 << 20
@@ -270,26 +270,6 @@ def _remote_sha256(resp: httpx.Response) -> str | None:
         if sha:
             return sha
     return _sha_from_etag(resp.headers.get("etag"))
-
-
-def _sha256_fd(fd: int, size: int) -> str:
-    h = hashlib.sha256()
-    pos = 0
-    while pos < size:
-        chunk = os.pread(fd, min(_HASH_CHUNK, size - pos), pos)
-        if not chunk:
-            break
-        h.update(chunk)
-        pos += len(chunk)
-    return h.hexdigest()
-
-
-def _sha256_file(path: Path) -> str:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return _sha256_fd(fd, os.fstat(fd).st_size)
-    finally:
-        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -827,7 +807,7 @@ class Transfer:
             if info is None or info.size != size:
                 return None
             sha256 = sha256 or info.sha256
-        digest = _sha256_file(dest)
+        digest = sha256_file(dest)
         if sha256 is not None and digest != sha256:
             logger.warning("%s: sha256 %s, expected %s; fetching it again", dest, digest, sha256)
             return None
@@ -1230,14 +1210,7 @@ class _PartDownload:
             with self.lock:
                 written = _merge(st.done + [(p.start, p.pos) for p in self.pieces])
             end = next((b for a, b in written if a <= self.hashed < b), self.hashed)
-            pos = self.hashed
-            while pos < end and not self.abort.is_set():
-                chunk = os.pread(self.fd, min(_HASH_CHUNK, end - pos), pos)
-                if not chunk:
-                    break
-                self.hasher.update(chunk)
-                pos += len(chunk)
-            self.hashed = pos
+            self.hashed = update_from_fd(self.hasher, self.fd, self.hashed, end, self.abort.is_set)
         finally:
             self.hash_lock.release()
 
@@ -1365,13 +1338,8 @@ class _PartDownload:
         with self.hash_lock:
             h, pos = self.hasher.copy(), self.hashed
         if pos > size:  # cannot happen with the bytes checked above; be safe rather than wrong
-            return _sha256_fd(self.fd, size)
-        while pos < size:
-            chunk = os.pread(self.fd, min(_HASH_CHUNK, size - pos), pos)
-            if not chunk:
-                break
-            h.update(chunk)
-            pos += len(chunk)
+            return sha256_fd(self.fd, size)
+        update_from_fd(h, self.fd, pos, size)
         return h.hexdigest()
 
     def _preallocate(self, size: int) -> None:
