@@ -597,12 +597,10 @@ class SeamlessInteractionFS:
             return engine.query(sql)
 
     def _filelist_sha256(self) -> str:
-        import hashlib
-
+        from seamless_interaction.base.digest import sha256_file
         from seamless_interaction.catalog.assets import load_tables
 
-        path = load_tables(self.config.assets, self.config.cache_dir)["filelist.csv"]
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return sha256_file(load_tables(self.config.assets, self.config.cache_dir)["filelist.csv"])
 
     def plan_download(self, file_ids: list[str], *, modalities: tuple[str, ...] = ("json", "mp4", "npz", "wav"),
                       link: "LinkModel | None" = None) -> "DownloadPlan":

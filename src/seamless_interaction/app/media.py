@@ -9,7 +9,6 @@ other local users of the loopback interface cannot browse the data folder.
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import threading
 import urllib.parse
@@ -17,12 +16,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from seamless_interaction.base.ranges import answer_range
+
 __all__ = ["MediaServer"]
 
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPES = {".mp4": "video/mp4", ".wav": "audio/wav"}
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _CHUNK = 1 << 20
 
 
@@ -51,31 +51,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._fail(404)
             return
         size = path.stat().st_size
-        start, end, status = 0, size - 1, 200
-        spec = self.headers.get("Range")
-        m = _RANGE_RE.match(spec.strip()) if spec else None
-        if m and (m.group(1) or m.group(2)):
-            if m.group(1):
-                start = int(m.group(1))
-                end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
-            else:  # suffix range: the last n bytes
-                start = max(0, size - int(m.group(2)))
-            if start >= size or end < start:
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{size}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            status = 206
-        length = end - start + 1
-        self.send_response(status)
+        answer = answer_range(self.headers.get("Range"), size)
+        if answer.status == 416:
+            self.send_response(416)
+            self.send_header("Content-Range", str(answer.content_range))
+            self.send_header("Content-Length", "0")
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.end_headers()
+            return
+        start, length = answer.start, answer.length
+        self.send_response(answer.status)
         self.send_header("Content-Type", CONTENT_TYPES[path.suffix])
         self.send_header("Content-Length", str(length))
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Access-Control-Allow-Origin", "*")
         self.send_header("Cache-Control", "no-cache")
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        if answer.content_range is not None:
+            self.send_header("Content-Range", answer.content_range)
         self.end_headers()
         if head:
             return

@@ -14,12 +14,14 @@ import json
 import struct
 import zipfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from seamless_interaction.constants import ANNOTATION_TYPES
 from seamless_interaction.base.errors import IntegrityError
+from seamless_interaction.base.npz import NpzReader
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -46,13 +48,12 @@ def encode_npz(arrays: Mapping[str, np.ndarray], compress: bool = True) -> bytes
     return buf.getvalue()
 
 
-def decode_npz(data: bytes | str, *, name: str = "npz") -> dict[str, np.ndarray]:
-    """Load every array of an npz (bytes or path) with pickles refused."""
+def decode_npz(data: bytes | str | Path, *, name: str = "npz") -> dict[str, np.ndarray]:
+    """Load every array of an npz (bytes or path) with pickles refused; IntegrityError when unreadable."""
+    src = bytes(data) if isinstance(data, (bytearray, memoryview)) else data
     try:
-        src = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
-        with np.load(src, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except Exception as exc:  # zipfile.BadZipFile, ValueError, EOFError...
+        return NpzReader(src, name=name).arrays()
+    except KeyError as exc:
         raise IntegrityError(f"{name}: not a readable npz ({exc})") from exc
 
 

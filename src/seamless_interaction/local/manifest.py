@@ -13,7 +13,6 @@ record through the methods below and never write lines themselves.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from seamless_interaction.base.digest import sha256_file
 from seamless_interaction.base.ids import validate_file_id, validate_modalities
 from seamless_interaction.constants import BUNDLE_EXTENSIONS
 from seamless_interaction.local import filelock
@@ -48,15 +48,6 @@ class ManifestEntry:
     size: int
     sha256: str | None
     time: float  # Unix seconds when it was recorded
-
-
-def sha256_file(path: Path | str) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(4 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def member_source(archive_url: str, name: str) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import io
 import json
 import logging
@@ -829,11 +828,3 @@ def _write_tables(out: Path, spec: MirrorSpec, plans: list[_InteractionPlan], fi
     # The Hub repo root carries the same three tables next to the label folders (FORMAT.md 2.2).
     for name in ("interactions.csv", "participants.csv", "relationships.csv"):
         _write(out / "hub" / name, (assets / name).read_bytes())
-
-
-def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()

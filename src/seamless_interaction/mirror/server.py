@@ -37,7 +37,6 @@ import logging
 import math
 import os
 import random
-import re
 import sys
 import threading
 import time
@@ -47,7 +46,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
-from seamless_interaction.mirror.generate import sha256_file
+from seamless_interaction.base.digest import sha256_file
+from seamless_interaction.base.ranges import answer_range
 
 __all__ = ["HubBehaviour", "MirrorServer", "RequestRecord", "serve"]
 
@@ -65,7 +65,6 @@ LFS_SUFFIXES = (".tar",)
 # Any fixed 40-hex value: clients read X-Repo-Commit to name their cache folders.
 REPO_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 _CHUNK = 1 << 20
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _SIGN_KEY = b"mirror-signing-key"
 
 
@@ -401,19 +400,13 @@ class _Handler(BaseHTTPRequestHandler):
             tag = hashlib.sha256(b"xet:" + sha.encode()).hexdigest() if target else _git_blob_id(path)
             headers["ETag"] = f'"{tag}"'
         headers.update(extra or {})
-        start, end, status = 0, size - 1, 200
-        spec = self.headers.get("Range")
-        if spec is not None:
-            parsed = _parse_range(spec, size)
-            if parsed == "unsatisfiable":
-                headers["Content-Range"] = f"bytes */{size}"
-                self._send_bytes(416, b"", "text/plain", head=head, headers=headers)
-                return
-            if parsed is not None:  # an unparsable or multi-range header is ignored, as RFC 9110 allows
-                start, end = parsed
-                status = 206
-                headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        length = end - start + 1
+        answer = answer_range(self.headers.get("Range"), size)
+        if answer.content_range is not None:
+            headers["Content-Range"] = answer.content_range
+        if answer.status == 416:
+            self._send_bytes(416, b"", "text/plain", head=head, headers=headers)
+            return
+        status, start, length = answer.status, answer.start, answer.length
         entry = self._begin(status, length, "application/octet-stream", headers)
         if not head and length > 0:
             with open(path, "rb") as fh:
@@ -471,26 +464,6 @@ def _git_blob_id(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _parse_range(spec: str, size: int) -> tuple[int, int] | str | None:
-    """(start, end) inclusive, "unsatisfiable", or None for a header to ignore."""
-    m = _RANGE_RE.match(spec.strip())
-    if m is None or (not m.group(1) and not m.group(2)):
-        return None
-    first, last = m.group(1), m.group(2)
-    if not first:  # suffix range: the last n bytes
-        n = int(last)
-        if n == 0 or size == 0:
-            return "unsatisfiable"
-        return max(0, size - n), size - 1
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if last and int(last) < start:
-        return None
-    if start >= size:
-        return "unsatisfiable"
-    return start, end
 
 
 class MirrorServer:

@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 
 from seamless_interaction.base import conversation as cv
 from seamless_interaction.base import headers as hd
+from seamless_interaction.base.digest import sha256_file
 from seamless_interaction.base.errors import (
     IntegrityError,
     SeamlessError,
@@ -231,11 +232,7 @@ def _part_name(ref: ArchiveRef) -> str:
 def catalog_version(transfer: Transfer, assets: str, cache_dir: Path | str, hf_url: str) -> IndexVersion:
     """sha256 of the catalog's filelist.csv (as cached locally) and the Hub commit (None if unknown)."""
     paths = load_tables(assets, cache_dir)
-    h = hashlib.sha256()
-    with open(paths["filelist.csv"], "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return IndexVersion(h.hexdigest(), _hub_commit(transfer, hf_url))
+    return IndexVersion(sha256_file(paths["filelist.csv"]), _hub_commit(transfer, hf_url))
 
 
 def _hub_commit(transfer: Transfer, hf_url: str) -> str | None:

@@ -90,7 +90,7 @@ if pick:
                     st.error(f"{paths['json']}: {type(exc).__name__}: {exc}")
         if "npz" in paths:
             with st.expander(f"{pick}.npz · {format_bytes(bundle.sizes['npz'])}"):
-                from seamless_interaction.access.aligned import NpzReader
+                from seamless_interaction.base.npz import NpzReader
 
                 try:
                     members = NpzReader(paths["npz"], name=f"{pick}.npz").members

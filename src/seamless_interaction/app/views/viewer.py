@@ -118,7 +118,7 @@ def _facts(p: Participant) -> dict[str, Any]:
 
 
 def _npz_preview(p: Participant, fid: str, path: Path) -> None:
-    from seamless_interaction.access.aligned import NpzReader
+    from seamless_interaction.base.npz import NpzReader
 
     reader = NpzReader(path, name=f"{fid}.npz")
     members = reader.members

@@ -8,7 +8,6 @@ keeps two downloads of one file (threads or processes) from writing the same par
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from seamless_interaction.base.errors import InsufficientSpaceError
 from seamless_interaction.local import filelock
-from seamless_interaction.local.manifest import sha256_file  # the one file hash, re-exported for the engine
+from seamless_interaction.base.digest import sha256_file  # the one file hash, re-exported for the engine
 from seamless_interaction.remote.transfer.policy import CancelLike, Stopped
 
 
@@ -35,7 +34,6 @@ __all__ = [
     "gaps",
     "merge",
     "preallocate",
-    "sha256_fd",
     "sha256_file",
     "unlink",
     "write_atomic",
@@ -43,7 +41,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-HASH_CHUNK = 4 << 20
 _LOCK_POLL_S = 0.05
 
 
@@ -60,19 +57,6 @@ def check_free_space(path: Path | str, needed_bytes: int) -> None:
         raise InsufficientSpaceError(
             f"not enough free space for {path}: {needed_bytes} bytes needed, {free} bytes free on {p}"
         )
-
-
-def sha256_fd(fd: int, size: int, start: int = 0, h: hashlib._Hash | None = None) -> hashlib._Hash:
-    """``h`` (a new sha256 by default) fed with the bytes ``[start, size)`` of ``fd``."""
-    h = h if h is not None else hashlib.sha256()
-    pos = start
-    while pos < size:
-        chunk = os.pread(fd, min(HASH_CHUNK, size - pos), pos)
-        if not chunk:
-            break
-        h.update(chunk)
-        pos += len(chunk)
-    return h
 
 
 def fsync_dir(path: Path) -> None:
