@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NoReturn
 
 from seamless_interaction import __version__
 from seamless_interaction.base.errors import InvalidIdError, SeamlessError, UnknownIdError
@@ -21,16 +23,70 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as the one ``error:`` line every other failure gets."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _local_dir(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path; give a folder, e.g. --local-dir ~/datasets/seamless_interaction")
+    return Path(text)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535; 0 picks a free one)")
+    return port
+
+
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: expected a count of at least 1")
+    return n
+
+
+def _index(text: str) -> int:
+    """A batch or archive number: the layout's four digits."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= n <= 9999:
+        raise argparse.ArgumentTypeError(f"{n}: batch and archive numbers run from 0 to 9999")
+    return n
+
+
+def _seconds(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(x) and x >= 0.5):
+        raise argparse.ArgumentTypeError(f"{text}: expected a number of seconds >= 0.5")
+    return x
+
+
 def _add_dataset_options(p: argparse.ArgumentParser, *, split_option: bool = True) -> None:
     g = p.add_argument_group("dataset")
-    g.add_argument("--local-dir", type=Path, help="local dataset root (default ~/datasets/seamless_interaction)")
+    g.add_argument("--local-dir", type=_local_dir, help="local dataset root (default ~/datasets/seamless_interaction)")
     g.add_argument("--label", choices=("improvised", "naturalistic"), help="default label (improvised)")
     if split_option:  # `download --split` names a whole LABEL/SPLIT instead
         g.add_argument("--split", dest="split_name", choices=("train", "dev", "test"), help="default split (dev)")
     g.add_argument("--cdn-url", help="CDN base URL (env SEAMLESS_INTERACTION_CDN_URL)")
     g.add_argument("--hf-url", help="Hub resolve base URL (env SEAMLESS_INTERACTION_HF_URL)")
     g.add_argument("--assets", help="folder or base URL of the metadata tables (env SEAMLESS_INTERACTION_ASSETS)")
-    g.add_argument("--workers", type=int, help="concurrent connections")
+    g.add_argument("--workers", type=_count, help="concurrent connections")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
@@ -39,7 +95,7 @@ def _make_fs(args):
     from seamless_interaction.fs import SeamlessInteractionFS
 
     kw = {}
-    if args.local_dir:
+    if args.local_dir is not None:
         kw["local_dir"] = args.local_dir
     if getattr(args, "label", None):
         kw["label"] = args.label
@@ -91,6 +147,10 @@ def cmd_sample(args) -> int:
     with _make_fs(args) as fs:
         ids = fs.sample_random_file_ids(num_samples=args.num, seed=args.seed,
                                         preferred_vendors_only=not args.all_vendors)
+        if len(ids) < args.num:
+            where = f"{fs.config.label}/{fs.config.split}"
+            vendors = "" if args.all_vendors else " from the preferred vendors (--all-vendors widens it)"
+            raise InvalidIdError(f"sample -n {args.num}: only {len(ids)} file ids exist in {where}{vendors}")
     print("\n".join(ids))
     return 0
 
@@ -196,6 +256,13 @@ def cmd_download(args) -> int:
         splits = [_parse_archive_spec(s, 2) for s in args.split or []]
         if not (file_ids or archives or splits):
             raise InvalidIdError("nothing to download: give FILE_IDs, --pair, --session, --archive, --batch or --split")
+        whole = bool(archives) and not only and not splits  # whole archives, the one place a .tar is kept
+        if args.source == "cdn" and (archives or splits or only):
+            raise InvalidIdError("--from cdn fetches file ids; --archive, --batch, --split and --only read Hub "
+                                 "archives (drop --from cdn, or name file ids instead)")
+        if args.keep_tar and not whole:
+            raise InvalidIdError("--keep-tar keeps whole archives as .tar: it needs --archive or --batch, "
+                                 "without --only or --split")
         for fid in file_ids:
             fs.catalog.record(fid)  # unknown ids fail before anything is fetched
         if only or args.source == "hub" or splits:
@@ -294,18 +361,18 @@ def cmd_info(args) -> int:
 
 
 def cmd_mirror(args) -> int:
-    from seamless_interaction.mirror import build_mirror
+    from seamless_interaction.mirror import MirrorSpec, build_mirror
     from seamless_interaction.mirror.server import serve
 
     if args.mirror_cmd == "build":
-        info = build_mirror(args.dir)
+        info = build_mirror(args.dir, MirrorSpec() if args.duration is None else MirrorSpec(duration_s=args.duration))
         print(f"mirror in {info.root}: {len(info.file_ids)} file ids, {len(info.pairs)} pairs")
         return 0
     if not (Path(args.dir) / "mirror.json").exists():
         raise InvalidIdError(f"{args.dir}: not a mirror (no mirror.json); run `seamless-interaction mirror build {args.dir}` first")
-    print(f"serving {args.dir}; point the toolkit at it with SEAMLESS_INTERACTION_CDN_URL, "
-          "SEAMLESS_INTERACTION_HF_URL and SEAMLESS_INTERACTION_ASSETS (Ctrl-C stops)", flush=True)
-    serve(args.dir, host=args.host, port=args.port, latency_s=args.latency, bandwidth_bps=args.bandwidth)
+    serve(args.dir, host=args.host, port=args.port, latency_s=args.latency, bandwidth_bps=args.bandwidth,
+          banner=f"serving {args.dir}; point the toolkit at it with SEAMLESS_INTERACTION_CDN_URL, "
+                 "SEAMLESS_INTERACTION_HF_URL and SEAMLESS_INTERACTION_ASSETS (Ctrl-C stops)")
     return 0
 
 
@@ -374,19 +441,19 @@ def cmd_app(args) -> int:
 def cmd_demo(args) -> int:
     from seamless_interaction.demo import run_demo
 
-    return run_demo(workdir=args.dir, quiet=args.quiet, app=args.app)
+    return run_demo(workdir=args.dir, quiet=args.quiet, app=args.app, duration_s=args.duration)
 
 
 # ---------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="seamless-interaction", description=__doc__.splitlines()[0])
+    p = _Parser(prog="seamless-interaction", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("sample", help="print random file ids")
     _add_dataset_options(s)
-    s.add_argument("-n", "--num", type=int, default=1)
+    s.add_argument("-n", "--num", type=_count, default=1, help="how many (an error if fewer exist)")
     s.add_argument("--seed", type=int)
     s.add_argument("--all-vendors", action="store_true", help="not only the preferred vendors")
     s.set_defaults(func=cmd_sample)
@@ -399,7 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--archive", action="append", metavar="L/S/B/A", help="one Hub archive, e.g. improvised/dev/0/3")
     d.add_argument("--batch", action="append", metavar="L/S/B", help="every archive of a batch")
     d.add_argument("--split", action="append", metavar="L/S", help="a whole split (with --only: just those members)")
-    d.add_argument("--from", dest="source", choices=("cdn", "hub"), default="cdn", help="route for file ids")
+    d.add_argument("--from", dest="source", choices=("cdn", "hub"), default=None,
+                   help="route for file ids (default cdn; archives always come from the Hub)")
     d.add_argument("--only", metavar="EXTS", help="only these members from Hub archives, e.g. npz,json")
     d.add_argument("--keep-tar", action="store_true", help="keep archives as .tar instead of extracting")
     d.add_argument("--dry-run", action="store_true", help="print what would be fetched and how many bytes")
@@ -438,20 +506,22 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_info)
 
     m = sub.add_parser("mirror", help="build or serve a synthetic mirror of the dataset")
-    msub = m.add_subparsers(dest="mirror_cmd", required=True)
+    msub = m.add_subparsers(dest="mirror_cmd", required=True, parser_class=_Parser)
     mb = msub.add_parser("build", help="write the embedded sample (both layouts + tables) into DIR")
     mb.add_argument("dir", type=Path)
+    mb.add_argument("--duration", type=_seconds, default=None,
+                    help="seconds per recording (default: long enough for the README's examples; 1 builds ~10x faster)")
     ms = msub.add_parser("serve", help="serve DIR over HTTP with the real URL layouts")
     ms.add_argument("dir", type=Path)
     ms.add_argument("--host", default="127.0.0.1")
-    ms.add_argument("--port", type=int, default=8000)
+    ms.add_argument("--port", type=_port, default=8000)
     ms.add_argument("--latency", type=float, default=0.0, help="seconds before each response's first byte")
     ms.add_argument("--bandwidth", type=float, default=None, help="bytes/s per connection")
     m.set_defaults(func=cmd_mirror)
 
     v = sub.add_parser("verify", help="audit local files against the catalog and manifest; --repair refetches")
     _add_dataset_options(v)
-    v.add_argument("--batch", type=int, help="only this batch (with --label and --split)")
+    v.add_argument("--batch", type=_index, help="only this batch (with --label and --split)")
     v.add_argument("--json", action="store_true", help="machine-readable report")
     v.add_argument("--repair", action="store_true", help="refetch exactly what is bad")
     v.add_argument("--deep", action="store_true", help="also compare sha256 where the manifest has one")
@@ -477,15 +547,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_export)
 
     ap = sub.add_parser("app", help="open the browser app (explore, download, view interactions)")
-    ap.add_argument("--local-dir", type=Path, help="dataset root the app starts on")
+    ap.add_argument("--local-dir", type=_local_dir, help="dataset root the app starts on")
     ap.add_argument("--mirror", type=Path, help="serve this mirror build and use it instead of the real endpoints")
-    ap.add_argument("--port", type=int, default=None)
+    ap.add_argument("--port", type=_port, default=None)
     ap.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
     ap.set_defaults(func=cmd_app)
 
     dm = sub.add_parser("demo", help="build and serve the sample, download a pair by both routes, compare")
     dm.add_argument("--dir", type=Path, default=None, help="work folder (default: a temporary one)")
     dm.add_argument("--app", action="store_true", help="then open the browser app on the sample")
+    dm.add_argument("--duration", type=_seconds, default=None,
+                    help="seconds per recording of the sample (default: long enough for the README's examples)")
     dm.add_argument("-q", "--quiet", action="store_true")
     dm.set_defaults(func=cmd_demo)
     return p

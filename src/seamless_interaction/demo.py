@@ -15,9 +15,11 @@ from pathlib import Path
 from seamless_interaction.base.config import DatasetConfig, default_cache_dir
 
 
-def run_demo(workdir: Path | None = None, *, quiet: bool = False, app: bool = False) -> int:
+def run_demo(workdir: Path | None = None, *, quiet: bool = False, app: bool = False,
+             duration_s: float | None = None) -> int:
+    """Run the demo; ``duration_s`` sets the sample's seconds per recording (default: the embedded sample's)."""
     from seamless_interaction.fs import SeamlessInteractionFS
-    from seamless_interaction.mirror import MirrorServer, build_mirror
+    from seamless_interaction.mirror import MirrorServer, MirrorSpec, build_mirror
 
     say = (lambda *a: None) if quiet else print
     workdir = Path(workdir) if workdir is not None else default_cache_dir() / "demo"
@@ -26,7 +28,7 @@ def run_demo(workdir: Path | None = None, *, quiet: bool = False, app: bool = Fa
         shutil.rmtree(workdir / sub, ignore_errors=True)
     t0 = time.perf_counter()
     mirror_root = default_cache_dir() / "sample-mirror"
-    info = build_mirror(mirror_root)
+    info = build_mirror(mirror_root, MirrorSpec() if duration_s is None else MirrorSpec(duration_s=duration_s))
     say(f"[1/4] sample mirror: {len(info.file_ids)} file ids, {len(info.pairs)} pairs in {mirror_root} "
         f"({time.perf_counter() - t0:.1f} s)")
     with MirrorServer(mirror_root) as server:

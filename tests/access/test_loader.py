@@ -22,10 +22,10 @@ ALL = ("features", "audio", "vad", "words")
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory):
     from seamless_interaction.catalog.tables import Catalog
-    from seamless_interaction.mirror.generate import build_mirror
+    from seamless_interaction.mirror.generate import QUICK_SPEC, build_mirror
 
     root = tmp_path_factory.mktemp("mirror") / "m"
-    info = build_mirror(root)
+    info = build_mirror(root, QUICK_SPEC)
     catalog = Catalog.load(str(root / "assets"), root.parent / "cache")
     return info, catalog
 
@@ -315,3 +315,17 @@ def test_unreadable_mp4_member_falls_back_to_the_wav_clock(bundles_module, tmp_p
         warnings.simplefilter("error", ShardWarning)
         got = [keys_of([it]) for it in WindowDataset([str(shard)], window_s=0.5, dyadic=False)]
     assert got == [keys_of([it]) for it in WindowDataset([str(clean)], window_s=0.5, dyadic=False)]
+
+
+def test_windows_longer_than_every_recording_warn_instead_of_yielding_nothing_silently(own_tars):
+    with pytest.warns(ShardWarning, match=r"2 interaction\(s\) shorter than window_s=4.0"):
+        assert list(WindowDataset(own_tars, window_s=4.0)) == []
+    with pytest.warns(ShardWarning, match=r"4 file id\(s\) shorter"):
+        assert list(WindowDataset(own_tars, window_s=4.0, dyadic=False)) == []
+
+
+@pytest.mark.parametrize("window_s,hop_s", [(float("nan"), None), (float("inf"), None), (2.0, float("nan")),
+                                            (-1.0, None)])
+def test_bad_window_lengths_fail_when_the_dataset_is_made(own_tars, window_s, hop_s):
+    with pytest.raises(ValueError, match="window_s and hop_s"):
+        WindowDataset(own_tars, window_s=window_s, hop_s=hop_s)

@@ -16,9 +16,11 @@ video is decoded only by :meth:`Participant.video_frames`.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import math
+import numbers
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
@@ -40,6 +42,9 @@ from seamless_interaction.access.video import (VideoReader, VideoSize, decode_fr
 
 logger = logging.getLogger(__name__)
 
+# Set while Interaction.window cuts its participants, which then leave the span warning to it.
+_warned_span: contextvars.ContextVar[bool] = contextvars.ContextVar("_warned_span", default=False)
+
 
 HYPERNET_KEY_SUFFIX = ":hypernet_features"
 MODALITIES = ("audio", "features", "vad", "words", "video")
@@ -49,6 +54,25 @@ DEFAULT_WINDOW_MODALITIES = ("audio", "features", "vad", "words")
 
 class EmptyMediaWarning(UserWarning):
     """A placeholder bundle (58-byte WAV, 261/708-byte MP4, zero-length arrays) was read."""
+
+
+class EmptySpanWarning(UserWarning):
+    """A span that lies past the end of the recording: every modality comes back empty."""
+
+
+def check_span(start_s: float | None, end_s: float | None) -> None:
+    """ValueError naming the span unless both ends are finite (or None) and ``start_s <= end_s``."""
+    for t in (start_s, end_s):
+        if t is not None and not (isinstance(t, numbers.Real) and math.isfinite(t)):
+            raise ValueError(f"span [{start_s!r}, {end_s!r}): times must be finite numbers of seconds")
+    if start_s is not None and end_s is not None and start_s > end_s:
+        raise ValueError(f"span [{start_s!r}, {end_s!r}): start is after end")
+
+
+def _warn_past_end(what: str, start_s: float, end_s: float, duration_s: float) -> None:
+    if start_s >= duration_s:
+        warnings.warn(f"{what}: span [{start_s}, {end_s}) starts at or after the end of the recording "
+                      f"({duration_s:.3f} s); every modality is empty", EmptySpanWarning, stacklevel=3)
 
 
 def span_indices(start_s: float | None, end_s: float | None, rate: float | Fraction, length: int) -> tuple[int, int]:
@@ -67,8 +91,8 @@ def windows(duration_s: float, window_s: float, hop_s: float | None = None, *,
     ``duration_s``. Starts are computed as ``k * hop`` (not by accumulation) so they stay exact.
     """
     hop = window_s if hop_s is None else hop_s
-    if window_s <= 0 or hop <= 0:
-        raise ValueError(f"window_s and hop_s must be > 0, got {window_s!r} and {hop!r}")
+    if not (math.isfinite(window_s) and math.isfinite(hop)) or window_s <= 0 or hop <= 0:
+        raise ValueError(f"window_s and hop_s must be finite and > 0, got {window_s!r} and {hop!r}")
     out, k = [], 0
     while True:
         start = k * hop
@@ -198,6 +222,7 @@ class Participant:
     # ---- modalities
     def audio(self, start_s: float | None = None, end_s: float | None = None) -> np.ndarray:
         """float32 samples at the WAV's native rate; ``(n,)`` mono or ``(n, channels)``."""
+        check_span(start_s, end_s)
         src = self._need("wav")
         if self._wav_header_only:
             raise NotDownloadedError(f"{self.file_id}: only the WAV header was read; request the audio modality")
@@ -236,6 +261,7 @@ class Participant:
     def features(self, keys: Iterable[str] | None = None, start_s: float | None = None,
                  end_s: float | None = None) -> dict[str, np.ndarray]:
         """``"group:feature" -> rows in the span``; hypernet features are cut at frame_rate/15."""
+        check_span(start_s, end_s)
         if self._npz is None:
             raise NotDownloadedError(f"{self.file_id}: no local .npz file; download the bundle first")
         wanted = list(self._npz.keys() if keys is None else keys)
@@ -269,6 +295,7 @@ class Participant:
 
     def vad_mask(self, rate: int = VAD_RATE, start_s: float | None = None, end_s: float | None = None) -> np.ndarray:
         """Boolean speech mask; cell k covers ``[k/rate, (k+1)/rate)``; segments are cut like any span."""
+        check_span(start_s, end_s)
         total = math.ceil(self.duration_s * rate - 1e-6)
         mask = np.zeros(total, dtype=bool)
         for seg in self.vad_segments():
@@ -292,6 +319,7 @@ class Participant:
 
         Words whose times are null are never placed on the clock; see :meth:`untimed_words`.
         """
+        check_span(start_s, end_s)
         lo = -math.inf if start_s is None else start_s
         hi = math.inf if end_s is None else end_s
         return [w for w in self._all_words()
@@ -308,6 +336,7 @@ class Participant:
 
     def video_frames(self, start_s: float, end_s: float) -> np.ndarray:
         """uint8 RGB ``(T, H, W, 3)`` of frames in the span, decoded from the keyframe before ``start_s``."""
+        check_span(start_s, end_s)
         return decode_frames(self._need("mp4"), start_s, end_s, frame_rate=self.frame_rate,
                              name=f"{self.file_id}.mp4")
 
@@ -342,11 +371,15 @@ class Participant:
                video_channels_first: bool = False, video_device: str = "cpu") -> dict[str, Any]:
         """Every requested modality for one span, as a dict keyed by modality name plus ``file_id``.
 
-        ``"video"`` is decoded only when listed (see :meth:`video_window` for its options).
+        ``"video"`` is decoded only when listed (see :meth:`video_window` for its options). A span past
+        the end of the recording gives empty modalities and an :class:`EmptySpanWarning`.
         """
         unknown = set(modalities) - set(MODALITIES)
         if unknown:
             raise ValueError(f"unknown modalities {sorted(unknown)}; expected some of {list(MODALITIES)}")
+        check_span(start_s, end_s)
+        if not _warned_span.get():
+            _warn_past_end(self.file_id, start_s, end_s, self.duration_s)
         out: dict[str, Any] = {"file_id": self.file_id, "start_s": start_s, "end_s": end_s}
         if "audio" in modalities:
             out["audio"] = self.audio(start_s, end_s)
@@ -382,9 +415,18 @@ class Interaction:
     def window(self, start_s: float, end_s: float, modalities: Sequence[str] = DEFAULT_WINDOW_MODALITIES,
                **kwargs) -> dict:
         """``{"key", "start_s", "end_s", "participants": [per-participant window, ...]}`` for one span;
-        keyword options as :meth:`Participant.window` (``video_size``, ``video_fps``, ...)."""
-        return {"key": self.key, "start_s": start_s, "end_s": end_s,
-                "participants": [p.window(start_s, end_s, modalities, **kwargs) for p in self.participants]}
+        keyword options as :meth:`Participant.window` (``video_size``, ``video_fps``, ...).
+
+        A span past the end of the interaction gives empty modalities and an :class:`EmptySpanWarning`.
+        """
+        check_span(start_s, end_s)
+        _warn_past_end(self.key, start_s, end_s, self.duration_s)
+        token = _warned_span.set(True)  # one warning for the interaction, not one per participant
+        try:
+            parts = [p.window(start_s, end_s, modalities, **kwargs) for p in self.participants]
+        finally:
+            _warned_span.reset(token)
+        return {"key": self.key, "start_s": start_s, "end_s": end_s, "participants": parts}
 
     def windows(self, window_s: float, hop_s: float | None = None, **kwargs) -> list[tuple[float, float]]:
         return windows(self.duration_s, window_s, hop_s, **kwargs)

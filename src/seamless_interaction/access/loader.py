@@ -420,6 +420,7 @@ class WindowDataset(IterableDataset):
         if bad:
             raise ValueError(f"unknown modalities {sorted(bad)}; the loader supports {list(LOADER_MODALITIES)}")
         sources, self._selected = _file_selection(sources, catalog, hf_url, dyadic)
+        windows(1.0, window_s, hop_s)  # ValueError now, naming them, for a window or hop <= 0, NaN or inf
         self.shards = resolve_shards(sources, catalog=catalog, hf_url=hf_url)
         self.modalities = tuple(modalities)
         self.window_s, self.hop_s = window_s, hop_s
@@ -723,17 +724,28 @@ class WindowDataset(IterableDataset):
         if threads is None:
             threads = 2 if get_worker_info() is None else 1
         pool = ThreadPoolExecutor(threads, thread_name_prefix="npz-inflate") if threads > 1 else None
+        short: list[str] = []  # units too short for one window: said once at the end, not silently dropped
         try:
             for group in self._groups(read_groups, owned, dict(expected), pool):
+                n = 0
                 for item in self._window_items(group):
+                    n += 1
                     if not self.shuffle:
                         yield item
                         continue
                     buf.append(item)
                     if len(buf) >= self.shuffle_buffer:
                         yield buf.pop(rng.randrange(len(buf)))
+                if n == 0:
+                    short.append(f"{self._unit(group[0][0].file_id)} "
+                                 f"({min(p.duration_s for p, _ in group):.2f} s)")
             rng.shuffle(buf)
             yield from buf
+            if short:
+                unit = "interaction(s)" if self.dyadic else "file id(s)"
+                warnings.warn(f"{len(short)} {unit} shorter than window_s={self.window_s} gave no windows "
+                              f"(e.g. {', '.join(short[:3])}); lower window_s or pass drop_last=False",
+                              ShardWarning, stacklevel=2)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)

@@ -690,11 +690,19 @@ class MirrorServer:
         return sorted(out, key=lambda e: e["path"])
 
 def serve(root: Path | str, host: str = "127.0.0.1", port: int = 8000, *, latency_s: float = 0.0,
-          bandwidth_bps: float | None = None, out: IO[str] | None = None) -> None:
-    """Serve ``root`` until Ctrl-C, after printing the three base URLs (for ``mirror serve``)."""
+          bandwidth_bps: float | None = None, out: IO[str] | None = None, banner: str | None = None) -> None:
+    """Serve ``root`` until Ctrl-C, after printing ``banner`` and the three base URLs (for ``mirror serve``).
+
+    Nothing is printed before the port is bound: a port in use is an OSError naming it.
+    """
     server = MirrorServer(root, host, port, latency_s=latency_s, bandwidth_bps=bandwidth_bps)
-    server._bind()
+    try:
+        server._bind()
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot serve on {host}:{port}: {exc.strerror or exc}") from exc
     out = out or sys.stdout
+    if banner:
+        print(banner, file=out)
     print(f"CDN:    {server.cdn_url}", file=out)
     print(f"Hub:    {server.hf_url}", file=out)
     print(f"Assets: {server.assets_url}", file=out, flush=True)

@@ -315,6 +315,8 @@ def _fetch_locked(
     logger.debug("%s: %d members in %d ranges, %d bytes", url, len(todo), len(ranges), sum(r.size for r in ranges))
 
     sink = _Sink(dest, todo, url, manifest)
+    # Bytes on the wire (merged ranges include the small gaps between members), on the transfer's bar.
+    transfer.progress.start(sum(r.size for r in ranges), f"{len(todo)} members of {url.rsplit('/', 1)[-1]}")
     try:
         for m in todo:
             if m.size == 0:
@@ -333,11 +335,13 @@ def _fetch_locked(
             for m in r.members:
                 a, b = max(m.offset_data, r.start), min(m.end, r.end)
                 sink.write(m, view[a - r.start:b - r.start], a - m.offset_data)
+            transfer.progress.advance(len(data))
             if progress is not None:
                 progress(len(data))
 
         _run_all(run, ranges, max_workers)
     finally:
+        transfer.progress.close()
         sink.abort()  # temp files of members that did not complete
 
 
@@ -453,7 +457,12 @@ def fetch_file_ids(
                                      file_ids=ids,
                                      modalities=modalities, cache_dir=cache_dir, manifest=manifest)
 
-    results = _run_all(one, list(groups.items()), archive_workers)
+    # One bar for all archives: the per-archive starts below nest into it.
+    transfer.progress.start(None, f"{len(groups)} archive(s)")
+    try:
+        results = _run_all(one, list(groups.items()), archive_workers)
+    finally:
+        transfer.progress.close()
     return [p for paths in results for p in paths]
 
 
