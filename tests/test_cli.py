@@ -228,9 +228,9 @@ def test_download_refuses_what_it_would_ignore(case, run, sample_mirror, tmp_pat
     d = str(tmp_path / "d")
     args, needle = {
         "only_empty": (("--archive", spec, "--only", ""), "--only ''"),
-        "negative_archive": (("--archive", "improvised/dev/0/-1"), "0 to 9999"),
-        "negative_batch": (("--batch", "improvised/dev/-1"), "0 to 9999"),
-        "huge_archive": (("--archive", "improvised/dev/0/10000"), "0 to 9999"),
+        "negative_archive": (("--archive", "improvised/dev/0/-1"), "in 0..9999"),
+        "negative_batch": (("--batch", "improvised/dev/-1"), "in 0..9999"),
+        "huge_archive": (("--archive", "improvised/dev/0/10000"), "0..9999"),
         "from_cdn_archive": (("--archive", spec, "--from", "cdn"), "--from cdn"),
         "from_cdn_only": ((sample_mirror.split_pairs[0][0], "--from", "cdn", "--only", "npz"), "--from cdn"),
         "keep_tar_pair": (("--pair", key, "--keep-tar"), "--keep-tar"),
