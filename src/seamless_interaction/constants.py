@@ -4,7 +4,6 @@ from __future__ import annotations
 
 ALL_LABELS = ("improvised", "naturalistic")
 ALL_SPLITS = ("train", "dev", "test")
-VENDORS = ("V00", "V01", "V02", "V03")
 # The official toolkit samples from a preferred subset of vendors by default; V00 and V01 carry the
 # 1080p, 30 fps recordings with the fullest feature sets (FORMAT.md section 7).
 PREFERRED_VENDORS = ("V00", "V01")
@@ -49,13 +48,8 @@ CORE_NPZ_KEYS = tuple(
 )
 MOVEMENT_NPZ_KEYS = tuple(sorted(f"movement:{f}" for f in MOVEMENT_FEATURES))
 
-# Parts whose absence makes a file id unusable: the CDN route fails loudly without them.
-REQUIRED_PARTS = ("audio", "video", "metadata/vad", "smplh")
-
-MEDIA_EXTENSIONS = ("wav", "mp4")
 BUNDLE_EXTENSIONS = ("json", "mp4", "npz", "wav")  # tar member order (sorted)
 
 AUDIO_SAMPLE_RATE = 48_000
-NOMINAL_FRAME_RATE = 30.0
 HYPERNET_STRIDE = 15  # movement:hypernet_features has one row per 15 frames
 VAD_RATE = 100

@@ -33,7 +33,6 @@ without converting them. So at most one participant beyond the join buffer is he
 from __future__ import annotations
 
 import io
-import logging
 import os
 import random
 import re
@@ -62,7 +61,6 @@ from seamless_interaction.base.errors import IntegrityError, SeamlessError, Tran
 from seamless_interaction.base.tarfmt import iter_tar
 from seamless_interaction.remote.urls import hub_archive_url
 
-logger = logging.getLogger(__name__)
 
 LOADER_MODALITIES = ("features", "audio", "vad", "words")
 RANGE_SKIP_MIN = 1 << 20  # over HTTP, skips larger than this reopen the stream at an offset (Range)

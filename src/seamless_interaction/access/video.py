@@ -7,7 +7,6 @@ first frame, so frame indices line up with the rows of the frame-aligned npz fea
 from __future__ import annotations
 
 import io
-import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ import numpy as np
 
 from seamless_interaction.base.errors import IntegrityError
 
-logger = logging.getLogger(__name__)
 
 # A path, the bytes themselves, or a zero-argument callable opening a seekable binary file
 # (used for an mp4 member inside a tar, read in place).

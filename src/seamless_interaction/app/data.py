@@ -9,7 +9,6 @@ real dataset or to a mirror with no code change; the local folder comes from
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from seamless_interaction.base.config import DatasetConfig, default_local_dir
 from seamless_interaction.constants import DEFAULT_CDN_URL
 from seamless_interaction.local.manifest import MANIFEST_NAME
 
-logger = logging.getLogger(__name__)
 
 LOCAL_DIR_KEY = "local_dir"
 

@@ -53,10 +53,6 @@ class FileId:
         return f"V{self.vendor}"
 
 
-def parse_file_id(text: str) -> FileId:
-    return FileId.parse(text)
-
-
 def validate_file_id(text: str) -> str:
     """Return the normalised file id string or raise :class:`InvalidIdError`."""
     return str(FileId.parse(text))

@@ -613,10 +613,6 @@ def _write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def _spec_doc(spec: MirrorSpec) -> dict[str, Any]:
-    return {"generator_version": GENERATOR_VERSION, "spec": dataclasses.asdict(spec)}
-
-
 def load_mirror_info(root: Path | str) -> MirrorInfo:
     """Read ``root/mirror.json`` of a finished build; the root recorded there is replaced by ``root``."""
     root = Path(root)
