@@ -18,6 +18,18 @@ from typing import NoReturn
 from seamless_interaction import __version__
 from seamless_interaction.base.errors import InvalidIdError, SeamlessError, UnknownIdError
 
+__all__ = [
+    "build_parser",
+    "cmd_app",
+    "cmd_demo",
+    "cmd_download",
+    "cmd_info",
+    "cmd_mirror",
+    "cmd_sample",
+    "cmd_verify",
+    "main",
+]
+
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 

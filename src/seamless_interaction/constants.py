@@ -2,6 +2,34 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "ALL_FEATURES",
+    "ALL_LABELS",
+    "ALL_SPLITS",
+    "ANNOTATION_TYPES",
+    "ASSET_TABLES",
+    "AUDIO_SAMPLE_RATE",
+    "BOXES_AND_KEYPOINTS_FEATURES",
+    "BUNDLE_EXTENSIONS",
+    "CORE_NPZ_KEYS",
+    "DEFAULT_ASSETS_URL",
+    "DEFAULT_CDN_URL",
+    "DEFAULT_HF_URL",
+    "ENV_ASSETS",
+    "ENV_CACHE_DIR",
+    "ENV_CDN_URL",
+    "ENV_HF_URL",
+    "FEATURE_GROUPS",
+    "HYPERNET_STRIDE",
+    "METADATA_TYPES",
+    "MOVEMENT_FEATURES",
+    "MOVEMENT_NPZ_KEYS",
+    "MOVEMENT_V4_FEATURES",
+    "PREFERRED_VENDORS",
+    "SMPLH_FEATURES",
+    "VAD_RATE",
+]
+
 ALL_LABELS = ("improvised", "naturalistic")
 ALL_SPLITS = ("train", "dev", "test")
 # The official toolkit samples from a preferred subset of vendors by default; V00 and V01 carry the

@@ -61,6 +61,15 @@ from seamless_interaction.base.errors import IntegrityError, SeamlessError, Tran
 from seamless_interaction.base.tarfmt import iter_tar
 from seamless_interaction.remote.urls import hub_archive_url
 
+__all__ = [
+    "Shard",
+    "ShardWarning",
+    "WindowDataset",
+    "collate_windows",
+    "iter_members",
+    "iter_samples",
+    "resolve_shards",
+]
 
 LOADER_MODALITIES = ("features", "audio", "vad", "words")
 RANGE_SKIP_MIN = 1 << 20  # over HTTP, skips larger than this reopen the stream at an offset (Range)

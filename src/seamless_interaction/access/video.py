@@ -18,6 +18,7 @@ import numpy as np
 
 from seamless_interaction.base.errors import IntegrityError
 
+__all__ = ["VideoInfo", "VideoReader", "decode_frames", "probe_video", "time_to_index"]
 
 # A path, the bytes themselves, or a zero-argument callable opening a seekable binary file
 # (used for an mp4 member inside a tar, read in place).

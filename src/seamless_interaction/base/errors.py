@@ -7,6 +7,19 @@ the official toolkit keeps working.
 
 from __future__ import annotations
 
+__all__ = [
+    "CatalogError",
+    "InsufficientSpaceError",
+    "IntegrityError",
+    "InvalidIdError",
+    "MissingPartError",
+    "NotDownloadedError",
+    "SeamlessError",
+    "TransferError",
+    "UnknownIdError",
+    "UnsafeArchiveError",
+]
+
 
 class SeamlessError(Exception):
     """Base class of every error this package raises on purpose."""

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from seamless_interaction.base.errors import InvalidIdError
 
+__all__ = ["FileId", "classify_key", "validate_file_id", "validate_interaction_key", "validate_session_key"]
+
 FILE_ID_RE = re.compile(r"^V(\d{2})_S(\d{4})_I(\d{8})_P(\d{4}[A-Z]?)$")
 INTERACTION_KEY_RE = re.compile(r"^V(\d{2})_S(\d{4})_I(\d{8})$")
 SESSION_KEY_RE = re.compile(r"^V(\d{2})_S(\d{4})$")

@@ -19,6 +19,15 @@ from pathlib import Path, PurePosixPath
 
 from seamless_interaction.base.errors import IntegrityError, UnsafeArchiveError
 
+__all__ = [
+    "ExtractedMember",
+    "check_member",
+    "extraction_complete",
+    "read_extraction_record",
+    "safe_extract",
+    "write_extraction_record",
+]
+
 STATE_DIR = ".seamless_interaction"
 
 

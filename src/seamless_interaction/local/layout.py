@@ -9,6 +9,8 @@ from pathlib import Path
 
 from seamless_interaction.constants import BUNDLE_EXTENSIONS
 
+__all__ = ["archive_dir", "bundle_paths", "find_bundle"]
+
 TMP_SUFFIX = ".part"  # in-progress downloads; never a final name
 
 

@@ -52,7 +52,8 @@ if TYPE_CHECKING:
     from seamless_interaction.local.manifest import Manifest
     from seamless_interaction.remote.transfer import Transfer
 
-__all__ = ["FAILING_KINDS", "KINDS", "Problem", "Report", "verify", "verify_fs"]
+__all__ = ["FAILING_KINDS", "KINDS", "Problem", "Report", "check_json", "check_mp4", "check_npz", "check_wav", "verify",
+           "verify_fs"]
 
 logger = logging.getLogger(__name__)
 

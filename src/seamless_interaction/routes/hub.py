@@ -24,6 +24,8 @@ from seamless_interaction.local.manifest import Manifest
 from seamless_interaction.remote.transfer import Transfer, check_free_space
 from seamless_interaction.remote.urls import hub_archive_url
 
+__all__ = ["ArchiveResult", "archive_size", "download_archive"]
+
 log = logging.getLogger(__name__)
 
 
