@@ -11,6 +11,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NoReturn
@@ -18,6 +19,21 @@ from typing import NoReturn
 from seamless_interaction import __version__
 from seamless_interaction.base.errors import InvalidIdError, SeamlessError, UnknownIdError
 from seamless_interaction.base.ids import ArchiveRef
+
+__all__ = [
+    "build_parser",
+    "cmd_app",
+    "cmd_demo",
+    "cmd_download",
+    "cmd_export",
+    "cmd_index",
+    "cmd_info",
+    "cmd_mirror",
+    "cmd_query",
+    "cmd_sample",
+    "cmd_verify",
+    "main",
+]
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -36,35 +52,23 @@ def _local_dir(text: str) -> Path:
     return Path(text)
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535; 0 picks a free one)")
-    return port
+def _int_in(lo: int, hi: int | None, what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number in ``[lo, hi]``, else a message saying what was expected."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if n < lo or (hi is not None and n > hi):
+            raise argparse.ArgumentTypeError(f"{n}: expected {what}")
+        return n
+
+    return parse
 
 
-def _count(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{n}: expected a count of at least 1")
-    return n
-
-
-def _index(text: str) -> int:
-    """A batch or archive number: the layout's four digits."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= n <= 9999:
-        raise argparse.ArgumentTypeError(f"{n}: batch and archive numbers run from 0 to 9999")
-    return n
+_port = _int_in(0, 65535, "a port number 0-65535 (0 picks a free one)")
+_count = _int_in(1, None, "a count of at least 1")
+_index = _int_in(0, 9999, "a batch or archive number from 0 to 9999")
 
 
 def _seconds(text: str) -> float:
@@ -256,7 +260,8 @@ def cmd_download(args) -> int:
         splits = [_parse_archive_spec(s, 2) for s in args.split or []]
         if not (file_ids or archives or splits):
             raise InvalidIdError("nothing to download: give FILE_IDs, --pair, --session, --archive, --batch or --split")
-        whole = bool(archives) and not only and not splits  # whole archives, the one place a .tar is kept
+        # Whole archives (the one route that can keep a .tar) unless --only, --split or --from hub reroute them.
+        whole = bool(archives) and not only and not splits and args.source != "hub"
         if args.source == "cdn" and (archives or splits or only):
             raise InvalidIdError("--from cdn fetches file ids; --archive, --batch, --split and --only read Hub "
                                  "archives (drop --from cdn, or name file ids instead)")

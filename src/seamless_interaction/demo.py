@@ -14,6 +14,8 @@ from pathlib import Path
 
 from seamless_interaction.base.config import DatasetConfig, default_cache_dir
 
+__all__ = ["run_demo"]
+
 
 def run_demo(workdir: Path | None = None, *, quiet: bool = False, app: bool = False,
              duration_s: float | None = None) -> int:

@@ -11,6 +11,18 @@ import time
 import urllib.request
 
 
+def _wait_healthy(proc: subprocess.Popen, port: int) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
+                return
+        except OSError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()[-2000:]
+        time.sleep(0.2)
+
+
 def test_launch_app_serves_the_mirror_and_stops_on_interrupt(app_setup, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -21,15 +33,7 @@ def test_launch_app_serves_the_mirror_and_stops_on_interrupt(app_setup, tmp_path
     env = dict(os.environ, SEAMLESS_INTERACTION_CACHE=str(tmp_path / "cache"))
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()[-2000:]
-            time.sleep(0.2)
+        _wait_healthy(proc, port)
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)
         out = proc.stdout.read().decode()
@@ -70,15 +74,7 @@ def test_sigterm_to_the_cli_app_stops_streamlit(app_setup, tmp_path):
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     child = None
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()[-2000:]
-            time.sleep(0.2)
+        _wait_healthy(proc, port)
         (child,) = _children(proc.pid)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 128 + signal.SIGTERM

@@ -40,6 +40,19 @@ from seamless_interaction.base.ids import FileId, validate_interaction_key
 from seamless_interaction.access.video import (VideoReader, VideoSize, decode_frames, open_window_decoder, probe_video,
                                                time_to_index)
 
+__all__ = [
+    "EmptyMediaWarning",
+    "EmptySpanWarning",
+    "Interaction",
+    "Participant",
+    "check_span",
+    "load_interaction_data",
+    "open_interaction",
+    "open_participant",
+    "span_indices",
+    "windows",
+]
+
 logger = logging.getLogger(__name__)
 
 # Set while Interaction.window cuts its participants, which then leave the span warning to it.

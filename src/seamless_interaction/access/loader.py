@@ -33,7 +33,6 @@ without converting them. So at most one participant beyond the join buffer is he
 from __future__ import annotations
 
 import io
-import logging
 import os
 import random
 import re
@@ -65,7 +64,15 @@ from seamless_interaction.base.tarfmt import iter_tar
 from seamless_interaction.remote.transfer import Transfer
 from seamless_interaction.remote.urls import hub_archive_url
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "Shard",
+    "ShardWarning",
+    "WindowDataset",
+    "collate_windows",
+    "iter_members",
+    "iter_samples",
+    "resolve_shards",
+]
 
 LOADER_MODALITIES = ("features", "audio", "vad", "words", "video")
 RANGE_SKIP_MIN = 1 << 20  # over HTTP, skips larger than this reopen the stream at an offset (Range)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 import io
-import logging
 import math
 import numbers
 import os
@@ -25,7 +24,24 @@ import numpy as np
 
 from seamless_interaction.base.errors import IntegrityError
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "GpuWindowDecoder",
+    "PacketEntry",
+    "VideoInfo",
+    "VideoReader",
+    "WindowDecoder",
+    "decode_frames",
+    "display_size",
+    "encode_frames",
+    "is_clean_cut",
+    "open_window_decoder",
+    "output_size",
+    "probe_video",
+    "remux_frames",
+    "time_to_index",
+    "video_packets",
+    "window_targets",
+]
 
 # A path, the bytes themselves, or a zero-argument callable opening a seekable binary file
 # (used for an mp4 member inside a tar, read in place).

@@ -9,7 +9,6 @@ with no network.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import subprocess
@@ -22,7 +21,6 @@ from seamless_interaction.constants import ENV_ASSETS, ENV_CDN_URL, ENV_HF_URL
 
 __all__ = ["ENTRY_POINT", "launch_app", "streamlit_command"]
 
-logger = logging.getLogger(__name__)
 
 ENTRY_POINT = Path(__file__).with_name("Welcome.py")
 ENV_LOCAL_DIR = "SEAMLESS_INTERACTION_LOCAL_DIR"  # read by app/data.py

@@ -19,7 +19,7 @@ from seamless_interaction.base.ids import FILE_ID_RE, ArchiveRef
 from seamless_interaction.constants import ALL_LABELS, ALL_SPLITS, BUNDLE_EXTENSIONS
 from seamless_interaction.local import layout
 
-__all__ = ["LocalBundle", "LocalInventory", "delete_bundles", "scan_local_dir"]
+__all__ = ["LocalBundle", "LocalInventory", "delete_bundles", "disk_free_bytes", "scan_local_dir"]
 
 logger = logging.getLogger(__name__)
 

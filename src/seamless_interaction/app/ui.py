@@ -17,6 +17,8 @@ from seamless_interaction.routes import cdn
 from seamless_interaction.app import data
 from seamless_interaction.app.progress import ProgressRecorder, format_bytes, format_duration
 
+__all__ = ["describe", "gather_job", "run_download", "show_result"]
+
 RESULT_KEY = "download_result"
 
 

@@ -18,6 +18,15 @@ from seamless_interaction.constants import (
     ENV_CDN_URL, ENV_HF_URL, PREFERRED_VENDORS,
 )
 
+__all__ = [
+    "DatasetConfig",
+    "default_cache_dir",
+    "default_local_dir",
+    "default_max_connections",
+    "default_num_workers",
+    "find_hf_token",
+]
+
 
 def default_local_dir() -> Path:
     return Path.home() / "datasets" / "seamless_interaction"

@@ -7,6 +7,25 @@ written against the official toolkit, which raised ``ValueError`` for all of the
 
 from __future__ import annotations
 
+__all__ = [
+    "AccessDeniedError",
+    "CatalogError",
+    "ExportError",
+    "InsufficientSpaceError",
+    "IntegrityError",
+    "InvalidIdError",
+    "MissingPartError",
+    "NoCandidatesError",
+    "NotDownloadedError",
+    "SeamlessError",
+    "TransferCancelled",
+    "TransferError",
+    "UnknownIdError",
+    "UnsafeArchiveError",
+    "UnsafePathError",
+    "VideoDeviceError",
+]
+
 
 class SeamlessError(Exception):
     """Base class of every error this package raises on purpose."""

@@ -23,6 +23,21 @@ from seamless_interaction.constants import ANNOTATION_TYPES
 from seamless_interaction.base.errors import IntegrityError
 from seamless_interaction.base.npz import NpzReader
 
+__all__ = [
+    "WavInfo",
+    "bundle_json",
+    "cast_float32",
+    "decode_npz",
+    "decode_wav",
+    "encode_json",
+    "encode_jsonl",
+    "encode_npz",
+    "encode_wav_float32",
+    "parse_jsonl",
+    "pcm_to_float",
+    "read_wav_info",
+]
+
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 

@@ -12,6 +12,20 @@ from dataclasses import dataclass
 from seamless_interaction.base.errors import InvalidIdError
 from seamless_interaction.constants import ALL_LABELS, ALL_SPLITS, BUNDLE_EXTENSIONS
 
+__all__ = [
+    "ArchiveRef",
+    "FileId",
+    "InteractionKey",
+    "classify_key",
+    "validate_file_id",
+    "validate_index",
+    "validate_interaction_key",
+    "validate_label",
+    "validate_modalities",
+    "validate_session_key",
+    "validate_split",
+]
+
 FILE_ID_RE = re.compile(r"^V(\d{2})_S(\d{4})_I(\d{8})_P(\d{4}[A-Z]?)$")
 INTERACTION_KEY_RE = re.compile(r"^V(\d{2})_S(\d{4})_I(\d{8})$")
 SESSION_KEY_RE = re.compile(r"^V(\d{2})_S(\d{4})$")
@@ -112,10 +126,6 @@ class InteractionKey:
     @property
     def session_key(self) -> str:
         return f"V{self.vendor}_S{self.session}"
-
-
-def parse_file_id(text: str) -> FileId:
-    return FileId.parse(text)
 
 
 def validate_file_id(text: str) -> str:

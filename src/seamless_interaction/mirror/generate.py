@@ -44,8 +44,18 @@ from seamless_interaction.constants import (
 )
 from seamless_interaction.base.ids import FileId
 
-__all__ = ["EMBEDDED_DURATION_S", "QUICK_SPEC", "FileRecord", "MirrorInfo", "MirrorSpec", "build_mirror", "frame_marker",
-           "load_mirror_info"]
+__all__ = [
+    "EMBEDDED_DURATION_S",
+    "FileRecord",
+    "MirrorInfo",
+    "MirrorSpec",
+    "QUICK_SPEC",
+    "build_mirror",
+    "frame_marker",
+    "hub_archive_path",
+    "load_mirror_info",
+    "placeholder_mp4",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -622,10 +632,6 @@ def _write_tar(path: Path, samples: list[tuple[str, Mapping[str, bytes]]]) -> No
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-
-
-def _spec_doc(spec: MirrorSpec) -> dict[str, Any]:
-    return {"generator_version": GENERATOR_VERSION, "spec": dataclasses.asdict(spec)}
 
 
 def load_mirror_info(root: Path | str) -> MirrorInfo:

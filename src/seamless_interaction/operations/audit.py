@@ -58,8 +58,20 @@ if TYPE_CHECKING:
     from seamless_interaction.local.manifest import Manifest
     from seamless_interaction.remote.transfer import Transfer
 
-__all__ = ["FAILING_KINDS", "KINDS", "REFETCH_KINDS", "BundleCheck", "Problem", "Report", "Scope", "audit",
-           "check_scope", "is_active_temp", "run_checks"]
+__all__ = [
+    "BundleCheck",
+    "FAILING_KINDS",
+    "KINDS",
+    "Problem",
+    "REFETCH_KINDS",
+    "Report",
+    "Scope",
+    "audit",
+    "check_scope",
+    "is_active_temp",
+    "run_checks",
+    "sort_problems",
+]
 
 logger = logging.getLogger(__name__)
 

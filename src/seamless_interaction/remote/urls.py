@@ -7,6 +7,8 @@ from typing import NamedTuple
 from seamless_interaction.base.ids import ArchiveRef
 from seamless_interaction.constants import ANNOTATION_TYPES, FEATURE_GROUPS
 
+__all__ = ["Part", "cdn_parts", "cdn_urls", "hub_archive_path", "hub_archive_url"]
+
 
 class Part(NamedTuple):
     """One object of a file id on the CDN (a NamedTuple: URL lists are built in hot loops)."""

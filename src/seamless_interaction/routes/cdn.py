@@ -37,6 +37,8 @@ from seamless_interaction.local.manifest import Manifest, sha256_file
 from seamless_interaction.remote.transfer import FetchResult, Job, Transfer
 from seamless_interaction.remote.urls import Part, cdn_parts
 
+__all__ = ["BundleResult", "bundle_complete", "gather_file_id", "gather_many", "plan_file_id"]
+
 log = logging.getLogger(__name__)
 
 

@@ -22,6 +22,8 @@ from seamless_interaction.local.manifest import Manifest, member_source
 from seamless_interaction.remote.transfer import Transfer, check_free_space
 from seamless_interaction.remote.urls import hub_archive_url
 
+__all__ = ["ArchiveResult", "archive_size", "download_archive"]
+
 log = logging.getLogger(__name__)
 
 

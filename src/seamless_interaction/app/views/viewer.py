@@ -23,9 +23,6 @@ from seamless_interaction.app.progress import format_bytes
 from seamless_interaction.base.errors import SeamlessError
 from seamless_interaction.base.ids import INTERACTION_KEY_RE
 
-NAV_KEYS = ("v_label", "v_split", "v_batch", "v_key")
-
-
 @st.cache_data(show_spinner="Reading the interaction…", max_entries=16)
 def _payload(root: str, key: str, signature: tuple, au_columns: tuple[int, ...]) -> dict[str, Any]:
     """Player data for one interaction; ``signature`` (paths, sizes, mtimes) invalidates it on change."""

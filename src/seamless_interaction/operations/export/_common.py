@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 from seamless_interaction.base.errors import ExportError
 
+__all__ = ["atomic_path", "clip_span", "layers", "require", "tier_name", "write_text_atomic"]
+
 T = TypeVar("T")
 
 

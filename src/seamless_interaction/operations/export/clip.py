@@ -47,7 +47,7 @@ from seamless_interaction.base.ids import ArchiveRef
 from seamless_interaction.local import layout
 from seamless_interaction.operations.export.source import Dyad, Speaker
 
-__all__ = ["CUT_MODES", "ClipWriter"]
+__all__ = ["CUT_MODES", "ClipWriter", "clip_record", "slice_json"]
 
 logger = logging.getLogger(__name__)
 
