@@ -269,7 +269,8 @@ def cmd_mirror(args) -> int:
         print(f"mirror in {info.root}: {len(info.file_ids)} file ids, {len(info.pairs)} pairs")
         return 0
     if not (Path(args.dir) / "mirror.json").exists():
-        raise InvalidIdError(f"{args.dir}: not a mirror (no mirror.json); run `seamless-interaction mirror build {args.dir}` first")
+        raise InvalidIdError(f"{args.dir}: not a mirror (no mirror.json); "
+                             f"run `seamless-interaction mirror build {args.dir}` first")
     serve(args.dir, host=args.host, port=args.port, latency_s=args.latency, bandwidth_bps=args.bandwidth,
           banner=f"serving {args.dir}; point the toolkit at it with SEAMLESS_INTERACTION_CDN_URL, "
                  "SEAMLESS_INTERACTION_HF_URL and SEAMLESS_INTERACTION_ASSETS (Ctrl-C stops)")

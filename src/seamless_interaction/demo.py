@@ -61,7 +61,7 @@ def run_demo(workdir: Path | None = None, *, quiet: bool = False, app: bool = Fa
             for label, split, batch, archive in archives:
                 fs_hub.download_archive_from_hf(archive, label=label, split=split, batch=batch)
             say(f"[4/4] Hub route: {len(archives)} archive(s) "
-                f"{', '.join(f'{l}/{s}/{b:04d}/{a:04d}.tar' for l, s, b, a in archives)} "
+                f"{', '.join(f'{lab}/{s}/{b:04d}/{a:04d}.tar' for lab, s, b, a in archives)} "
                 f"in {time.perf_counter() - t2:.1f} s")
             hub_paths = {fid: fs_hub.get_path_list_for_file_id_local(fid) for fid in got}
     mismatches = []

@@ -89,7 +89,7 @@ class SeamlessInteractionFS:
             self._transfer.close()
             self._transfer = None
 
-    def __enter__(self) -> "SeamlessInteractionFS":
+    def __enter__(self) -> SeamlessInteractionFS:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -209,7 +209,8 @@ class SeamlessInteractionFS:
                                  manifest=Manifest(root) if local_dir is not None else self.manifest)
         return res.paths
 
-    def download_batch_from_s3(self, file_ids: list[str], *, local_dir: str | Path | None = None) -> list[dict[str, Path]]:
+    def download_batch_from_s3(self, file_ids: list[str], *,
+                               local_dir: str | Path | None = None) -> list[dict[str, Path]]:
         for fid in file_ids:
             validate_file_id(fid)
         root = Path(local_dir) if local_dir is not None else self.local_dir
@@ -342,13 +343,13 @@ class SeamlessInteractionFS:
         except SeamlessError:
             return None
 
-    def open_participant(self, file_id: str) -> "Participant":
+    def open_participant(self, file_id: str) -> Participant:
         """One participant's local data, every modality on one clock (see :mod:`access`)."""
         from seamless_interaction.access.aligned import open_participant
 
         return open_participant(self.local_dir, file_id, self._catalog_if_available())
 
-    def open_interaction(self, interaction_key: str) -> "Interaction":
+    def open_interaction(self, interaction_key: str) -> Interaction:
         """Both participants of an interaction, from local data whichever route fetched them."""
         from seamless_interaction.access.aligned import open_interaction
 
@@ -366,7 +367,7 @@ class SeamlessInteractionFS:
 
     # ------------------------------------------------------------------ audit
     def verify(self, *, label: str | None = None, split: str | None = None, batch: int | None = None,
-               deep: bool = False, check_remote: bool = False, repair: bool = False) -> "Report":
+               deep: bool = False, check_remote: bool = False, repair: bool = False) -> Report:
         """Audit the local tree against the catalog and the manifest; ``repair=True`` refetches
         exactly what is bad (see :mod:`verify`)."""
         from seamless_interaction.operations.verify import verify_fs

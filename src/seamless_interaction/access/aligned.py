@@ -131,13 +131,13 @@ class Participant:
         self._npz = NpzReader(self._src["npz"], name=f"{file_id}.npz") if "npz" in self._src else None
 
     @classmethod
-    def from_paths(cls, file_id: str, paths: Mapping[str, Path | str]) -> "Participant":
+    def from_paths(cls, file_id: str, paths: Mapping[str, Path | str]) -> Participant:
         """``paths`` keyed by extension (wav, mp4, npz, json); absent or non-existent ones are left out."""
         return cls(file_id, {ext: Path(p) for ext, p in paths.items() if p is not None and Path(p).exists()})
 
     @classmethod
     def from_sources(cls, file_id: str, sources: Mapping[str, Source], *, wav_header_only: bool = False
-                     ) -> "Participant":
+                     ) -> Participant:
         return cls(file_id, sources, wav_header_only=wav_header_only)
 
     def __repr__(self) -> str:

@@ -99,7 +99,7 @@ class Shard:
         return self.location.startswith(("http://", "https://"))
 
     @classmethod
-    def parse(cls, location: str | Path) -> "Shard":
+    def parse(cls, location: str | Path) -> Shard:
         loc = str(location)
         m = _SHARD_RE.search(loc.split("?", 1)[0])
         if m is None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Union
+from typing import IO
 
 import numpy as np
 
@@ -22,7 +22,7 @@ __all__ = ["VideoInfo", "VideoReader", "decode_frames", "probe_video", "time_to_
 
 # A path, the bytes themselves, or a zero-argument callable opening a seekable binary file
 # (used for an mp4 member inside a tar, read in place).
-VideoSource = Union[str, Path, bytes, Callable[[], IO[bytes]]]
+VideoSource = str | Path | bytes | Callable[[], IO[bytes]]
 
 # Index arithmetic tolerance: a time within this many frames of a frame boundary counts as on it,
 # so that 1/3 s at 30 fps is frame 10 although 1/3 * 30 == 10.000000000000002 in floats.
@@ -206,7 +206,7 @@ class VideoReader:
             self._container.close()
         self._container, self._iter, self._pos = None, None, 0
 
-    def __enter__(self) -> "VideoReader":
+    def __enter__(self) -> VideoReader:
         return self
 
     def __exit__(self, *exc) -> None:

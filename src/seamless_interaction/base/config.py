@@ -68,7 +68,7 @@ class DatasetConfig:
             raise ValueError(f"num_workers must be >= 1, got {self.num_workers!r}")
         self.local_dir = Path(self.local_dir).expanduser()
 
-    def resolved(self) -> "DatasetConfig":
+    def resolved(self) -> DatasetConfig:
         """A copy with every endpoint, the cache dir, the worker count and the token filled in."""
         return replace(
             self,

@@ -152,7 +152,8 @@ def iter_tar(read_at: ReadAt, *, where: str, total_size: int | None = None) -> I
     while True:
         if total_size is not None and offset + BLOCK > total_size:
             if offset == 0:
-                raise IntegrityError(f"{where}: {total_size} bytes, too short for a tar archive (truncated or not a tar)")
+                raise IntegrityError(f"{where}: {total_size} bytes, too short for a tar archive "
+                                     "(truncated or not a tar)")
             if offset < total_size:
                 raise IntegrityError(f"{where}: truncated tar header at offset {offset} "
                                      f"(archive is {total_size} bytes)")

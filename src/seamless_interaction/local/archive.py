@@ -16,6 +16,7 @@ import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from seamless_interaction.base.errors import IntegrityError, UnsafeArchiveError
 
@@ -85,13 +86,13 @@ def safe_extract(tar_path: Path | str, dest_dir: Path | str) -> list[ExtractedMe
         except (tarfile.TarError, EOFError) as exc:
             raise IntegrityError(f"{tar_path}: not a complete tar archive ({exc})") from exc
         dest_dir.mkdir(parents=True, exist_ok=True)
-        out = []
+        result = []
         for rel, size in extracted:
             final = dest_dir / rel
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / rel, final)
-            out.append(ExtractedMember(rel, final, size))
-        return out
+            result.append(ExtractedMember(rel, final, size))
+        return result
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -112,11 +113,13 @@ def write_extraction_record(local_dir: Path, label: str, split: str, batch: int,
     return path
 
 
-def read_extraction_record(local_dir: Path, label: str, split: str, batch: int, archive: int) -> dict | None:
+def read_extraction_record(local_dir: Path, label: str, split: str, batch: int, archive: int
+                           ) -> dict[str, Any] | None:
     try:
-        return json.loads(_record_path(local_dir, label, split, batch, archive).read_text())
+        doc = json.loads(_record_path(local_dir, label, split, batch, archive).read_text())
     except (OSError, ValueError):
         return None
+    return doc if isinstance(doc, dict) else None
 
 
 def extraction_complete(local_dir: Path, dest_dir: Path, label: str, split: str, batch: int, archive: int) -> bool:

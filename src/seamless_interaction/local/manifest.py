@@ -32,7 +32,7 @@ class ManifestEntry:
     path: str
     url: str
     size: int
-    sha256: str
+    sha256: str | None  # None where no hash was taken (an older manifest, a file not streamed)
     time: float  # Unix seconds when it was recorded
 
 
@@ -83,7 +83,7 @@ class Manifest:
             return False
         return True
 
-    def record(self, path: Path | str, url: str, size: int, sha256: str) -> ManifestEntry:
+    def record(self, path: Path | str, url: str, size: int, sha256: str | None) -> ManifestEntry:
         """Append an entry for ``path`` (replacing any earlier one) and return it."""
         entry = ManifestEntry(path=self.relpath(path), url=url, size=int(size), sha256=sha256, time=time.time())
         self._append(asdict(entry))
@@ -180,7 +180,8 @@ class Manifest:
                     self._entries.pop(obj["path"], None)
                     continue
                 entry = ManifestEntry(
-                    path=obj["path"], url=obj["url"], size=int(obj["size"]), sha256=obj["sha256"], time=float(obj["time"])
+                    path=obj["path"], url=obj["url"], size=int(obj["size"]), sha256=obj["sha256"],
+                    time=float(obj["time"]),
                 )
             except (ValueError, KeyError, TypeError, AttributeError):
                 # A torn line from a killed writer: skip it, the file it describes gets re-verified.

@@ -45,8 +45,8 @@ from seamless_interaction.constants import (
 from seamless_interaction.base.ids import FileId
 from seamless_interaction.remote.urls import hub_archive_path
 
-__all__ = ["EMBEDDED_DURATION_S", "QUICK_SPEC", "FileRecord", "MirrorInfo", "MirrorSpec", "build_mirror", "frame_marker",
-           "load_mirror_info", "placeholder_mp4"]
+__all__ = ["EMBEDDED_DURATION_S", "QUICK_SPEC", "FileRecord", "MirrorInfo", "MirrorSpec", "build_mirror",
+           "frame_marker", "load_mirror_info", "placeholder_mp4"]
 
 logger = logging.getLogger(__name__)
 

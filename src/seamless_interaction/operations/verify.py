@@ -299,7 +299,7 @@ def _check_bundle(job: _BundleCheck, manifest: Manifest | None, known_sizes: dic
     for ext in BUNDLE_EXTENSIONS:
         path = job.paths[ext]
 
-        def problem(kind: str, detail: str) -> None:
+        def problem(kind: str, detail: str, path: Path = path) -> None:
             job.problems.append(Problem(kind, str(path), detail, job.file_id, job.archive))
 
         try:

@@ -28,7 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Callable, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
+from collections.abc import Callable
 
 import httpx
 
@@ -317,7 +318,8 @@ def _gaps(done: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
 class _SlotLike(Protocol):
     def __enter__(self) -> object: ...
 
-    def __exit__(self, *exc: object) -> object: ...
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None, /) -> object: ...
 
 
 class _Taken:
@@ -460,7 +462,8 @@ class Transfer:
     def __enter__(self) -> Transfer:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
 
     def close(self) -> None:
@@ -675,7 +678,8 @@ class Transfer:
         try:
             return self._client.send(self._client.build_request(method, url, headers=hdrs), stream=True)
         except httpx.TooManyRedirects as e:
-            raise TransferError(f"{method} {origin}: redirect loop (more than {_MAX_REDIRECTS} redirects)", origin) from e
+            raise TransferError(f"{method} {origin}: redirect loop (more than {_MAX_REDIRECTS} redirects)",
+                                origin) from e
         except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.ProxyError) as e:
             raise TransferError(f"{method} {origin}: {e}", origin) from e
         except _RETRY_EXCEPTIONS as e:
@@ -692,7 +696,8 @@ class Transfer:
                 return False
             raise MissingPartError(f"{method} {url}: HTTP {status}, the file is absent on the remote", url, status)
         if status >= 500 or status in _RETRY_STATUSES:
-            raise _Retryable(f"HTTP {status}", status=status, retry_after=_retry_after_s(resp.headers.get("retry-after")))
+            raise _Retryable(f"HTTP {status}", status=status,
+                             retry_after=_retry_after_s(resp.headers.get("retry-after")))
         raise TransferError(f"{method} {url}: HTTP {status}", url, status)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -800,7 +805,9 @@ class Transfer:
         if self.manifest is not None and self.manifest.contains(dest):
             entry = self.manifest.get(dest)
             if entry is not None and entry.size == size and (sha256 is None or entry.sha256 == sha256):
-                return FetchResult(url, dest, size, entry.sha256, resumed=False, skipped=True)
+                # An entry written without a hash (older manifests) gets one now: the result always has it.
+                digest = entry.sha256 or sha256_file(dest)
+                return FetchResult(url, dest, size, digest, resumed=False, skipped=True)
         if expected_size is None:
             # No size to compare with: ask the remote (one HEAD beats a refetch).
             info = self.head(url, optional=True)
@@ -1279,7 +1286,8 @@ class _PartDownload:
         if resp.status_code == 206:
             first, _, total = _parse_content_range(resp.headers.get("content-range"))
             if first != piece.pos:
-                raise _Restart(f"asked for bytes from {piece.pos}, got Content-Range {resp.headers.get('content-range')!r}")
+                got = resp.headers.get("content-range")
+                raise _Restart(f"asked for bytes from {piece.pos}, got Content-Range {got!r}")
         else:
             if resp.status_code != 200:
                 raise TransferError(f"GET {self.url}: unexpected HTTP {resp.status_code}", self.url, resp.status_code)
@@ -1294,7 +1302,8 @@ class _PartDownload:
         with self.lock:
             st = self.state
             if st is not None and resp.status_code == 206:
-                if (st.etag and etag and st.etag != etag) or (st.size is not None and total is not None and st.size != total):
+                size_changed = st.size is not None and total is not None and st.size != total
+                if (st.etag and etag and st.etag != etag) or size_changed:
                     raise _Restart("the remote file changed since the partial download started")
                 return
             if st is not None and st.segmented:

@@ -31,7 +31,11 @@ def _templates(movement_v4: bool) -> tuple[tuple[str, str, str, str, bool], ...]
     out.append(("transcript", "metadata:transcript", "metadata/transcript/{}.jsonl", False))
     out.append(("vad", "metadata:vad", "metadata/vad/{}.jsonl", True))
     out += [("annotation", f"annotations:{k}", f"annotations/{k}/{{}}.json", False) for k in ANNOTATION_TYPES]
-    return tuple((kind, name, *tpl.split("{}"), req) for kind, name, tpl, req in out)
+    templates = []
+    for kind, name, tpl, req in out:
+        before, after = tpl.split("{}")
+        templates.append((kind, name, before, after, req))
+    return tuple(templates)
 
 
 # Immutable, computed once at import: the layout never changes at run time.

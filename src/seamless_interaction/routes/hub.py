@@ -78,6 +78,8 @@ def download_archive(
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
     res = transfer.fetch(url, tar_path,
                          expected_size=info.size, sha256=info.sha256)
+    if res is None:  # only an optional fetch answers None; this one is not, so the remote lost the file
+        raise TransferError(f"{url}: the archive disappeared during the download", url=url)
     if manifest is not None and not extract:
         manifest.record(tar_path, url, res.size, res.sha256)
     if not extract:

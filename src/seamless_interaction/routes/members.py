@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from seamless_interaction.constants import BUNDLE_EXTENSIONS
 from seamless_interaction.base.errors import IntegrityError, MissingPartError, TransferError, UnsafeArchiveError
@@ -36,6 +36,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 DEFAULT_MODALITIES = ("npz", "json")
 # Members closer than this may share one request: re-reading a gap of headers (1.5 KB per member with
@@ -282,15 +285,16 @@ def _check_unchanged(transfer: Transfer, url: str, index: TarIndex) -> str:
     return info.final_url or url
 
 
-def _run_all(fn: Callable, items: Sequence, max_workers: int) -> list:
+def _run_all(fn: Callable[[_T], _R], items: Sequence[_T], max_workers: int) -> list[_R]:
     """Run ``fn`` over ``items`` in threads; every item runs, then the first failure is raised."""
     if len(items) <= 1 or max_workers <= 1:
         return [fn(x) for x in items]
     with ThreadPoolExecutor(max_workers=min(max_workers, len(items))) as pool:
         futures = [pool.submit(fn, x) for x in items]
-    errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:
-        raise errors[0]
+    for f in futures:
+        error = f.exception()
+        if error is not None:
+            raise error
     return [f.result() for f in futures]
 
 

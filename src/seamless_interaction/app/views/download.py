@@ -41,7 +41,8 @@ ui.show_result()
 pairs = cat.labels_splits()
 labels = sorted({lab for lab, _ in pairs})
 
-hub_tab, cdn_tab = st.tabs([":material/inventory_2: Archives (Hugging Face Hub)", ":material/person_search: Files, pairs and sessions (CDN)"])
+hub_tab, cdn_tab = st.tabs([":material/inventory_2: Archives (Hugging Face Hub)",
+                           ":material/person_search: Files, pairs and sessions (CDN)"])
 
 with hub_tab:
     st.caption("Whole WebDataset archives (~1 GB and a few hundred files each in the full release), "
@@ -72,8 +73,8 @@ with hub_tab:
                          hide_index=True, width="stretch")
         extract = st.checkbox("Extract after download (and delete the .tar)", value=True, key="hub_extract")
         if st.button(f"Download {name}", type="primary", key="hub_go", disabled=size is None):
-            ui.run_download(name, lambda fs, rec: fs.download_archive_from_hf(archive, label=label, split=split, batch=batch,
-                                                                    extract=extract)[1])
+            ui.run_download(name, lambda fs, rec: fs.download_archive_from_hf(
+                archive, label=label, split=split, batch=batch, extract=extract)[1])
             st.rerun()
 
 with cdn_tab:
