@@ -126,11 +126,12 @@ def _parse_archive_spec(text: str, parts: int) -> tuple:
 def _fmt_bytes(n: int | None) -> str:
     if n is None:
         return "?"
+    x = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+        if x < 1024 or unit == "TiB":
+            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
+        x /= 1024
+    return str(x)
 
 
 # ---------------------------------------------------------------------------------------- commands

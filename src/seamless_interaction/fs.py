@@ -63,18 +63,27 @@ class SeamlessInteractionFS:
     def local_dir(self) -> Path:
         return Path(self.config.local_dir)
 
+    # The config is resolved in __init__: these are never None (typed views for the calls below).
+    @property
+    def _hf_url(self) -> str:
+        return str(self.config.hf_url)
+
+    @property
+    def _cdn_url(self) -> str:
+        return str(self.config.cdn_url)
+
     @property
     def catalog(self) -> Catalog:
         """The metadata tables, fetched once into the cache and indexed (lazy)."""
         if self._catalog is None:
-            self._catalog = Catalog.load(self.config.assets, Path(self.config.cache_dir))
+            self._catalog = Catalog.load(str(self.config.assets), Path(str(self.config.cache_dir)))
         return self._catalog
 
     @property
     def transfer(self) -> Transfer:
         if self._transfer is None:
             self._transfer = Transfer(token=self.config.hf_token, timeout_s=self.config.timeout_s,
-                                      max_connections=self.config.num_workers,
+                                      max_connections=int(self.config.num_workers or 1),
                                       progress=self._progress or TqdmProgress(disable=self.quiet))
         return self._transfer
 
@@ -186,12 +195,12 @@ class SeamlessInteractionFS:
 
     def get_tar_archive_size(self, label: str, split: str, batch: int, archive: int) -> int:
         """Size in **bytes** from a HEAD request (the official method returned GiB labelled "GB")."""
-        return hub.archive_size(self.transfer, self.config.hf_url, label, split, batch, archive)
+        return hub.archive_size(self.transfer, self._hf_url, label, split, batch, archive)
 
     # ------------------------------------------------------------------ CDN route
     def get_path_list_for_file_id_s3(self, file_id: str) -> list[str]:
         rec = self.catalog.record(file_id)
-        return cdn_urls(self.config.cdn_url, rec.label, rec.split, rec.file_id)
+        return cdn_urls(self._cdn_url, rec.label, rec.split, rec.file_id)
 
     def gather_file_id_data_from_s3(self, file_id: str, *, num_workers: int | None = None,
                                     local_dir: str | Path | None = None) -> dict[str, Path]:
@@ -205,7 +214,7 @@ class SeamlessInteractionFS:
         """
         validate_file_id(file_id)
         root = Path(local_dir) if local_dir is not None else self.local_dir
-        res = cdn.gather_file_id(self.transfer, self.catalog, self.config.cdn_url, root, file_id,
+        res = cdn.gather_file_id(self.transfer, self.catalog, self._cdn_url, root, file_id,
                                  manifest=Manifest(root) if local_dir is not None else self.manifest)
         return res.paths
 
@@ -218,7 +227,7 @@ class SeamlessInteractionFS:
             self.catalog.record(fid)
         self.transfer.progress.start(None, f"{len(file_ids)} file ids")
         try:
-            results = cdn.gather_many(self.transfer, self.catalog, self.config.cdn_url, root, list(file_ids),
+            results = cdn.gather_many(self.transfer, self.catalog, self._cdn_url, root, list(file_ids),
                                       manifest=Manifest(root) if local_dir is not None else self.manifest)
         finally:
             self.transfer.progress.close()
@@ -235,7 +244,7 @@ class SeamlessInteractionFS:
         """
         label, split = self._label_split(label, split)
         root = Path(local_dir) if local_dir is not None else self.local_dir
-        res = hub.download_archive(self.transfer, self.config.hf_url, root, label, split, int(batch), int(archive),
+        res = hub.download_archive(self.transfer, self._hf_url, root, label, split, int(batch), int(archive),
                                    extract=extract, manifest=Manifest(root) if local_dir is not None else self.manifest)
         return True, str(res.path)
 
@@ -274,7 +283,7 @@ class SeamlessInteractionFS:
         """Fetch only ``modalities`` (json, mp4, npz, wav) of one Hub archive by HTTP Range reads."""
         from seamless_interaction.routes import members
 
-        return members.fetch_archive_members(self.transfer, self.catalog, self.config.hf_url, self.local_dir,
+        return members.fetch_archive_members(self.transfer, self.catalog, self._hf_url, self.local_dir,
                                              label, split, int(batch), int(archive), file_ids=file_ids,
                                              modalities=modalities, cache_dir=self.config.cache_dir)
 
@@ -282,7 +291,7 @@ class SeamlessInteractionFS:
         """One file id's members out of whichever Hub archive holds it."""
         from seamless_interaction.routes import members
 
-        return members.fetch_file_ids(self.transfer, self.catalog, self.config.hf_url, self.local_dir,
+        return members.fetch_file_ids(self.transfer, self.catalog, self._hf_url, self.local_dir,
                                       [validate_file_id(file_id)], modalities=modalities,
                                       cache_dir=self.config.cache_dir)
 
@@ -291,7 +300,7 @@ class SeamlessInteractionFS:
         from seamless_interaction.routes import members
 
         ids = self.catalog.interaction_file_ids(validate_interaction_key(interaction_key))
-        return members.fetch_file_ids(self.transfer, self.catalog, self.config.hf_url, self.local_dir, ids,
+        return members.fetch_file_ids(self.transfer, self.catalog, self._hf_url, self.local_dir, ids,
                                       modalities=modalities, cache_dir=self.config.cache_dir)
 
     def _member_archives(self, archives, splits) -> list[tuple[str, str, int, int]]:
@@ -314,7 +323,7 @@ class SeamlessInteractionFS:
             arcs.append((r.label, r.split, r.batch, r.archive))
         arcs = sorted(set(arcs))
         selected_ids = list(file_ids or []) if not (archives or splits) else None
-        fetch, whole = members.plan_bytes(self.transfer, self.catalog, self.config.hf_url,
+        fetch, whole = members.plan_bytes(self.transfer, self.catalog, self._hf_url,
                                           file_ids=selected_ids, archives=None if selected_ids else arcs,
                                           modalities=modalities, cache_dir=self.config.cache_dir,
                                           local_dir=self.local_dir)
@@ -330,7 +339,7 @@ class SeamlessInteractionFS:
         for label, split, batch, archive in self._member_archives(archives, splits):
             paths += self.fetch_members(label, split, batch, archive, modalities=modalities)
         if file_ids:
-            paths += members.fetch_file_ids(self.transfer, self.catalog, self.config.hf_url, self.local_dir,
+            paths += members.fetch_file_ids(self.transfer, self.catalog, self._hf_url, self.local_dir,
                                             list(file_ids), modalities=modalities, cache_dir=self.config.cache_dir)
         return paths
 

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -150,7 +150,8 @@ class _LocalReader:
 
     def opener(self, offset: int, size: int) -> Callable[[], IO[bytes]]:
         path = self.path
-        return lambda: _SubFile(open(path, "rb"), offset, size)
+        # A RawIOBase is a binary file object at run time; typeshed does not count it as IO[bytes].
+        return lambda: cast(IO[bytes], _SubFile(open(path, "rb"), offset, size))
 
     def size_ok(self, end: int) -> bool:
         return end <= os.fstat(self._fh.fileno()).st_size
@@ -261,7 +262,7 @@ class _HttpReader:
 
     def opener(self, offset: int, size: int) -> Callable[[], IO[bytes]]:
         client, url = self._client, self.url
-        return lambda: _HttpRangeFile(client, url, offset, size)
+        return lambda: cast(IO[bytes], _HttpRangeFile(client, url, offset, size))
 
     def size_ok(self, end: int) -> bool:
         return True  # a short body shows up as a short read
@@ -398,7 +399,7 @@ class WindowDataset(IterableDataset):
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
         self.max_pending, self.shuffle_buffer, self.vad_rate = max_pending, shuffle_buffer, vad_rate
         self._http_client = http_client
-        self._own_client = None
+        self._own_client: Any = None  # an httpx.Client made per iteration when none was given
         self.decode_threads = decode_threads
         self.epoch = 0
 
@@ -712,7 +713,9 @@ def _audio_track(p: Participant, wav: Any) -> np.ndarray | None:
 def _cut_audio(track: np.ndarray, p: Participant, start: float, end: float) -> np.ndarray:
     if len(track) == 0:
         warnings.warn(f"{p.file_id}: audio is empty (placeholder media)", EmptyMediaWarning, stacklevel=3)
-    a, b = span_indices(start, end, p.wav_info.sample_rate, len(track))
+    info = p.wav_info
+    assert info is not None  # a track exists only where the WAV header was read
+    a, b = span_indices(start, end, info.sample_rate, len(track))
     return track[a:b].copy()  # owned and writable, as Participant.audio returns; the member's bytes can go
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -149,8 +149,8 @@ class VideoReader:
     def __init__(self, source: VideoSource, *, name: str | None = None):
         self._source = source
         self._name = name or (str(source) if isinstance(source, (str, Path)) else "mp4")
-        self._container = None
-        self._iter = None
+        self._container: Any = None  # an av container once opened (PyAV is untyped here)
+        self._iter: Iterator[Any] | None = None
         self._info: VideoInfo | None = None
         self._pos = 0
 
@@ -178,7 +178,8 @@ class VideoReader:
     def read(self) -> tuple[bool, np.ndarray | None]:
         try:
             self._ensure()
-            frame = next(self._iter)  # type: ignore[arg-type]
+            assert self._iter is not None  # set by _ensure
+            frame = next(self._iter)
         except (StopIteration, IntegrityError):
             return False, None
         self._pos += 1
@@ -188,7 +189,7 @@ class VideoReader:
         """Iterate RGB frames from the current position."""
         while True:
             ok, frame = self.read()
-            if not ok:
+            if not ok or frame is None:
                 return
             yield frame[..., ::-1]
 
@@ -198,8 +199,9 @@ class VideoReader:
             return float(self._pos)
         if info is None:
             return 0.0
-        return float({CAP_PROP_FRAME_WIDTH: info.width, CAP_PROP_FRAME_HEIGHT: info.height,
-                      CAP_PROP_FPS: info.frame_rate, CAP_PROP_FRAME_COUNT: info.num_frames}.get(prop, 0.0))
+        props: dict[int, float] = {CAP_PROP_FRAME_WIDTH: info.width, CAP_PROP_FRAME_HEIGHT: info.height,
+                                   CAP_PROP_FPS: float(info.frame_rate), CAP_PROP_FRAME_COUNT: info.num_frames}
+        return float(props.get(prop, 0.0))
 
     def release(self) -> None:
         if self._container is not None:

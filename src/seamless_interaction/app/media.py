@@ -103,7 +103,8 @@ class MediaServer:
         self.root = Path(root).expanduser().resolve()
         self.token = secrets.token_urlsafe(12)
         self._httpd = _Server((host, port), self)
-        self.host, self.port = self._httpd.server_address[:2]
+        address = self._httpd.server_address
+        self.host, self.port = str(address[0]), int(address[1])
         self._thread: threading.Thread | None = None
 
     @property

@@ -30,7 +30,7 @@ import re
 import shutil
 import struct
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -699,7 +699,7 @@ def _repair_bundle(fid: str, a: Archive, paths: dict[str, Path], bad_exts: list[
     aside.drop()
 
 
-def _members_from_cdn(fid: str, a: Archive, paths: dict[str, Path], members: list[str], catalog: Catalog,
+def _members_from_cdn(fid: str, a: Archive, paths: dict[str, Path], members: Sequence[str], catalog: Catalog,
                       local_dir: Path, manifest: Manifest | None, transfer: Transfer, cdn_url: str) -> None:
     from seamless_interaction.routes.cdn import gather_file_id
 
