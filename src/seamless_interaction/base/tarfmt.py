@@ -94,8 +94,11 @@ def _checksum_ok(header: bytes) -> bool:
     except ValueError:
         return False
     unsigned = sum(header[:148]) + 256 + sum(header[156:])  # the checksum field itself counts as 8 spaces
+    if stored == unsigned:
+        return True
+    # Some old tars summed signed chars; counted only when the common sum misses (it is the slow one).
     signed = unsigned - 256 * sum(1 for b in header[:148] + header[156:] if b > 127)
-    return stored in (unsigned, signed)
+    return stored == signed
 
 
 def _decode_name(raw: bytes) -> str:
