@@ -237,7 +237,7 @@ def main(argv=None) -> int:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     try:
-                        runs.setdefault(name, []).append(timed(lambda: fn(paths)))
+                        runs.setdefault(name, []).append(timed(lambda fn=fn: fn(paths)))
                     except Exception as exc:  # a missing optional package must not hide the rest
                         print(f"{name:26s} failed: {type(exc).__name__}: {exc}")
                         runs[name] = None

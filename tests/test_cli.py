@@ -48,7 +48,8 @@ def test_download_archive_and_dry_run(run, sample_mirror, tmp_path):
     dry_ids = run("download", rec.file_id, "--local-dir", str(tmp_path / "d"), "--dry-run").stdout
     assert "CDN objects present" in dry_ids
     run("download", "--archive", spec, "--local-dir", str(tmp_path / "d"), "-q")
-    assert (tmp_path / "d" / rec.label / rec.split / f"{rec.batch:04d}" / f"{rec.archive:04d}" / f"{rec.file_id}.npz").exists()
+    folder = tmp_path / "d" / rec.label / rec.split / f"{rec.batch:04d}" / f"{rec.archive:04d}"
+    assert (folder / f"{rec.file_id}.npz").exists()
 
 
 def test_info_joins_metadata(run, sample_mirror):

@@ -162,7 +162,7 @@ def test_no_network_raises_instead_of_writing_a_stub(sample_mirror, sample_serve
 
 def test_unknown_and_malformed_ids_fail_before_any_request(sample_server, make_fs, tmp_path):
     fs = make_fs(tmp_path / "d")
-    fs.catalog  # load the tables first, so the log below holds only download requests
+    _ = fs.catalog  # load the tables first, so the log below holds only download requests
     sample_server.clear_requests()
     with pytest.raises(UnknownIdError, match="V00_S9999_I00000001_P0001"):
         fs.gather_file_id_data_from_s3("V00_S9999_I00000001_P0001")
@@ -235,7 +235,8 @@ def test_seed_does_not_touch_global_random(make_fs, tmp_path):
 
 
 def test_import_writes_no_log_file(tmp_path):
-    code = "import seamless_interaction.fs, seamless_interaction.cli, logging; logging.getLogger('seamless_interaction').warning('x')"
+    code = ("import seamless_interaction.fs, seamless_interaction.cli, logging; "
+            "logging.getLogger('seamless_interaction').warning('x')")
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, capture_output=True)
     assert list(tmp_path.iterdir()) == []
 
@@ -279,13 +280,14 @@ def test_errors_share_one_base():
         assert issubclass(exc, SeamlessError)
 
 
-def test_fetch_interaction_reads_only_requested_members_of_both_archives(sample_mirror, sample_server, make_fs, tmp_path):
+def test_fetch_interaction_reads_only_requested_members_of_both_archives(sample_mirror, sample_server, make_fs,
+                                                                        tmp_path):
     import tarfile
 
     pair = sample_mirror.split_pairs[0]
     key = pair[0].rsplit("_P", 1)[0]
     fs = make_fs(tmp_path / "d")
-    fs.catalog
+    _ = fs.catalog
     sample_server.clear_requests()
     paths = fs.fetch_interaction(key, modalities=("npz", "json"))
     assert sorted(p.name for p in paths) == sorted(f"{f}.{e}" for f in pair for e in ("json", "npz"))

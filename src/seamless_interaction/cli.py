@@ -139,11 +139,12 @@ def _parse_only(text: str) -> tuple[str, ...]:
 def _fmt_bytes(n: int | None) -> str:
     if n is None:
         return "?"
+    x = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+        if x < 1024 or unit == "TiB":
+            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
+        x /= 1024
+    return str(x)
 
 
 # ---------------------------------------------------------------------------------------- commands
@@ -374,7 +375,8 @@ def cmd_mirror(args) -> int:
         print(f"mirror in {info.root}: {len(info.file_ids)} file ids, {len(info.pairs)} pairs")
         return 0
     if not (Path(args.dir) / "mirror.json").exists():
-        raise InvalidIdError(f"{args.dir}: not a mirror (no mirror.json); run `seamless-interaction mirror build {args.dir}` first")
+        raise InvalidIdError(f"{args.dir}: not a mirror (no mirror.json); "
+                             f"run `seamless-interaction mirror build {args.dir}` first")
     serve(args.dir, host=args.host, port=args.port, latency_s=args.latency, bandwidth_bps=args.bandwidth,
           banner=f"serving {args.dir}; point the toolkit at it with SEAMLESS_INTERACTION_CDN_URL, "
                  "SEAMLESS_INTERACTION_HF_URL and SEAMLESS_INTERACTION_ASSETS (Ctrl-C stops)")

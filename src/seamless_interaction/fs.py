@@ -113,6 +113,15 @@ class SeamlessInteractionFS:
     def local_dir(self) -> Path:
         return Path(self.config.local_dir)
 
+    # The config is resolved in __init__: these are never None (typed views for the calls below).
+    @property
+    def _hf_url(self) -> str:
+        return str(self.config.hf_url)
+
+    @property
+    def _cdn_url(self) -> str:
+        return str(self.config.cdn_url)
+
     @property
     def catalog(self) -> Catalog:
         """The metadata tables, fetched once into the cache and indexed (lazy)."""
@@ -183,7 +192,7 @@ class SeamlessInteractionFS:
             self._transfer.close()
             self._transfer = None
 
-    def __enter__(self) -> "SeamlessInteractionFS":
+    def __enter__(self) -> SeamlessInteractionFS:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -326,7 +335,7 @@ class SeamlessInteractionFS:
     def get_path_list_for_file_id_s3(self, file_id: str) -> list[str]:
         """Every CDN URL of ``file_id``; ``ValueError`` (UnknownIdError) when the catalog lacks it."""
         rec = self.catalog.record(file_id)
-        return cdn_urls(self.config.cdn_url, rec.label, rec.split, rec.file_id)
+        return cdn_urls(self._cdn_url, rec.label, rec.split, rec.file_id)
 
     def gather_file_id_data_from_s3(self, file_id: str, *, num_workers: int | None = None,
                                     local_dir: str | Path | None = None) -> None:
@@ -352,7 +361,7 @@ class SeamlessInteractionFS:
         """
         validate_file_id(file_id)
         root = Path(local_dir) if local_dir is not None else self.local_dir
-        res = cdn.gather_file_id(self.transfer, self.catalog, self.config.cdn_url, root, file_id,
+        res = cdn.gather_file_id(self.transfer, self.catalog, self._cdn_url, root, file_id,
                                  manifest=Manifest(root) if local_dir is not None else self.manifest)
         return res.paths
 
@@ -511,7 +520,7 @@ class SeamlessInteractionFS:
             arcs.append(self.catalog.record(fid).ref)
         arcs = sorted(set(arcs))
         selected_ids = list(file_ids or []) if not (archives or splits) else None
-        fetch, whole = members.plan_bytes(self.transfer, self.catalog, self.config.hf_url,
+        fetch, whole = members.plan_bytes(self.transfer, self.catalog, self._hf_url,
                                           file_ids=selected_ids, archives=None if selected_ids else arcs,
                                           modalities=modalities, cache_dir=self.config.cache_dir,
                                           local_dir=self.local_dir)
@@ -543,14 +552,14 @@ class SeamlessInteractionFS:
         except SeamlessError:
             return None
 
-    def open_participant(self, file_id: str) -> "Participant":
+    def open_participant(self, file_id: str) -> Participant:
         """One participant's local data, every modality on one clock (see :mod:`access`)."""
         from seamless_interaction.access.aligned import open_participant
 
         file_id = validate_file_id(file_id)
         return open_participant(self.local_dir, file_id, self._catalog_if_available())
 
-    def open_interaction(self, interaction_key: str) -> "Interaction":
+    def open_interaction(self, interaction_key: str) -> Interaction:
         """Both participants of an interaction, from local data whichever route fetched them."""
         from seamless_interaction.access.aligned import open_interaction
 

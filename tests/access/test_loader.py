@@ -76,7 +76,8 @@ def bundles_module():
 def test_windows_equal_the_bytes_on_disk_at_both_rates(own_tars, bundles_module):
     ds = WindowDataset(own_tars, modalities=ALL, window_s=0.7, hop_s=0.5)
     items = list(ds)
-    assert {tuple(it["file_ids"]) for it in items} == {tuple(sorted(bundles_module))[:2], tuple(sorted(bundles_module))[2:]}
+    ids = tuple(sorted(bundles_module))
+    assert {tuple(it["file_ids"]) for it in items} == {ids[:2], ids[2:]}
     for it in items:
         s, e = it["start_s"], it["end_s"]
         for part in it["participants"]:
@@ -329,3 +330,25 @@ def test_windows_longer_than_every_recording_warn_instead_of_yielding_nothing_si
 def test_bad_window_lengths_fail_when_the_dataset_is_made(own_tars, window_s, hop_s):
     with pytest.raises(ValueError, match="window_s and hop_s"):
         WindowDataset(own_tars, window_s=window_s, hop_s=hop_s)
+
+
+def test_bad_shards_over_http_are_skipped_and_the_good_one_read(own_tars, hub):
+    import shutil
+
+    root = Path(hub.root) / "hub"
+    (root / "html.tar").write_bytes(b"<!DOCTYPE html><html><body>Too Many Requests</body></html>\n" * 20)
+    shutil.copy(own_tars[0], root / "good_a.tar")
+    shutil.copy(own_tars[1], root / "good_b.tar")
+    url = f"{hub.url}/lfs"
+    want = [keys_of([it]) for it in WindowDataset(own_tars, window_s=0.5, dyadic=False)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = [keys_of([it]) for it in WindowDataset([f"{url}/html.tar", f"{url}/absent.tar", f"{url}/good_a.tar",
+                                                      f"{url}/good_b.tar"], window_s=0.5, dyadic=False)]
+    assert got == want and got
+    messages = [str(w.message) for w in caught if issubclass(w.category, ShardWarning)]
+    assert len(messages) == 2 and "html.tar" in messages[0] and "absent.tar" in messages[1], messages
+    with pytest.raises(IntegrityError, match="html.tar"):
+        list(WindowDataset([f"{url}/html.tar"], window_s=0.5, strict=True))
+    with pytest.raises(TransferError, match="absent.tar"):
+        list(WindowDataset([f"{url}/absent.tar"], window_s=0.5, strict=True))

@@ -61,7 +61,8 @@ def test_progress_in_items_when_byte_totals_are_unknown():
 
 def test_formatting():
     assert format_bytes(512) == "512 B" and format_bytes(1536) == "1.5 KiB" and format_bytes(3 * 2**30) == "3.0 GiB"
-    assert format_duration(3) == "3.0 s" and format_duration(75) == "1 min 15 s" and format_duration(7300) == "2 h 1 min"
+    assert format_duration(3) == "3.0 s" and format_duration(75) == "1 min 15 s"
+    assert format_duration(7300) == "2 h 1 min"
 
 
 def test_downsample_averages_blocks_and_skips_invalid_rows():

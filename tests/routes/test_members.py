@@ -219,7 +219,8 @@ def test_plan_bytes_counts_selected_and_whole_archives(
     refs = [("improvised", "dev", 0, 0), ("improvised", "dev", 0, 1)]
     assert plan_bytes(transfer, catalog, hub.hf_url, archives=refs) == (npz_json, whole)
     one = len(archives[f"{IDS_A[1]}.npz"])
-    assert plan_bytes(transfer, catalog, hub.hf_url, file_ids=[IDS_A[1]], modalities=("npz",)) == (one, tars[0].stat().st_size)
+    got = plan_bytes(transfer, catalog, hub.hf_url, file_ids=[IDS_A[1]], modalities=("npz",))
+    assert got == (one, tars[0].stat().st_size)
     local = tmp_path / "local"
     fetch_file_ids(transfer, catalog, hub.hf_url, local, [IDS_A[1]], ("npz",))
     assert plan_bytes(transfer, catalog, hub.hf_url, file_ids=[IDS_A[1]], modalities=("npz",), local_dir=local)[0] == 0

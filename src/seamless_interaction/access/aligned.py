@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -135,13 +135,13 @@ class Participant:
         self._video_dec: tuple[tuple, Any] | None = None
 
     @classmethod
-    def from_paths(cls, file_id: str, paths: Mapping[str, Path | str]) -> "Participant":
+    def from_paths(cls, file_id: str, paths: Mapping[str, Path | str]) -> Participant:
         """``paths`` keyed by extension (wav, mp4, npz, json); absent or non-existent ones are left out."""
         return cls(file_id, {ext: Path(p) for ext, p in paths.items() if p is not None and Path(p).exists()})
 
     @classmethod
     def from_sources(cls, file_id: str, sources: Mapping[str, Source], *, wav_header_only: bool = False
-                     ) -> "Participant":
+                     ) -> Participant:
         return cls(file_id, sources, wav_header_only=wav_header_only)
 
     def __repr__(self) -> str:
@@ -162,6 +162,7 @@ class Participant:
         if "wav" not in self._src:
             return None
         src = self._src["wav"]
+        size: int | None
         if isinstance(src, (str, Path)):
             size = Path(src).stat().st_size
             with open(src, "rb") as fh:
@@ -342,7 +343,13 @@ class Participant:
         """Words with a null start or end (WhisperX could not align them), with their ``segment`` index."""
         return [w for w in self._all_words() if w.get("start") is None or w.get("end") is None]
 
-    def annotations(self, kind: str | None = None) -> dict[str, list] | list:
+    @overload
+    def annotations(self, kind: None = None) -> dict[str, list[Any]]: ...
+
+    @overload
+    def annotations(self, kind: str) -> list[Any]: ...
+
+    def annotations(self, kind: str | None = None) -> dict[str, list[Any]] | list[Any]:
         """All ``{kind: records}`` present, or the records of one kind (``[]`` when absent)."""
         found = {k.split(":", 1)[1]: v for k, v in self.json.items() if k.startswith("annotations:")}
         return found if kind is None else list(found.get(kind, []))

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -102,7 +102,7 @@ class Shard:
         return self.location.startswith(("http://", "https://"))
 
     @classmethod
-    def parse(cls, location: str | Path) -> "Shard":
+    def parse(cls, location: str | Path) -> Shard:
         loc = str(location)
         m = _SHARD_RE.search(loc.split("?", 1)[0])
         if m is None:
@@ -183,7 +183,8 @@ class _LocalReader:
 
     def opener(self, offset: int, size: int) -> Callable[[], IO[bytes]]:
         path = self.path
-        return lambda: _SubFile(open(path, "rb"), offset, size)
+        # A RawIOBase is a binary file object at run time; typeshed does not count it as IO[bytes].
+        return lambda: cast(IO[bytes], _SubFile(open(path, "rb"), offset, size))
 
     def size_ok(self, end: int) -> bool:
         return end <= os.fstat(self._fh.fileno()).st_size
@@ -791,7 +792,9 @@ def _audio_track(p: Participant, wav: Any) -> np.ndarray | None:
 def _cut_audio(track: np.ndarray, p: Participant, start: float, end: float) -> np.ndarray:
     if len(track) == 0:
         warnings.warn(f"{p.file_id}: audio is empty (placeholder media)", EmptyMediaWarning, stacklevel=3)
-    a, b = span_indices(start, end, p.wav_info.sample_rate, len(track))
+    info = p.wav_info
+    assert info is not None  # a track exists only where the WAV header was read
+    a, b = span_indices(start, end, info.sample_rate, len(track))
     return track[a:b].copy()  # owned and writable, as Participant.audio returns; the member's bytes can go
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Union
+from typing import IO, Any
 
 import numpy as np
 
@@ -45,7 +45,7 @@ __all__ = [
 
 # A path, the bytes themselves, or a zero-argument callable opening a seekable binary file
 # (used for an mp4 member inside a tar, read in place).
-VideoSource = Union[str, Path, bytes, Callable[[], IO[bytes]]]
+VideoSource = str | Path | bytes | Callable[[], IO[bytes]]
 
 # Index arithmetic tolerance: a time within this many frames of a frame boundary counts as on it,
 # so that 1/3 s at 30 fps is frame 10 although 1/3 * 30 == 10.000000000000002 in floats.
@@ -148,8 +148,8 @@ class VideoReader:
     def __init__(self, source: VideoSource, *, name: str | None = None):
         self._source = source
         self._name = name or (str(source) if isinstance(source, (str, Path)) else "mp4")
-        self._container = None
-        self._iter = None
+        self._container: Any = None  # an av container once opened (PyAV is untyped here)
+        self._iter: Iterator[Any] | None = None
         self._info: VideoInfo | None = None
         self._pos = 0
 
@@ -177,7 +177,8 @@ class VideoReader:
     def read(self) -> tuple[bool, np.ndarray | None]:
         try:
             self._ensure()
-            frame = next(self._iter)  # type: ignore[arg-type]
+            assert self._iter is not None  # set by _ensure
+            frame = next(self._iter)
         except (StopIteration, IntegrityError):
             return False, None
         self._pos += 1
@@ -187,7 +188,7 @@ class VideoReader:
         """Iterate RGB frames from the current position."""
         while True:
             ok, frame = self.read()
-            if not ok:
+            if not ok or frame is None:
                 return
             yield frame[..., ::-1]
 
@@ -197,15 +198,16 @@ class VideoReader:
             return float(self._pos)
         if info is None:
             return 0.0
-        return float({CAP_PROP_FRAME_WIDTH: info.width, CAP_PROP_FRAME_HEIGHT: info.height,
-                      CAP_PROP_FPS: info.frame_rate, CAP_PROP_FRAME_COUNT: info.num_frames}.get(prop, 0.0))
+        props: dict[int, float] = {CAP_PROP_FRAME_WIDTH: info.width, CAP_PROP_FRAME_HEIGHT: info.height,
+                                   CAP_PROP_FPS: float(info.frame_rate), CAP_PROP_FRAME_COUNT: info.num_frames}
+        return float(props.get(prop, 0.0))
 
     def release(self) -> None:
         if self._container is not None:
             self._container.close()
         self._container, self._iter, self._pos = None, None, 0
 
-    def __enter__(self) -> "VideoReader":
+    def __enter__(self) -> VideoReader:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -27,7 +27,7 @@ _CHUNK = 1 << 20
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -87,7 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], owner: "MediaServer"):
+    def __init__(self, address: tuple[str, int], owner: MediaServer):
         super().__init__(address, _Handler)
         self.owner = owner
 
@@ -103,7 +103,8 @@ class MediaServer:
         self.root = Path(root).expanduser().resolve()
         self.token = secrets.token_urlsafe(12)
         self._httpd = _Server((host, port), self)
-        self.host, self.port = self._httpd.server_address[:2]
+        address = self._httpd.server_address
+        self.host, self.port = str(address[0]), int(address[1])
         self._thread: threading.Thread | None = None
 
     @property
@@ -131,7 +132,7 @@ class MediaServer:
             return None
         return path
 
-    def start(self) -> "MediaServer":
+    def start(self) -> MediaServer:
         if self._thread is None:
             self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                             name=f"media-{self.port}", daemon=True)
@@ -146,7 +147,7 @@ class MediaServer:
             self._thread = None
         self._httpd.server_close()
 
-    def __enter__(self) -> "MediaServer":
+    def __enter__(self) -> MediaServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -74,9 +74,9 @@ def decode_npz(data: bytes | str | Path, *, name: str = "npz") -> dict[str, np.n
 
 def bundle_json(
     file_id: str,
-    transcript: list | None,
-    vad: list | None,
-    annotations: Mapping[str, list] | None = None,
+    transcript: list[Any] | None,
+    vad: list[Any] | None,
+    annotations: Mapping[str, list[Any]] | None = None,
 ) -> dict[str, Any]:
     """Assemble the json dict in the archives' key order: id, transcript, vad, annotations."""
     doc: dict[str, Any] = {"id": file_id}
@@ -95,9 +95,9 @@ def encode_json(doc: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, indent=2 if annotated else 4).encode("utf-8")
 
 
-def parse_jsonl(data: bytes, *, name: str = "jsonl") -> list:
+def parse_jsonl(data: bytes, *, name: str = "jsonl") -> list[Any]:
     """Parse JSON Lines into a list of records; blank lines are skipped."""
-    out = []
+    out: list[Any] = []
     for lineno, line in enumerate(data.decode("utf-8").splitlines(), 1):
         if line.strip():
             try:
@@ -107,7 +107,7 @@ def parse_jsonl(data: bytes, *, name: str = "jsonl") -> list:
     return out
 
 
-def encode_jsonl(records: list) -> bytes:
+def encode_jsonl(records: list[Any]) -> bytes:
     return "".join(json.dumps(r) + "\n" for r in records).encode("utf-8")
 
 
@@ -128,7 +128,8 @@ def encode_wav_float32(samples: np.ndarray, sample_rate: int = 48_000) -> bytes:
 class WavInfo:
     __slots__ = ("sample_rate", "channels", "bits", "format_tag", "data_offset", "data_size", "frames")
 
-    def __init__(self, sample_rate, channels, bits, format_tag, data_offset, data_size):
+    def __init__(self, sample_rate: int, channels: int, bits: int, format_tag: int, data_offset: int,
+                 data_size: int) -> None:
         self.sample_rate = sample_rate
         self.channels = channels
         self.bits = bits

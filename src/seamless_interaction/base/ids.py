@@ -41,7 +41,7 @@ class FileId:
     participant: str  # "0299A" (suffix kept)
 
     @classmethod
-    def parse(cls, text: str) -> "FileId":
+    def parse(cls, text: str) -> FileId:
         if not isinstance(text, str):
             raise InvalidIdError(f"file id must be a string, got {type(text).__name__}: {text!r}")
         m = FILE_ID_RE.match(text.strip())

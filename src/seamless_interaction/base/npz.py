@@ -19,12 +19,13 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Union
+from typing import IO, Any
 
 import numpy as np
 
 from seamless_interaction.base.errors import IntegrityError
 
+_libdeflate: Any
 try:  # optional: libdeflate (PyPI "deflate") inflates about 2x and checksums about 10x faster than zlib
     import deflate as _libdeflate
 except ImportError:
@@ -33,7 +34,7 @@ except ImportError:
 __all__ = ["NpzReader", "Source", "open_source", "read_source"]
 
 # A file given as a path, as its bytes, or as a callable opening a seekable binary file object.
-Source = Union[str, Path, bytes, Callable[[], IO[bytes]]]
+Source = str | Path | bytes | Callable[[], IO[bytes]]
 
 
 def read_source(src: Source) -> bytes:
@@ -121,7 +122,7 @@ def _zip_entries(buf: bytes) -> dict[str, _ZipEntry] | None:
     return out
 
 
-def _parse_npy_header(data: bytes | memoryview) -> tuple[tuple[int, ...], bool, np.dtype, int] | None:
+def _parse_npy_header(data: bytes | bytearray | memoryview) -> tuple[tuple[int, ...], bool, np.dtype, int] | None:
     """``(shape, fortran, dtype, header_length)`` of a .npy prefix in the canonical form numpy writes,
     or None (the caller lets numpy parse it): other spellings, version 3 headers, structured or object
     dtypes. A regex instead of ``np.lib.format``'s ``ast``-based parse: that parse costs as much as
@@ -173,7 +174,8 @@ def _decode_npy(data: bytes | bytearray | memoryview, where: str) -> np.ndarray:
     head = _parse_npy_header(data[:4096])
     if head is None:
         try:
-            return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+            arr: np.ndarray = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+            return arr
         except ValueError as exc:
             raise IntegrityError(f"{where}: {exc}") from exc
     shape, fortran, dtype, offset = head
@@ -265,7 +267,7 @@ class NpzReader:
                         shape, fortran, dtype = _read_npy_header(member)
                         header_len = member.tell() if info.compress_type == zipfile.ZIP_STORED else None
                     offset = None
-                    if info.compress_type == zipfile.ZIP_STORED:
+                    if header_len is not None:  # a stored member: its array bytes sit at a fixed offset
                         fh.seek(info.header_offset)
                         local = fh.read(30)
                         name_len = int.from_bytes(local[26:28], "little")
@@ -296,7 +298,8 @@ class NpzReader:
             raw = member.read((b - a) * row_bytes)
         if len(raw) != (b - a) * row_bytes:
             raise IntegrityError(f"{self._name}: array {key!r} is shorter than its header says")
-        return np.frombuffer(raw, dtype=m.dtype).reshape((b - a, *row_shape)).copy()
+        out: np.ndarray = np.frombuffer(raw, dtype=m.dtype).reshape((b - a, *row_shape)).copy()
+        return out
 
     def arrays(self, keys: Iterable[str] | None = None, *, executor: Executor | None = None
                ) -> dict[str, np.ndarray]:
@@ -359,7 +362,8 @@ class NpzReader:
     def _full(self, key: str) -> np.ndarray:
         try:
             with open_source(self._src) as fh, np.load(fh, allow_pickle=False) as npz:
-                return npz[key]
+                arr: np.ndarray = npz[key]
+                return arr
         except (zipfile.BadZipFile, ValueError, EOFError, OSError, zlib.error) as exc:
             raise IntegrityError(f"{self._name}: array {key!r} is not readable ({exc})") from exc
 

@@ -94,8 +94,11 @@ def _checksum_ok(header: bytes) -> bool:
     except ValueError:
         return False
     unsigned = sum(header[:148]) + 256 + sum(header[156:])  # the checksum field itself counts as 8 spaces
+    if stored == unsigned:
+        return True
+    # Some old tars summed signed chars; counted only when the common sum misses (it is the slow one).
     signed = unsigned - 256 * sum(1 for b in header[:148] + header[156:] if b > 127)
-    return stored in (unsigned, signed)
+    return stored == signed
 
 
 def _decode_name(raw: bytes) -> str:
@@ -152,7 +155,8 @@ def iter_tar(read_at: ReadAt, *, where: str, total_size: int | None = None) -> I
     while True:
         if total_size is not None and offset + BLOCK > total_size:
             if offset == 0:
-                raise IntegrityError(f"{where}: {total_size} bytes, too short for a tar archive (truncated or not a tar)")
+                raise IntegrityError(f"{where}: {total_size} bytes, too short for a tar archive "
+                                     "(truncated or not a tar)")
             if offset < total_size:
                 raise IntegrityError(f"{where}: truncated tar header at offset {offset} "
                                      f"(archive is {total_size} bytes)")

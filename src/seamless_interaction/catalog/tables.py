@@ -156,7 +156,7 @@ class Catalog:
         refresh: bool = False,
         headers: Mapping[str, str] | None = None,
         timeout_s: float = 60.0,
-    ) -> "Catalog":
+    ) -> Catalog:
         """Fetch (once) and parse (once) the tables of ``source``; later calls read the on-disk cache."""
         paths = load_tables(source, cache_dir, refresh=refresh, headers=headers, timeout_s=timeout_s)
         catalog = cls.from_paths(paths, cache_dir=source_cache_dir(source, cache_dir))
@@ -167,7 +167,7 @@ class Catalog:
         return catalog
 
     @classmethod
-    def from_paths(cls, paths: Mapping[str, Path | str], cache_dir: Path | str | None = None) -> "Catalog":
+    def from_paths(cls, paths: Mapping[str, Path | str], cache_dir: Path | str | None = None) -> Catalog:
         """Build from CSV paths keyed ``"filelist.csv"`` or ``"filelist"`` (and so on).
 
         ``cache_dir`` is where parsed Arrow copies are kept; ``None`` parses without caching.
@@ -442,7 +442,7 @@ class Catalog:
         return np.add.reduceat(mask.astype(np.int64), np.asarray(starts[:-1]))
 
     @cached_property
-    def _archive_index(self) -> tuple[dict, dict, dict]:
+    def _archive_index(self) -> tuple[dict[Any, Any], dict[Any, Any], dict[Any, Any]]:
         """(label, split) -> batches, (label, split, batch) -> archives, (..., archive) -> rows; built on first use."""
         if not self._ids:
             return {}, {}, {}
@@ -516,9 +516,10 @@ def _codes(column: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
 
 def _eq_code(codes: np.ndarray, names: list[str], value: str) -> np.ndarray:
     try:
-        return codes == names.index(value)
+        code = names.index(value)
     except ValueError:
         return np.zeros(len(codes), dtype=bool)
+    return np.asarray(codes == code)
 
 
 def _runs(column: pa.ChunkedArray) -> tuple[list[str], list[int]]:
@@ -746,7 +747,7 @@ def _prepare_participants(raw: pa.Table, path: Path) -> pa.Table:
 
 def _parse_trait(column: pa.ChunkedArray) -> pa.Array:
     # BFI-2 domain means, or the literal "Undisclosed" (FORMAT.md 8.3): anything non-numeric becomes null.
-    out = []
+    out: list[float | None] = []
     for text in column.to_pylist():
         try:
             out.append(float(text))

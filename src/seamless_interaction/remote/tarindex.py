@@ -21,7 +21,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from seamless_interaction.base.errors import IntegrityError, TransferError
 from seamless_interaction.base.tarfmt import BLOCK, ReadAt, TarMember, iter_tar
@@ -62,7 +62,7 @@ class TarIndex:
     def files(self) -> list[TarMember]:
         return [m for m in self.members if m.is_file]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "version": _CACHE_VERSION,
             "url": self.url,
@@ -72,7 +72,7 @@ class TarIndex:
         }
 
     @classmethod
-    def from_json(cls, data: dict) -> TarIndex:
+    def from_json(cls, data: dict[str, Any]) -> TarIndex:
         if data.get("version") != _CACHE_VERSION:
             raise ValueError(f"tar index version {data.get('version')!r}, expected {_CACHE_VERSION}")
         members = [TarMember(str(n), int(o), int(s), int(h), str(t)) for n, o, s, h, t in data["members"]]

@@ -50,7 +50,8 @@ class BundleResult:
     absent: tuple[str, ...] = ()  # optional parts the CDN did not have
 
 
-def plan_file_id(catalog: Catalog, cdn_url: str, file_id: str, *, movement_v4: bool = True) -> tuple[FileRecord, list[Part]]:
+def plan_file_id(catalog: Catalog, cdn_url: str, file_id: str, *,
+                 movement_v4: bool = True) -> tuple[FileRecord, list[Part]]:
     """Catalog lookup first: an unknown id fails here, before any request or write."""
     rec = catalog.record(file_id)
     return rec, cdn_parts(cdn_url, rec.label, rec.split, rec.file_id, movement_v4=movement_v4)
@@ -203,7 +204,8 @@ def _commit(staged: _Staged, results: list[FetchResult | None], absent: tuple[st
 
 def _load_npy(path: Path, url: str) -> np.ndarray:
     try:
-        return np.load(io.BytesIO(path.read_bytes()), allow_pickle=False)
+        arr: np.ndarray = np.load(io.BytesIO(path.read_bytes()), allow_pickle=False)
+        return arr
     except Exception as exc:
         raise IntegrityError(f"{url}: not a readable .npy ({exc})") from exc
 

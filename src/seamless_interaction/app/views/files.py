@@ -31,7 +31,8 @@ m[4].metric("Free space", format_bytes(free) if free is not None else "unknown")
 st.caption(f"Folder: `{root}`")
 
 if not inv.bundles and not inv.partial_files and not inv.tar_files:
-    st.info("No dataset files here yet. Use the Download page, or point the sidebar at another folder.", icon=":material/inbox:")
+    st.info("No dataset files here yet. Use the Download page, or point the sidebar at another folder.",
+            icon=":material/inbox:")
     st.stop()
 
 rows = []

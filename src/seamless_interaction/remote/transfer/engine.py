@@ -500,7 +500,9 @@ class Transfer:
         if self.manifest is not None and self.manifest.contains(dest):
             entry = self.manifest.get(dest)
             if entry is not None and entry.size == size and (sha256 is None or entry.sha256 == sha256):
-                return FetchResult(url, dest, size, entry.sha256, resumed=False, skipped=True)
+                # An entry written without a hash (older manifests) gets one now: the result always has it.
+                digest = entry.sha256 or sha256_file(dest)
+                return FetchResult(url, dest, size, digest, resumed=False, skipped=True)
         if expected_size is None:
             # No size to compare with: ask the remote (one HEAD beats a refetch).
             info = self.head(url, optional=True)
