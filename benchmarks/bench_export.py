@@ -19,7 +19,6 @@ import shutil
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 from seamless_interaction.base.ids import ArchiveRef

@@ -152,7 +152,7 @@ class SeamlessInteractionFS:
         logger.info("Loaded filelist with %d entries", len(self._catalog))
 
     @property
-    def _cached_filelist(self) -> "pd.DataFrame":
+    def _cached_filelist(self) -> pd.DataFrame:
         """The filelist as the official pandas DataFrame; assigning a DataFrame replaces the catalog's
         filelist (its metadata joins are kept), the official way to work on a chosen subset."""
         if self._frame is None:
@@ -166,7 +166,7 @@ class SeamlessInteractionFS:
         return self._frame
 
     @_cached_filelist.setter
-    def _cached_filelist(self, frame: "pd.DataFrame | None") -> None:
+    def _cached_filelist(self, frame: pd.DataFrame | None) -> None:
         if frame is None:
             self._catalog, self._frame, self._load_error = None, None, None
             return
@@ -219,7 +219,7 @@ class SeamlessInteractionFS:
 
     # ------------------------------------------------------------------ catalog queries (official shapes)
     def _filter_candidates(self, label: str | None = None, split: str | None = None,
-                           preferred_vendors_only: bool | None = None) -> "pd.DataFrame":
+                           preferred_vendors_only: bool | None = None) -> pd.DataFrame:
         """Filelist rows of a label and split (and the preferred vendors), as a DataFrame."""
         label, split = self._query_scope(label, split)
         frame = self._cached_filelist
@@ -586,7 +586,7 @@ class SeamlessInteractionFS:
 
     def build_index(self, *, label: str | None = None, split: str | None = None, batch: int | None = None,
                     archives: list[tuple[str, str, int, int]] | None = None, route: str = "auto",
-                    workers: int = 4) -> "BuildReport":
+                    workers: int = 4) -> BuildReport:
         """Build or update the conversation index (file_stats, interaction_stats) for the archives in
         scope, reading only headers, json and VAD (see :mod:`operations.index`). Incremental and resumable."""
         from seamless_interaction.operations.index import build_index
@@ -597,7 +597,7 @@ class SeamlessInteractionFS:
                            cdn_url=self.config.cdn_url, cache_dir=self.config.cache_dir, label=label, split=split,
                            batch=batch, archives=archives, route=route, workers=workers, quiet=self.quiet)
 
-    def query(self, sql: str) -> "pa.Table":
+    def query(self, sql: str) -> pa.Table:
         """Run SQL over the views files, interactions, participants, relationships, file_stats,
         interaction_stats and archives (DuckDB; ``pip install seamless-interaction[index]``)."""
         from seamless_interaction.operations.query import QueryEngine
@@ -612,7 +612,7 @@ class SeamlessInteractionFS:
         return sha256_file(load_tables(self.config.assets, self.config.cache_dir)["filelist.csv"])
 
     def plan_download(self, file_ids: list[str], *, modalities: tuple[str, ...] = ("json", "mp4", "npz", "wav"),
-                      link: "LinkModel | None" = None) -> "DownloadPlan":
+                      link: LinkModel | None = None) -> DownloadPlan:
         """Per archive, the fastest route (whole tar, Range members, CDN objects) for ``file_ids``."""
         from seamless_interaction.operations.plan import plan_download
 
@@ -626,7 +626,7 @@ class SeamlessInteractionFS:
         return plan_download(self.transfer, self.catalog, self.config.hf_url, file_ids, modalities=modalities,
                              link=link, cache_dir=self.config.cache_dir, known_sizes=known)
 
-    def execute_plan(self, plan: "DownloadPlan") -> list[Path]:
+    def execute_plan(self, plan: DownloadPlan) -> list[Path]:
         """Download what ``plan`` says, each archive by its chosen route."""
         from seamless_interaction.operations.plan import execute_plan
 
@@ -637,7 +637,7 @@ class SeamlessInteractionFS:
     # ------------------------------------------------------------------ audit
     def verify(self, *, label: str | None = None, split: str | None = None, batch: int | None = None,
                only: tuple[str, ...] | None = None, deep: bool = False, check_remote: bool = False,
-               repair: bool = False) -> "Report":
+               repair: bool = False) -> Report:
         """Audit the local tree against what was asked for, the catalog and the manifest; ``repair=True``
         refetches exactly what is bad (see :mod:`~seamless_interaction.operations.verify`)."""
         from seamless_interaction.operations.verify import verify

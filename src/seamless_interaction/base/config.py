@@ -103,7 +103,7 @@ class DatasetConfig:
         else:
             self.local_dir = Path(self.local_dir).expanduser()
 
-    def resolved(self) -> "DatasetConfig":
+    def resolved(self) -> DatasetConfig:
         """A copy with every endpoint, the cache dir, the connection budget and the token filled in."""
         return replace(
             self,

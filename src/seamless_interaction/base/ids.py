@@ -84,7 +84,7 @@ class InteractionKey:
     participant: str | None = None
 
     @classmethod
-    def from_file_id(cls, file_id: str) -> "InteractionKey":
+    def from_file_id(cls, file_id: str) -> InteractionKey:
         m = FILE_ID_RE.match(file_id.strip()) if isinstance(file_id, str) else None
         if m is None:
             raise InvalidIdError(f"Invalid file ID format: {file_id!r}; expected V##_S####_I########_P####[A-Z], "
@@ -92,7 +92,7 @@ class InteractionKey:
         return cls(*m.groups())
 
     @classmethod
-    def from_interaction_key(cls, interaction_key: str) -> "InteractionKey":
+    def from_interaction_key(cls, interaction_key: str) -> InteractionKey:
         """An interaction key, or the interaction of a file id (the official parser matched a prefix too)."""
         text = interaction_key.strip() if isinstance(interaction_key, str) else None
         m = text is not None and (INTERACTION_KEY_RE.match(text) or FILE_ID_RE.match(text))
@@ -102,7 +102,7 @@ class InteractionKey:
         return cls(*m.groups()[:3])
 
     @classmethod
-    def from_session_key(cls, session_key: str) -> "InteractionKey":
+    def from_session_key(cls, session_key: str) -> InteractionKey:
         """A session key, or the session of an interaction key or file id."""
         text = session_key.strip() if isinstance(session_key, str) else None
         m = text is not None and (SESSION_KEY_RE.match(text) or INTERACTION_KEY_RE.match(text)

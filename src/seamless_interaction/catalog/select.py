@@ -41,13 +41,13 @@ _FRAME_COLUMNS = ("file_id", "label", "split", "batch_idx", "archive_idx", *FLAG
 # ---------------------------------------------------------------------------------------- DataFrame view
 
 
-def filelist_frame(catalog: Catalog) -> "pd.DataFrame":
+def filelist_frame(catalog: Catalog) -> pd.DataFrame:
     """The filelist as the official DataFrame: one row per file id, its columns in the CSV's order."""
     table = catalog.table("filelist")
     return table.select([c for c in _FRAME_COLUMNS if c in table.column_names]).to_pandas()
 
 
-def catalog_from_frame(frame: "pd.DataFrame", *, joins_from: Catalog | None = None) -> Catalog:
+def catalog_from_frame(frame: pd.DataFrame, *, joins_from: Catalog | None = None) -> Catalog:
     """A catalog over a filelist DataFrame (the official ``_cached_filelist``); metadata joins from ``joins_from``."""
     if len(frame.columns) == 0:
         table = pa.table({})

@@ -183,8 +183,8 @@ class Catalog:
         return cls(tables, source=str(by_name["filelist"].parent))
 
     @classmethod
-    def from_filelist(cls, filelist: pa.Table, *, joins_from: "Catalog | None" = None,
-                      source: str = "<filelist>") -> "Catalog":
+    def from_filelist(cls, filelist: pa.Table, *, joins_from: Catalog | None = None,
+                      source: str = "<filelist>") -> Catalog:
         """Build from a filelist table already in memory (any column types: every cell is read as text).
 
         The interactions, participants and relationships tables are taken from ``joins_from`` when

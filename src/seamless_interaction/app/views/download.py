@@ -58,7 +58,7 @@ with hub_tab:
     archive = c[3].selectbox("Archive", archives, key="hub_archive", format_func=lambda a: f"{a:04d}")
     if archive is not None:
         name = f"{ArchiveRef(label, split, batch, archive)}.tar"
-        ids = cat.archive_file_ids(label, split, batch, archive)
+        in_archive = cat.archive_file_ids(label, split, batch, archive)
         size = None
         try:
             size = data.archive_size(str(cfg.hf_url), label, split, batch, archive)
