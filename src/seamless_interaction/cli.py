@@ -201,7 +201,8 @@ def cmd_mirror(args) -> int:
         raise InvalidIdError(f"{args.dir}: not a mirror (no mirror.json); run `seamless-interaction mirror build {args.dir}` first")
     print(f"serving {args.dir}; point the toolkit at it with SEAMLESS_INTERACTION_CDN_URL, "
           "SEAMLESS_INTERACTION_HF_URL and SEAMLESS_INTERACTION_ASSETS (Ctrl-C stops)", flush=True)
-    serve(args.dir, host=args.host, port=args.port, latency_s=args.latency, bandwidth_bps=args.bandwidth)
+    serve(args.dir, host=args.host, port=args.port, latency_s=args.latency, bandwidth_bps=args.bandwidth,
+          total_bps=args.total_bandwidth)
     return 0
 
 
@@ -271,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--port", type=int, default=8000)
     ms.add_argument("--latency", type=float, default=0.0, help="seconds before each response's first byte")
     ms.add_argument("--bandwidth", type=float, default=None, help="bytes/s per connection")
+    ms.add_argument("--total-bandwidth", type=float, default=None, help="bytes/s for the whole server")
     m.set_defaults(func=cmd_mirror)
 
     v = sub.add_parser("verify", help="audit local files against the catalog and manifest; --repair refetches")
