@@ -57,3 +57,7 @@ class InsufficientSpaceError(SeamlessError, OSError):
 
 class NotDownloadedError(SeamlessError, FileNotFoundError):
     """Local data that was asked for but has not been downloaded (or was deleted)."""
+
+
+class TransferCancelled(SeamlessError):
+    """A transfer stopped on request (a cancel token was set); its partial files stay, resumable."""

@@ -1,0 +1,109 @@
+"""What the transfer engine takes and gives back: jobs, remote metadata, results, progress."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+__all__ = ["FetchResult", "Job", "NullProgress", "Progress", "RemoteInfo", "TqdmProgress"]
+
+
+@dataclass(frozen=True)
+class RemoteInfo:
+    """What a HEAD tells about a remote file. ``sha256`` comes from a 64-hex (X-Linked-)ETag."""
+
+    url: str
+    final_url: str
+    size: int | None
+    etag: str | None
+    sha256: str | None
+    accept_ranges: bool
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """A file now complete at ``path``. ``skipped``: it already was; ``resumed``: an earlier run's part was reused."""
+
+    url: str
+    path: Path
+    size: int
+    sha256: str
+    resumed: bool
+    skipped: bool
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file for :meth:`Transfer.fetch_many`."""
+
+    url: str
+    dest: Path
+    expected_size: int | None = None
+    sha256: str | None = None
+    optional: bool = False
+
+
+class Progress(Protocol):
+    """Byte progress of a fetch or a batch. Called from several threads."""
+
+    def start(self, total_bytes: int | None, desc: str) -> None: ...
+
+    def advance(self, n: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NullProgress:
+    """Progress that shows nothing."""
+
+    def start(self, total_bytes: int | None, desc: str) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class TqdmProgress:
+    """A tqdm bar in bytes (rate and ETA included); ``disable=True`` for quiet runs.
+
+    Starts nest: while a bar is open (say for a batch of file ids), a further ``start`` from a
+    concurrent fetch adds its bytes to the same bar instead of replacing it, and the bar closes
+    with the outermost ``close``. Concurrent downloads therefore share one honest bar.
+    """
+
+    def __init__(self, *, disable: bool = False) -> None:
+        self._disable = disable
+        self._lock = threading.Lock()
+        self._bar: object | None = None
+        self._depth = 0
+
+    def start(self, total_bytes: int | None, desc: str) -> None:
+        from tqdm.auto import tqdm
+
+        with self._lock:
+            self._depth += 1
+            if self._bar is None:
+                self._bar = tqdm(
+                    total=total_bytes, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
+                    disable=self._disable, dynamic_ncols=True, smoothing=0.1,
+                )
+            elif total_bytes and self._bar.total is not None:  # type: ignore[attr-defined]
+                self._bar.total += total_bytes  # type: ignore[attr-defined]
+                self._bar.refresh()  # type: ignore[attr-defined]
+
+    def advance(self, n: int) -> None:
+        with self._lock:
+            if self._bar is not None:
+                self._bar.update(n)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        with self._lock:
+            self._depth = max(0, self._depth - 1)
+            if self._depth == 0 and self._bar is not None:
+                self._bar.close()  # type: ignore[attr-defined]
+                self._bar = None
