@@ -126,7 +126,7 @@ def child_httpx(report: str, urls: list[str], threads: int) -> None:
                 if r.status_code in (403, 404):
                     return 0
                 r.raise_for_status()
-                for chunk in r.iter_raw(1 << 20):
+                for chunk in r.iter_raw():
                     h.update(chunk)
                     n += len(chunk)
             h.hexdigest()

@@ -103,15 +103,15 @@ _MEDIA = ("audio", "video")
 
 
 def _fetch_rank(part: Part) -> int:
-    """Fetch order: the small parts first, then the audio, then the video.
+    """Fetch order: the video, then the audio, then the small parts.
 
-    The CDN gives no sizes up front, so the transfer starts these jobs in the order given. The
-    small parts first let the npz/json assembly (CPU work) run while the media stream. The video
-    last costs nothing: it is fetched in segments, and connections that run out of jobs split
-    whatever range remains, so it still ends with the rest. The audio, a single stream, goes
-    before it so that it never trails at the end.
+    The CDN gives no sizes up front, so the transfer starts these jobs in the order given, and
+    starts every job before it splits a large one into segments. The media first fill the link
+    from the first round trip on, while the other connections go through the many small parts
+    (a round trip each, several answering 403); once those are in, the npz/json assembly (CPU
+    work) runs while the media finish, and the freed connections split the media's remaining ranges.
     """
-    return {"video": 2, "audio": 1}.get(part.kind, 0)
+    return {"video": 0, "audio": 1}.get(part.kind, 2)
 
 
 def gather_file_id(
@@ -222,7 +222,7 @@ def gather_many(
 
     Every id is validated against the catalog first (nothing is fetched if one is unknown). Then
     the parts of all ids go to one :meth:`Transfer.fetch_many`, every video first, then the audio,
-    then the small parts: the transfer sees the whole batch, so the large media overlap the many
+    then the small parts (see ``_fetch_rank``): the transfer sees the whole batch, so the large media overlap the many
     short requests and the connections finish together. Each id's npz/json are assembled as soon
     as its last part lands, while the others still download. ``on_done`` is called once per id as
     it completes (from a worker thread, one call at a time). On a failure the first error is
@@ -249,7 +249,7 @@ def gather_many(
         for res in results:
             if res is not None:
                 finished(res)
-        # (id index, part index) in fetch order: the small parts id by id, then the media.
+        # (id index, part index) in fetch order: the media, then the small parts id by id.
         keys = sorted(((k, i) for k, s in staged.items() for i in range(len(s.jobs))),
                       key=lambda ki: _fetch_rank(staged[ki[0]].parts[ki[1]]))
         fetched: dict[int, list[FetchResult | None]] = {k: [None] * len(s.jobs) for k, s in staged.items()}

@@ -43,6 +43,9 @@ _T = TypeVar("_T")
 MAX_REDIRECTS = 10
 # A failed attempt that still moved this many bytes does not use up the retry budget.
 ATTEMPT_RESET_BYTES = 1 << 20
+# Error bodies up to this size are read before the response closes, so that its connection goes
+# back to the pool: an absent optional object (403) then costs one round trip, not a new connection.
+DRAIN_MAX_BYTES = 64 << 10
 
 
 class HttpClient:
@@ -101,6 +104,7 @@ class HttpClient:
         status = resp.status_code
         if status < 300:
             return True
+        drain(resp)
         if status in (403, 404):
             if optional:
                 logger.debug("%s %s: HTTP %d, optional file absent", method, url, status)
@@ -147,6 +151,16 @@ class HttpClient:
                 return remote_info(url, resp)
 
         return self.retrying("HEAD", url, attempt, sleep=cancellable_sleep(cancel, "HEAD", url))
+
+
+def drain(resp: httpx.Response) -> None:
+    """Read a short error body so that closing the response keeps its connection alive."""
+    length = resp.headers.get("content-length", "")
+    if length.isdigit() and int(length) <= DRAIN_MAX_BYTES:
+        try:
+            resp.read()
+        except (httpx.HTTPError, httpx.StreamError):
+            pass  # the connection is dropped on close, as it would have been
 
 
 def check_cancel(cancel: CancelLike | None, method: str, url: str) -> None:

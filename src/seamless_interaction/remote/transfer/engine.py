@@ -284,13 +284,14 @@ class Transfer:
         busy = [0]  # workers with a job in hand
 
         def worker() -> None:
-            # A free connection takes, in turn: a planned segment of a download in flight (so a
-            # large file spreads over the connections as they free up), the next job, or a split
+            # A free connection takes, in turn: the next job, a planned segment of a download in
+            # flight (so a large file spreads over the connections as they free up), or a split
             # of the range with the most time left; it waits while another worker still has a
-            # job (whose download may yet become splittable).
+            # job (whose download may yet become splittable). Jobs come before segments: every
+            # file then starts at once (the many small requests, each a round trip, overlap the
+            # large streams instead of waiting behind their segments), and the segments still
+            # go to every connection that the jobs leave free.
             while not stop.is_set():
-                if batch.take_segment():
-                    continue
                 with state:
                     i = pending.popleft() if pending else None
                     if i is not None:
@@ -301,6 +302,8 @@ class Transfer:
                     finally:
                         with state:
                             busy[0] -= 1
+                    continue
+                if batch.take_segment():
                     continue
                 if batch.steal():
                     continue
