@@ -92,9 +92,10 @@ def _stage(catalog: Catalog, cdn_url: str, local_dir: Path, file_id: str, *, man
     staging = target / f".{rec.file_id}.cdn-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    # Media go straight to disk (large); npy/jsonl are small enough to hold in memory but take the
-    # same verified, retried path.
-    jobs = [Job(url=part.url, dest=staging / part.name.replace(":", "__"), optional=not part.required)
+    # Media go straight to disk (large); npy/jsonl are small and consumed at once, so they are
+    # fetched into memory (same retries and checks, no part file, lock or fsync per object).
+    jobs = [Job(url=part.url, dest=staging / part.name.replace(":", "__") if part.kind in _MEDIA else None,
+                optional=not part.required)
             for part in parts]
     return _Staged(rec, parts, final, staging, jobs)
 
@@ -150,7 +151,7 @@ def _encode(staged: _Staged, results: list[FetchResult | None]) -> tuple[str, ..
 
     Returns the optional parts the CDN did not have.
     """
-    got: dict[str, Path] = {}
+    got: dict[str, bytes] = {}
     absent = []
     for part, res in zip(staged.parts, results):
         if part.kind in _MEDIA:
@@ -158,7 +159,8 @@ def _encode(staged: _Staged, results: list[FetchResult | None]) -> tuple[str, ..
         if res is None:
             absent.append(part.name)
         else:
-            got[part.name] = res.path
+            assert res.data is not None
+            got[part.name] = res.data
     arrays = {}
     for part in staged.parts:
         if part.kind == "feature" and part.name in got:
@@ -166,10 +168,10 @@ def _encode(staged: _Staged, results: list[FetchResult | None]) -> tuple[str, ..
     annotations = {}
     for part in staged.parts:
         if part.kind == "annotation" and part.name in got:
-            annotations[part.name.split(":", 1)[1]] = parse_jsonl(got[part.name].read_bytes(), name=part.url)
-    transcript = (parse_jsonl(got["metadata:transcript"].read_bytes(), name="transcript")
+            annotations[part.name.split(":", 1)[1]] = parse_jsonl(got[part.name], name=part.url)
+    transcript = (parse_jsonl(got["metadata:transcript"], name="transcript")
                   if "metadata:transcript" in got else None)
-    vad = parse_jsonl(got["metadata:vad"].read_bytes(), name="vad")
+    vad = parse_jsonl(got["metadata:vad"], name="vad")
     (staged.staging / "bundle.npz").write_bytes(encode_npz(arrays))
     (staged.staging / "bundle.json").write_bytes(
         encode_json(bundle_json(staged.rec.file_id, transcript, vad, annotations)))
@@ -192,9 +194,9 @@ def _commit(staged: _Staged, results: list[FetchResult | None], absent: tuple[st
     return BundleResult(staged.rec.file_id, final, skipped=False, absent=absent)
 
 
-def _load_npy(path: Path, url: str) -> np.ndarray:
+def _load_npy(data: bytes, url: str) -> np.ndarray:
     try:
-        return np.load(io.BytesIO(path.read_bytes()), allow_pickle=False)
+        return np.load(io.BytesIO(data), allow_pickle=False)
     except Exception as exc:
         raise IntegrityError(f"{url}: not a readable .npy ({exc})") from exc
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import threading
 from collections.abc import Callable
@@ -208,7 +209,11 @@ class Transfer:
             raise ValueError(f"bad byte range [{start}, {end}) for {url}")
         if start is not None and end is not None and end == start:
             return b""
-        stop = self._stop(cancel)
+        return self._fetch_bytes(url, optional, start, end, self._stop(cancel))
+
+    def _fetch_bytes(
+        self, url: str, optional: bool, start: int | None, end: int | None, stop: CancelLike,
+    ) -> bytes | None:
         buf = bytearray()
 
         def attempt() -> bytes | None:
@@ -315,13 +320,16 @@ class Transfer:
         def run(i: int) -> None:
             j = jobs[i]
             try:
-                res = self._fetch(j.url, Path(j.dest), j.expected_size, j.sha256, j.optional, stop, batch)
+                if j.dest is None:
+                    res = self._fetch_memory(j, stop)
+                else:
+                    res = self._fetch(j.url, Path(j.dest), j.expected_size, j.sha256, j.optional, stop, batch)
                 results[i] = res
                 with state:
                     finished.add(i)
                 if on_result is not None:
                     on_result(i, res)
-            except Stopped:
+            except (Stopped, TransferCancelled):
                 pass
             except BaseException as e:  # noqa: BLE001 - collected and raised by fetch_many
                 with state:
@@ -394,6 +402,19 @@ class Transfer:
                 return None
             self._record(result)
             return result
+
+    def _fetch_memory(self, job: Job, stop: CancelLike) -> FetchResult | None:
+        """An in-memory job: the whole body, checked against the job's size and sha256."""
+        data = self._fetch_bytes(job.url, job.optional, None, None, stop)
+        if data is None:
+            return None
+        if job.expected_size is not None and len(data) != job.expected_size:
+            raise IntegrityError(f"GET {job.url}: got {len(data)} bytes, expected {job.expected_size}")
+        digest = hashlib.sha256(data).hexdigest()
+        if job.sha256 is not None and digest != job.sha256.lower():
+            raise IntegrityError(f"GET {job.url}: sha256 {digest}, expected {job.sha256}")
+        self.progress.advance(len(data))
+        return FetchResult(job.url, None, len(data), digest, resumed=False, skipped=False, data=data)
 
     def _complete_locally(
         self, url: str, dest: Path, expected_size: int | None, sha256: str | None

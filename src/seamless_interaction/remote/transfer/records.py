@@ -24,22 +24,30 @@ class RemoteInfo:
 
 @dataclass(frozen=True)
 class FetchResult:
-    """A file now complete at ``path``. ``skipped``: it already was; ``resumed``: an earlier run's part was reused."""
+    """A file now complete at ``path``. ``skipped``: it already was; ``resumed``: an earlier run's part was reused.
+
+    For an in-memory :class:`Job` (no ``dest``), ``path`` is None and ``data`` holds the bytes.
+    """
 
     url: str
-    path: Path
+    path: Path | None
     size: int
     sha256: str
     resumed: bool
     skipped: bool
+    data: bytes | None = None
 
 
 @dataclass(frozen=True)
 class Job:
-    """One file for :meth:`Transfer.fetch_many`."""
+    """One file for :meth:`Transfer.fetch_many`.
+
+    ``dest=None`` fetches into memory (``FetchResult.data``): for small objects that are consumed
+    at once, with no part file, lock, sidecar or fsync (and so no resume across runs).
+    """
 
     url: str
-    dest: Path
+    dest: Path | None
     expected_size: int | None = None
     sha256: str | None = None
     optional: bool = False
