@@ -125,9 +125,10 @@ def cmd_download(args) -> int:
             return _download_members(fs, args, file_ids, archives, splits, only or ("json", "mp4", "npz", "wav"))
         if args.dry_run:
             return _dry_run(fs, file_ids, archives)
-        for label, split, b, a in archives:
-            ok, path = fs.download_archive_from_hf(a, label=label, split=split, batch=b, extract=not args.keep_tar)
-            print(f"archive {label}/{split}/{b:04d}/{a:04d}.tar -> {path}")
+        if archives:
+            done = fs.download_archives_from_hf(archives, extract=not args.keep_tar)
+            for (label, split, b, a), (_, path) in zip(archives, done):
+                print(f"archive {label}/{split}/{b:04d}/{a:04d}.tar -> {path}")
         if file_ids:
             results = fs.download_batch_from_s3(file_ids)
             for fid, paths in zip(file_ids, results):

@@ -244,13 +244,23 @@ class SeamlessInteractionFS:
         """Archives of one batch (``batch_idx``), or of every batch of the split when it is None."""
         label, split = self._label_split(label, split)
         batches = [batch_idx] if batch_idx is not None else self.list_batches(label, split)
-        out = []
-        for b in batches:
-            archives = archive_list if archive_list is not None else self.list_archives(label, split, b)
-            for a in archives:
-                out.append(self.download_archive_from_hf(a, label=label, split=split, batch=b,
-                                                         local_dir=local_dir, extract=extract))
-        return out
+        refs = [(label, split, b, a) for b in batches
+                for a in (archive_list if archive_list is not None else self.list_archives(label, split, b))]
+        return self.download_archives_from_hf(refs, local_dir=local_dir, extract=extract)
+
+    def download_archives_from_hf(self, archives: list[tuple[str, str, int, int]], *,
+                                  local_dir: str | Path | None = None,
+                                  extract: bool = True) -> list[tuple[bool, str]]:
+        """Several ``(label, split, batch, archive)`` archives at once; ``(True, path)`` each, in order.
+
+        They share the connections (segments of each where a connection is capped) and each one
+        is extracted as soon as it is verified, while the others still download.
+        """
+        root = Path(local_dir) if local_dir is not None else self.local_dir
+        refs = [(str(l), str(s), int(b), int(a)) for l, s, b, a in archives]
+        results = hub.download_archives(self.transfer, self.config.hf_url, root, refs, extract=extract,
+                                        manifest=Manifest(root) if local_dir is not None else self.manifest)
+        return [(True, str(r.path)) for r in results]
 
     # ------------------------------------------------------------------ local files
     def get_path_list_for_file_id_local(self, file_id: str) -> list[str]:

@@ -259,8 +259,11 @@ def gather_many(
         all_left = {k: len(s.jobs) for k, s in staged.items()}
         encoded: dict[int, Future[tuple[str, ...]]] = {}
         committed: dict[int, Future[BundleResult]] = {}
-        # Encoding is CPU work (npy parsing, DEFLATE): two threads overlap it with the transfers.
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="si-assemble") as pool:
+        # Encoding is CPU work (DEFLATE level 6, to match the archives byte for byte) that zlib
+        # runs without the GIL: a thread per id (up to 4) spreads it over the cores while the
+        # media still stream, so that it ends with them rather than after them.
+        workers = max(2, min(4, len(staged)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="si-assemble") as pool:
 
             def commit(k: int) -> BundleResult:
                 # Its encode was queued first, so it is running or done: no wait on a queued task.

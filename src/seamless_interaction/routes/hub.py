@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from seamless_interaction.local.archive import (
 from seamless_interaction.base.errors import TransferError
 from seamless_interaction.local.layout import archive_dir
 from seamless_interaction.local.manifest import Manifest
-from seamless_interaction.remote.transfer import Transfer, check_free_space
+from seamless_interaction.remote.transfer import FetchResult, Job, Transfer, check_free_space
 from seamless_interaction.remote.urls import hub_archive_url
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,109 @@ def archive_size(transfer: Transfer, hf_url: str, label: str, split: str, batch:
     if info.size is None:
         raise TransferError(f"{info.url}: the server sent no Content-Length", url=info.url)
     return info.size
+
+
+def download_archives(
+    transfer: Transfer,
+    hf_url: str,
+    local_dir: Path,
+    archives: list[tuple[str, str, int, int]],
+    *,
+    extract: bool = True,
+    manifest: Manifest | None = None,
+    on_done: Callable[[ArchiveResult], None] | None = None,
+) -> list[ArchiveResult]:
+    """Several archives at once over the transfer's connections; results in ``archives`` order.
+
+    One :meth:`Transfer.fetch_many` takes every archive, so the connections spread over all of
+    them (whole archives first, then segments of each, then splits of what is left), and each
+    archive is extracted on its own thread as soon as it is complete and verified, while the
+    others still download. ``on_done`` is called once per archive as it completes (from a worker
+    thread, one call at a time). On a failure the first error is raised; archives already
+    extracted stay, the others are resumable.
+    """
+    local_dir = Path(local_dir)
+    results: list[ArchiveResult | None] = [None] * len(archives)
+    todo: list[int] = []
+    for k, (label, split, batch, archive) in enumerate(archives):
+        dest_dir = archive_dir(local_dir, label, split, batch, archive)
+        if extract and extraction_complete(local_dir, dest_dir, label, split, batch, archive):
+            results[k] = ArchiveResult(label, split, batch, archive, dest_dir, None, skipped=True)
+        else:
+            todo.append(k)
+    lock = threading.Lock()
+
+    def finished(res: ArchiveResult) -> None:
+        if on_done is not None:
+            with lock:
+                on_done(res)
+
+    for res in results:
+        if res is not None:
+            finished(res)
+    if not todo:
+        return [r for r in results if r is not None]
+    urls = {k: hub_archive_url(hf_url, *archives[k]) for k in todo}
+    # Sizes and sha256 up front, all at once (a round trip, not one per archive): the jobs then
+    # start largest first with exact ranges, and the free space is checked before any byte.
+    with ThreadPoolExecutor(max_workers=min(len(todo), transfer.max_connections)) as pool:
+        infos = dict(zip(todo, pool.map(lambda k: transfer.head(urls[k]), todo)))
+    # The tar and, when extracting, its contents coexist until the tar is removed.
+    need = 0
+    for k in todo:
+        size = infos[k].size or 0  # type: ignore[union-attr]
+        tar = _tar_path(local_dir, *archives[k])
+        have = tar.stat().st_size if tar.exists() else 0
+        need += max(0, size - have) + (size if extract else 0)
+    check_free_space(local_dir, need)
+    jobs = []
+    for k in todo:
+        info = infos[k]
+        assert info is not None
+        tar_path = _tar_path(local_dir, *archives[k])
+        tar_path.parent.mkdir(parents=True, exist_ok=True)
+        jobs.append(Job(urls[k], tar_path, expected_size=info.size, sha256=info.sha256))
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="si-extract") as pool:
+        done: dict[int, Future[ArchiveResult]] = {}
+
+        def landed(n: int, res: FetchResult | None) -> None:
+            assert res is not None
+            k = todo[n]
+            done[k] = pool.submit(_settle, archives[k], local_dir, urls[k], res, extract, manifest, finished)
+
+        transfer.fetch_many(jobs, on_result=landed)
+        for k, fut in done.items():
+            results[k] = fut.result()
+    return [r for r in results if r is not None]
+
+
+def _tar_path(local_dir: Path, label: str, split: str, batch: int, archive: int) -> Path:
+    return archive_dir(local_dir, label, split, batch, archive).parent / f"{int(archive):04d}.tar"
+
+
+def _settle(ref: tuple[str, str, int, int], local_dir: Path, url: str, res: FetchResult, extract: bool,
+            manifest: Manifest | None, finished: Callable[[ArchiveResult], None]) -> ArchiveResult:
+    """Record or extract one downloaded, verified archive."""
+    label, split, batch, archive = ref
+    tar_path = res.path
+    assert tar_path is not None
+    if not extract:
+        if manifest is not None:
+            manifest.record(tar_path, url, res.size, res.sha256)
+        out = ArchiveResult(label, split, batch, archive, tar_path, res.size, skipped=res.skipped)
+    else:
+        dest_dir = archive_dir(local_dir, label, split, batch, archive)
+        members = safe_extract(tar_path, dest_dir)
+        if manifest is not None:
+            for m in members:
+                manifest.record(m.path, f"{url}#{m.name}", m.size, None)
+        write_extraction_record(local_dir, label, split, batch, archive, members, url, res.sha256)
+        os.remove(tar_path)
+        if manifest is not None:
+            manifest.remove(tar_path)
+        out = ArchiveResult(label, split, batch, archive, dest_dir, res.size, skipped=False)
+    finished(out)
+    return out
 
 
 def download_archive(

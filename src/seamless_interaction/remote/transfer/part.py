@@ -119,15 +119,17 @@ class Batch:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._members: set[PartDownload] = set()
+        # Insertion ordered: planned segments are taken from the download that started first,
+        # so the batch's files complete one after another rather than all at the end.
+        self._members: dict[PartDownload, None] = {}
 
     def add(self, dl: PartDownload) -> None:
         with self._lock:
-            self._members.add(dl)
+            self._members[dl] = None
 
     def discard(self, dl: PartDownload) -> None:
         with self._lock:
-            self._members.discard(dl)
+            self._members.pop(dl, None)
 
     def snapshot(self) -> list[PartDownload]:
         with self._lock:
@@ -614,10 +616,15 @@ class PartDownload:
             segmented = (
                 resp.status_code == 206 and total is not None and piece.start == 0 and len(self._plan(total)) > 1
             )
+            fresh = st is None
             self.state = PartState(
                 url=self.url, size=total, etag=etag, last_modified=last_modified,
                 sha256=remote_sha256(resp), segmented=segmented,
             )
+        if fresh and self.expected_size is None and total is not None:
+            add_total = getattr(self.ctx.progress, "add_total", None)
+            if add_total is not None:
+                add_total(total)
         if total is not None:
             try:
                 check_free_space(self.part, total - piece.pos)

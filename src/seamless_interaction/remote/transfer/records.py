@@ -69,6 +69,9 @@ class NullProgress:
     def start(self, total_bytes: int | None, desc: str) -> None:
         pass
 
+    def add_total(self, n: int) -> None:
+        pass
+
     def advance(self, n: int) -> None:
         pass
 
@@ -103,6 +106,16 @@ class TqdmProgress:
             elif total_bytes and self._bar.total is not None:  # type: ignore[attr-defined]
                 self._bar.total += total_bytes  # type: ignore[attr-defined]
                 self._bar.refresh()  # type: ignore[attr-defined]
+
+    def add_total(self, n: int) -> None:
+        """Grow the total by a file whose size became known while the bar runs (a CDN response).
+
+        Optional in the :class:`Progress` protocol: the engine calls it where a progress has it,
+        so that the bar shows a total and the time left even when no size was known up front.
+        """
+        with self._lock:
+            if self._bar is not None and n > 0:
+                self._bar.total = (self._bar.total or 0) + n  # type: ignore[attr-defined]
 
     def advance(self, n: int) -> None:
         with self._lock:
