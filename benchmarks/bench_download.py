@@ -57,7 +57,9 @@ from pathlib import Path
 MB = 1_000_000
 GB = 1_000_000_000
 ARIA2C = shutil.which("aria2c") or "/usr/bin/aria2c"
-OFFICIAL_DEFAULT_WORKERS = min(10, max(1, (os.cpu_count() or 1) - 2))  # upstream fs.py _num_workers
+# upstream fs.py _num_workers, with the cores this process may use (taskset) as the core count
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+OFFICIAL_DEFAULT_WORKERS = min(10, max(1, CORES - 2))
 HERE = Path(__file__).resolve()
 
 # ours, CDN route: exactly the user's call; the phases go to BENCH_REPORT. The bundle encoder is
@@ -364,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     cdn_limit, hub_limit = cdn_bytes / total_bps, hub_bytes / total_bps
     print(f"\nserver: {args.latency_ms:.0f} ms to first byte, {args.conn_mbps:.0f} MB/s per connection, "
           f"{args.total_mbps:.0f} MB/s in all; {args.runs} runs per client, medians (min-max); "
-          f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
+          f"machine: {CORES} cores, load {os.getloadavg()[0]:.1f}")
     print(f"CDN set: {len(ids)} file ids, {len(url_list)} URLs ({len(url_list) - len(present)} answer 403), "
           f"{cdn_bytes / MB:.1f} MB; limit {cdn_limit:.2f} s")
     print(f"Hub set: {args.hub_batch}, {len(batch_archives)} archives, {hub_bytes / MB:.1f} MB; "
