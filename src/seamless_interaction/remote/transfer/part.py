@@ -65,6 +65,10 @@ _STATE_SAVE_INTERVAL_S = 1.0
 # has been observed for this long.
 _MIN_SPLIT_BYTES = 1 << 20
 _MIN_RATE_WINDOW_S = 0.05
+# A stream reports its bytes to the progress at least this often (bytes or seconds, whichever
+# comes first): the bar stays live without a locked update per network chunk.
+_PROGRESS_BYTES = 1 << 20
+_PROGRESS_INTERVAL_S = 0.1
 # A single-stream file smaller than this gets no sidecar (no resume across runs): writing and
 # renaming it costs more than fetching the file again.
 _SIDECAR_MIN_BYTES = 256 << 10
@@ -654,28 +658,56 @@ class PartDownload:
         return sha256_fd(self.fd, size, pos, h).hexdigest()
 
     def _stream(self, piece: _Piece, resp: httpx.Response) -> None:
-        for chunk in resp.iter_raw():
-            self._check_cancel()
-            with self.lock:  # a concurrent split may move piece.end, never below piece.claimed
-                if piece.end is not None:
+        """Write the body at ``piece.pos``, hashing what lands at ``hashed``; the per-chunk path.
+
+        It runs for every chunk of every download, so it does only what the chunk needs: the
+        piece lock only where a split can move ``piece.end`` (segmented downloads), and progress
+        reported per MiB or per 0.1 s rather than per chunk.
+        """
+        st = self.state
+        segmented = st is not None and st.segmented
+        abort, cancel, fd, lock = self.abort, self.cancel, self.fd, self.lock
+        advance = self.ctx.progress.advance
+        pending, reported = 0, time.monotonic()
+        try:
+            for chunk in resp.iter_raw():
+                if abort.is_set() or (cancel is not None and cancel.is_set()):
+                    raise Stopped()
+                if segmented:
+                    with lock:  # a concurrent split may move piece.end, never below piece.claimed
+                        if piece.end is not None:
+                            chunk = chunk[: max(0, piece.end - piece.pos)]
+                        piece.claimed = piece.pos + len(chunk)
+                elif piece.end is not None and piece.pos + len(chunk) > piece.end:
                     chunk = chunk[: max(0, piece.end - piece.pos)]
-                piece.claimed = piece.pos + len(chunk)
-            at = piece.pos
-            view = memoryview(chunk)
-            while view:
-                n = os.pwrite(self.fd, view, piece.pos)
-                piece.pos += n
-                view = view[n:]
-            if self.hashed == at:  # unlocked pre-check; decided under the lock below
-                with self.hash_lock:
-                    if self.hashed == at:
-                        self.hasher.update(chunk)
-                        self.hashed += len(chunk)
-            self.ctx.progress.advance(len(chunk))
-            if self.state is not None and self.state.segmented:
-                self._save()
-            if piece.end is not None and piece.pos >= piece.end:
-                break
+                at = piece.pos
+                n = os.pwrite(fd, chunk, at)
+                if n < len(chunk):
+                    view = memoryview(chunk)
+                    while n < len(chunk):
+                        n += os.pwrite(fd, view[n:], at + n)
+                piece.pos = at + n
+                if self.hashed == at:  # unlocked pre-check; decided under the lock below
+                    with self.hash_lock:
+                        if self.hashed == at:
+                            self.hasher.update(chunk)
+                            self.hashed += n
+                pending += n
+                if pending >= _PROGRESS_BYTES:
+                    advance(pending)
+                    pending, reported = 0, time.monotonic()
+                elif pending:
+                    now = time.monotonic()
+                    if now - reported >= _PROGRESS_INTERVAL_S:
+                        advance(pending)
+                        pending, reported = 0, now
+                if segmented:
+                    self._save()
+                if piece.end is not None and piece.pos >= piece.end:
+                    break
+        finally:
+            if pending:
+                advance(pending)
 
     def _save(self, force: bool = False) -> None:
         """Write the sidecar; for segments, at most every ``_STATE_SAVE_INTERVAL_S``."""
