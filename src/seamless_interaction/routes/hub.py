@@ -91,25 +91,14 @@ def download_archives(
     if not todo:
         return [r for r in results if r is not None]
     urls = {k: hub_archive_url(hf_url, *archives[k]) for k in todo}
-    # Sizes and sha256 up front, all at once (a round trip, not one per archive): the jobs then
-    # start largest first with exact ranges, and the free space is checked before any byte.
-    with ThreadPoolExecutor(max_workers=min(len(todo), transfer.max_connections)) as pool:
-        infos = dict(zip(todo, pool.map(lambda k: transfer.head(urls[k]), todo)))
-    # The tar and, when extracting, its contents coexist until the tar is removed.
-    need = 0
-    for k in todo:
-        size = infos[k].size or 0  # type: ignore[union-attr]
-        tar = _tar_path(local_dir, *archives[k])
-        have = tar.stat().st_size if tar.exists() else 0
-        need += max(0, size - have) + (size if extract else 0)
-    check_free_space(local_dir, need)
+    # No HEAD first: the GET's redirect carries the sha256 (X-Linked-Etag), which the transfer
+    # verifies, and its first response the size, which plans the segments and checks the free
+    # space; asking beforehand would cost every archive two more round trips before its first byte.
     jobs = []
     for k in todo:
-        info = infos[k]
-        assert info is not None
         tar_path = _tar_path(local_dir, *archives[k])
         tar_path.parent.mkdir(parents=True, exist_ok=True)
-        jobs.append(Job(urls[k], tar_path, expected_size=info.size, sha256=info.sha256))
+        jobs.append(Job(urls[k], tar_path))
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="si-extract") as pool:
         done: dict[int, Future[ArchiveResult]] = {}
 
@@ -140,6 +129,7 @@ def _settle(ref: tuple[str, str, int, int], local_dir: Path, url: str, res: Fetc
         out = ArchiveResult(label, split, batch, archive, tar_path, res.size, skipped=res.skipped)
     else:
         dest_dir = archive_dir(local_dir, label, split, batch, archive)
+        check_free_space(dest_dir.parent, res.size)  # the contents, next to the tar until it goes
         members = safe_extract(tar_path, dest_dir)
         if manifest is not None:
             for m in members:
