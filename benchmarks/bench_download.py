@@ -301,7 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     cli_cmd = [cli] if Path(cli).exists() else [py, "-m", "seamless_interaction"]
 
     with served(info.root, lat, conn_bps, total_bps) as (cdn_url, hf_url, assets_url):
-        env = {**os.environ, "SEAMLESS_INTERACTION_CDN_URL": cdn_url, "SEAMLESS_INTERACTION_HF_URL": hf_url,
+        # Thread pools sized by the cores this run may use (numpy's OpenBLAS and Arrow read these), as
+        # they would be on a machine of that size rather than on a larger one restricted by taskset.
+        threads = {k: os.environ.get(k, str(CORES)) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+        env = {**os.environ, **threads,
+               "SEAMLESS_INTERACTION_CDN_URL": cdn_url, "SEAMLESS_INTERACTION_HF_URL": hf_url,
                "SEAMLESS_INTERACTION_ASSETS": assets_url,
                "SEAMLESS_INTERACTION_CACHE": str(args.workdir / "cache")}
         # The URLs the CDN route asks for (movement_v4 included, as by default).
