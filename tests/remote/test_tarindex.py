@@ -91,9 +91,10 @@ def test_index_remote_equals_tarfile_and_reads_only_headers(hub: MirrorServer, t
     write_tar(path, ODD_MEMBERS + big, fmt=fmt)
     index = index_remote(transfer, f"{hub.hf_url}/improvised/dev/0000/0000.tar")
     assert index_listing(index) == tar_listing(path)
-    assert index.read_url is not None and "/lfs/" in index.read_url
+    assert index.read_url == index.url  # the engine resolves it, once, for every read
     gets = [r for r in hub.requests if r.method == "GET"]
-    # Redirect resolved once by the HEAD; every Range read goes to the final (LFS) URL.
+    # Resolved once (a HEAD that does not follow); every Range read goes to the redirect target.
+    assert [r.method for r in hub.requests if "/resolve/" in r.path] == ["HEAD"]
     assert all(r.path.startswith("/lfs/") and r.range for r in gets)
     assert index.header_bytes == body_bytes(hub)
     assert body_bytes(hub) < 0.2 * path.stat().st_size
@@ -111,7 +112,8 @@ def test_index_cache_built_once_and_invalidated_by_new_etag(hub: MirrorServer, t
     hub.clear_requests()
     again = index_remote(transfer, url, cache_dir=cache)
     assert again == first
-    assert [r.method for r in hub.requests if r.path.startswith("/lfs/")] == ["HEAD"]  # no header reads
+    # One resolve (HEAD, redirect not followed) checks the validator; no header is read again.
+    assert [(r.method, "/resolve/" in r.path) for r in hub.requests] == [("HEAD", True)]
 
     write_tar(path, [("other.npz", 9_000)] + ODD_MEMBERS, seed=2)  # re-upload under the same name
     hub.clear_requests()

@@ -59,6 +59,8 @@ from seamless_interaction.access.aligned import (EmptyMediaWarning, Interaction,
                                          windows)
 from seamless_interaction.constants import VAD_RATE
 from seamless_interaction.base.errors import IntegrityError, TransferError
+from seamless_interaction.base.config import DatasetConfig
+from seamless_interaction.remote.transfer import Transfer
 from seamless_interaction.remote.urls import hub_archive_url
 
 logger = logging.getLogger(__name__)
@@ -192,30 +194,21 @@ class _SubFile(_MemberView):
 
 
 class _HttpReader:
-    """Sequential reader over an HTTP body; large skips reopen the stream with a Range header."""
+    """Sequential reader over an HTTP body, through the transfer engine (token scope, resolves, retries).
 
-    def __init__(self, client, url: str):
-        self._client, self.url, self.pos = client, url, 0
-        self._resp = None
+    A dropped connection or an expired redirect target resumes at the byte reached; large skips
+    reopen the stream at an offset (Range).
+    """
+
+    def __init__(self, transfer: Transfer, url: str):
+        self._transfer, self.url, self.pos = transfer, url, 0
         self._it: Iterator[bytes] | None = None
         self._buf = b""
         self._open(0)
 
     def _open(self, offset: int) -> None:
         self.close()
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        try:
-            resp = self._client.send(self._client.build_request("GET", self.url, headers=headers), stream=True)
-        except Exception as exc:  # httpx.TransportError and friends
-            raise TransferError(f"{self.url}: {exc}", url=self.url) from exc
-        if resp.status_code >= 400:
-            resp.close()
-            raise TransferError(f"{self.url}: HTTP {resp.status_code}", url=self.url, status=resp.status_code)
-        self.url = str(resp.url)  # keep the redirect target for later Range requests
-        self._resp, self._it, self._buf = resp, resp.iter_raw(1 << 18), b""
-        if offset and resp.status_code != 206:  # no Range support: read up to the offset
-            self.pos = 0
-            self._discard(offset)
+        self._it, self._buf = self._transfer.stream(self.url, start=offset), b""
         self.pos = offset
 
     def read(self, n: int) -> bytes:
@@ -226,8 +219,6 @@ class _HttpReader:
                     self._buf = next(self._it)  # type: ignore[arg-type]
                 except StopIteration:
                     break
-                except Exception as exc:
-                    raise TransferError(f"{self.url}: {exc}", url=self.url) from exc
             take = self._buf[:need]
             self._buf = self._buf[len(take):]
             parts.append(take)
@@ -250,16 +241,16 @@ class _HttpReader:
             self._discard(n)
 
     def opener(self, offset: int, size: int) -> Callable[[], IO[bytes]]:
-        client, url = self._client, self.url
-        return lambda: _HttpRangeFile(client, url, offset, size)
+        transfer, url = self._transfer, self.url
+        return lambda: _HttpRangeFile(transfer, url, offset, size)
 
     def size_ok(self, end: int) -> bool:
         return True  # a short body shows up as a short read
 
     def close(self) -> None:
-        if self._resp is not None:
-            self._resp.close()
-            self._resp = None
+        if self._it is not None:
+            self._it.close()  # type: ignore[attr-defined]  # a generator: closes its response
+            self._it = None
 
 
 class _HttpRangeFile(_MemberView):
@@ -267,9 +258,9 @@ class _HttpRangeFile(_MemberView):
 
     BLOCK = 1 << 18
 
-    def __init__(self, client, url: str, offset: int, size: int):
+    def __init__(self, transfer: Transfer, url: str, offset: int, size: int):
         super().__init__(offset, size)
-        self._client, self._url = client, url
+        self._transfer, self._url = transfer, url
         self._cache_start, self._cache = -1, b""
 
     def readinto(self, b) -> int:
@@ -278,12 +269,10 @@ class _HttpRangeFile(_MemberView):
             return 0
         if not (self._cache_start <= self._pos and self._pos + n <= self._cache_start + len(self._cache)):
             lo = self._off + self._pos
-            hi = min(self._off + self._size, lo + max(n, self.BLOCK)) - 1
-            resp = self._client.get(self._url, headers={"Range": f"bytes={lo}-{hi}"})
-            if resp.status_code != 206:
-                raise TransferError(f"{self._url}: Range request answered {resp.status_code}", url=self._url,
-                                    status=resp.status_code)
-            self._cache_start, self._cache = self._pos, resp.content
+            hi = min(self._off + self._size, lo + max(n, self.BLOCK))
+            data = self._transfer.fetch_bytes(self._url, start=lo, end=hi)
+            assert data is not None  # not optional: absence raises
+            self._cache_start, self._cache = self._pos, data
         i = self._pos - self._cache_start
         data = self._cache[i:i + n]
         b[: len(data)] = data
@@ -412,6 +401,8 @@ class WindowDataset(IterableDataset):
         decode_threads: threads inflating npz members (zlib and libdeflate release the GIL), which also
             inflate the next participant while the current one is cut; default 2 in the main process
             and 1 (no thread) inside a DataLoader worker, where the workers already use the cores.
+        transfer: the :class:`~seamless_interaction.remote.transfer.Transfer` for HTTP shards (its
+            token scope, retries and resolves); by default one per iteration, from the environment.
     """
 
     def __init__(self, sources, modalities: Sequence[str] = ("features",), window_s: float = 4.0,
@@ -419,7 +410,7 @@ class WindowDataset(IterableDataset):
                  strict: bool = False, catalog=None, feature_keys: Sequence[str] | None = None, *,
                  hf_url: str | None = None, rank: int | None = None, world_size: int | None = None,
                  drop_last: bool = True, max_pending: int = 256, shuffle_buffer: int = 512,
-                 http_client=None, vad_rate: int = VAD_RATE, decode_threads: int | None = None):
+                 transfer: Transfer | None = None, vad_rate: int = VAD_RATE, decode_threads: int | None = None):
         super().__init__()
         bad = set(modalities) - set(LOADER_MODALITIES)
         if bad:
@@ -431,8 +422,9 @@ class WindowDataset(IterableDataset):
         self.catalog, self.feature_keys = catalog, list(feature_keys) if feature_keys else None
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
         self.max_pending, self.shuffle_buffer, self.vad_rate = max_pending, shuffle_buffer, vad_rate
-        self._http_client = http_client
-        self._own_client = None
+        self.hf_url = hf_url
+        self._transfer = transfer
+        self._own_transfer: Transfer | None = None
         self.decode_threads = decode_threads
         self.epoch = 0
 
@@ -522,14 +514,15 @@ class WindowDataset(IterableDataset):
             return "open"
         return "skip"
 
-    def _client(self):
-        if self._http_client is not None:
-            return self._http_client
-        if self._own_client is None:  # made per iteration, closed when it ends
-            import httpx
-
-            self._own_client = httpx.Client(follow_redirects=True, timeout=60.0)
-        return self._own_client
+    def _engine(self) -> Transfer:
+        """The transfer engine for HTTP shards: the caller's, else one per iteration (closed when it ends)
+        with the environment's HF token, scoped to the Hub of ``hf_url`` (or the default Hub)."""
+        if self._transfer is not None:
+            return self._transfer
+        if self._own_transfer is None:
+            cfg = DatasetConfig(hf_url=self.hf_url).resolved()
+            self._own_transfer = Transfer.from_config(cfg, max_connections=4)
+        return self._own_transfer
 
     def _problem(self, message: str, exc: Exception | None = None) -> None:
         if self.strict:
@@ -542,7 +535,7 @@ class WindowDataset(IterableDataset):
 
         reader = None
         try:
-            reader = _HttpReader(self._client(), shard.location) if shard.is_http else _LocalReader(shard.location)
+            reader = _HttpReader(self._engine(), shard.location) if shard.is_http else _LocalReader(shard.location)
             for file_id, parts in iter_samples(reader, want, shard.location):
                 if owned(self._unit(file_id)):
                     yield (Participant.from_sources(file_id, parts, wav_header_only="audio" not in self.modalities),
@@ -683,9 +676,9 @@ class WindowDataset(IterableDataset):
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-            if self._own_client is not None:
-                self._own_client.close()
-                self._own_client = None
+            if self._own_transfer is not None:
+                self._own_transfer.close()
+                self._own_transfer = None
 
 
 def _cut_all(arrays: dict[str, np.ndarray], rates: dict[str, float], start: float, end: float

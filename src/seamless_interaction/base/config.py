@@ -7,13 +7,22 @@ never at import time, so the environment is read when a filesystem object is mad
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from seamless_interaction.constants import (
-    ALL_LABELS, ALL_SPLITS, DEFAULT_ASSETS_URL, DEFAULT_CDN_URL, DEFAULT_HF_URL, ENV_ASSETS, ENV_CACHE_DIR,
-    ENV_CDN_URL, ENV_HF_URL, PREFERRED_VENDORS,
+    ALL_LABELS,
+    ALL_SPLITS,
+    DEFAULT_ASSETS_URL,
+    DEFAULT_CDN_URL,
+    DEFAULT_HF_URL,
+    ENV_ASSETS,
+    ENV_CACHE_DIR,
+    ENV_CDN_URL,
+    ENV_HF_URL,
+    PREFERRED_VENDORS,
 )
 
 
@@ -63,6 +72,14 @@ class DatasetConfig:
     preferred_vendors: tuple[str, ...] = PREFERRED_VENDORS
     timeout_s: float = 60.0
 
+    def __repr__(self) -> str:
+        # The token never appears in a repr (logs, tracebacks, the app): only whether one is set.
+        fields = ", ".join(
+            f"{f.name}={repr('***') if f.name == 'hf_token' and self.hf_token else repr(getattr(self, f.name))}"
+            for f in dataclasses.fields(self)
+        )
+        return f"{type(self).__name__}({fields})"
+
     def __post_init__(self) -> None:
         if self.label not in ALL_LABELS:
             raise ValueError(f"label {self.label!r} is not one of {list(ALL_LABELS)}")
@@ -72,7 +89,7 @@ class DatasetConfig:
             raise ValueError(f"num_workers must be >= 1, got {self.num_workers!r}")
         self.local_dir = Path(self.local_dir).expanduser()
 
-    def resolved(self) -> "DatasetConfig":
+    def resolved(self) -> DatasetConfig:
         """A copy with every endpoint, the cache dir, the worker count and the token filled in."""
         return replace(
             self,

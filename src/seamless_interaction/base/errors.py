@@ -61,3 +61,7 @@ class NotDownloadedError(SeamlessError, FileNotFoundError):
 
 class TransferCancelled(SeamlessError):
     """A transfer stopped on request (a cancel token was set); its partial files stay, resumable."""
+
+
+class AccessDeniedError(TransferError):
+    """The remote refuses access: a gated or private dataset without a token that may read it."""

@@ -336,10 +336,11 @@ def _store_cached(path: Path, index: TarIndex) -> None:
 
 
 def _validator(size: int, etag: str | None, sha256: str | None) -> str:
-    if etag:
-        return f"etag:{etag.strip()};size:{size}"
+    # sha256 + size first: a Hub file's redirect target (and its ETag) changes, its sha256 does not.
     if sha256:
         return f"sha256:{sha256};size:{size}"
+    if etag:
+        return f"etag:{etag.strip()};size:{size}"
     return f"size:{size}"
 
 
@@ -352,8 +353,8 @@ def index_remote(
 ) -> TarIndex:
     """Index a remote tar with HTTP Range reads of its headers only; cached under ``cache_dir`` when given.
 
-    One HEAD resolves the redirect (Hub resolve URL -> CDN) and gives size and ETag; a cached index with the
-    same URL and validator is returned as is, otherwise the headers are read from the redirect target.
+    The engine's ``head`` gives size and sha256 (from the Hub's listing, else one resolve); a cached index
+    with the same URL and validator (sha256 + size) is returned as is, otherwise the headers are read.
 
     >>> index = index_remote(transfer, hub_archive_url(hf_url, "improvised", "dev", 0, 0), cache_dir=cache)
     >>> [m.name for m in index.files()][:2]
@@ -366,8 +367,10 @@ def index_remote(
     info = transfer.head(url)
     if info is None or info.size is None:
         raise TransferError(f"{url}: no size known for the archive (HEAD gave no Content-Length)", url=url)
-    read_url = info.final_url or url
-    validator = _validator(int(info.size), info.etag, getattr(info, "sha256", None))
+    # Reads go to the URL itself: the engine resolves a Hub URL once, shares the target, and
+    # resolves again when a signed target expires mid-read.
+    read_url = url
+    validator = _validator(int(info.size), info.etag, info.sha256)
     cache_path = index_cache_path(cache_dir, url) if cache_dir is not None else None
     if cache_path is not None:
         cached = _load_cached(cache_path, url, validator)

@@ -118,12 +118,16 @@ def test_wrong_bytes_raise_integrity_error(server, make_transfer, payload, tmp_p
     assert len(server.requests("/f.bin")) == 2  # one retry from scratch
 
 
-def test_wrong_bytes_against_hub_style_sha256_etag(server, make_transfer, payload, tmp_path):
+def test_wrong_bytes_against_hub_style_linked_sha256(server, make_transfer, payload, tmp_path):
+    # The sha256 comes from the resolve answer's X-Linked-Etag; the target's own 64-hex ETag is not it.
     data = payload(50_000)
-    server.add("/lfs.bin", data, etag=hashlib.sha256(data).hexdigest(), faults=[Fault.corrupt()])
+    sha = hashlib.sha256(data).hexdigest()
+    server.add("/lfs.bin", data, etag=hashlib.sha256(b"xet" + data).hexdigest(), faults=[Fault.corrupt()])
+    server.redirect("/resolve/main/lfs.bin", "/lfs.bin",
+                    headers={"X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data))})
     dest = tmp_path / "lfs.bin"
-    res = make_transfer().fetch(server.url("/lfs.bin"), dest)  # the first copy is bad, the retry good
-    assert dest.read_bytes() == data and res is not None and res.sha256 == hashlib.sha256(data).hexdigest()
+    res = make_transfer().fetch(server.url("/resolve/main/lfs.bin"), dest)  # the first copy is bad, the retry good
+    assert dest.read_bytes() == data and res is not None and res.sha256 == sha
     assert len(server.requests("/lfs.bin")) == 2
 
 

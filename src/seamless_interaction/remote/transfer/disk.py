@@ -158,7 +158,7 @@ class FileLock:
 
     def __enter__(self) -> Self:
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
             try:
                 while fcntl is not None:
                     try:

@@ -6,12 +6,12 @@ import collections
 import hashlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -21,11 +21,13 @@ from seamless_interaction.base.errors import (
     TransferError,
 )
 from seamless_interaction.remote.transfer.client import (
+    ATTEMPT_RESET_BYTES,
     HttpClient,
     cancellable_sleep,
     check_cancel,
 )
 from seamless_interaction.remote.transfer.disk import FileLock, sha256_file
+from seamless_interaction.remote.transfer.hub import HubRepo
 from seamless_interaction.remote.transfer.part import Batch, PartContext, PartDownload
 from seamless_interaction.remote.transfer.policy import (
     RETRY_EXCEPTIONS,
@@ -48,6 +50,7 @@ from seamless_interaction.remote.transfer.records import (
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from seamless_interaction.base.config import DatasetConfig
     from seamless_interaction.local.manifest import Manifest
 
 __all__ = ["Transfer"]
@@ -72,8 +75,12 @@ class Transfer:
 
     Args:
         headers: extra headers for every request (User-Agent and so on).
-        token: sent as ``Authorization: Bearer`` to the host of the URL asked for, never to a
-            redirect target on another host; with ``token_origin``, only to that scheme, host and port.
+        token: the HF token, sent as ``Authorization: Bearer`` only to ``token_origin`` (scheme,
+            host and port), which defaults to the Hub of ``hub_url``; with neither, to the host of
+            the URL asked for. Never to a redirect target or CDN elsewhere, never in a repr.
+        hub_url: the Hub resolve base (``.../datasets/{repo}/resolve/{revision}``): names the
+            Hub's API for listings (sizes and sha256s of many files at once), and the token's origin.
+        cache_dir: where Hub listings are kept per commit (none on disk when None).
         timeout_s: connect and per-read timeout; a stalled body fails after this long.
         max_connections: bound on simultaneous requests across every download of this object.
         retries: retries after the first attempt, per request or segment.
@@ -112,6 +119,8 @@ class Transfer:
         manifest: Manifest | None = None,
         cancel: CancelLike | None = None,
         transport: httpx.BaseTransport | None = None,
+        hub_url: str | None = None,
+        cache_dir: Path | str | None = None,
     ) -> None:
         if max_connections < 1 or segments_per_file < 1 or segment_bytes < 1 or retries < 0:
             raise ValueError("max_connections, segments_per_file and segment_bytes must be >= 1, retries >= 0")
@@ -123,9 +132,13 @@ class Transfer:
         self.progress: Progress = progress if progress is not None else NullProgress()
         self.manifest = manifest
         self.cancel = cancel
+        hub = HubRepo.parse(hub_url) if hub_url else None
+        if token_origin is None and hub is not None:
+            token_origin = hub.endpoint
         self.http = HttpClient(
             headers=headers, scope=TokenScope(token, token_origin), policy=self.policy,
-            timeout_s=timeout_s, max_connections=max_connections, transport=transport,
+            timeout_s=timeout_s, max_connections=max_connections, transport=transport, hub=hub,
+            cache_dir=Path(cache_dir) if cache_dir is not None else None,
         )
         self._helpers: ThreadPoolExecutor | None = None
         self._helpers_lock = threading.Lock()
@@ -159,6 +172,25 @@ class Transfer:
                 self._helpers.shutdown(wait=True, cancel_futures=True)
                 self._helpers = None
         self.http.close()
+
+    @classmethod
+    def from_config(cls, config: DatasetConfig, **kw: Any) -> Transfer:
+        """An engine for a resolved :class:`DatasetConfig`: its token, Hub, timeout, workers and cache."""
+        cfg = config if config.hf_url and config.num_workers else config.resolved()
+        opts: dict[str, Any] = {
+            "token": cfg.hf_token, "hub_url": cfg.hf_url, "timeout_s": cfg.timeout_s,
+            "max_connections": cfg.num_workers, "cache_dir": cfg.cache_dir,
+        }
+        opts.update(kw)
+        return cls(**opts)
+
+    def lock(self, path: Path | str, *, cancel: CancelLike | None = None) -> FileLock:
+        """An exclusive lock (threads and processes) named ``path``, for work bigger than one file.
+
+        Two identical downloads of an archive serialise on it, and the second then finds the
+        first's work done.
+        """
+        return FileLock(Path(path), self._stop(cancel))
 
     def _stop(self, cancel: CancelLike | None) -> AnyOf:
         return AnyOf(self.cancel, cancel)
@@ -226,9 +258,15 @@ class Transfer:
                 headers["Range"] = f"bytes={pos}-" + (str(end - 1) if end is not None else "")
             with self.http.slots:
                 try:
-                    with closing(self.http.send("GET", url, headers, origin=url)) as resp:
-                        if not self.http.check_status("GET", url, resp, optional):
-                            return None
+                    answer = self.http.open("GET", url, headers, optional=optional, cancel=stop)
+                    if answer is None:
+                        return None
+                    with closing(answer.resp) as resp:
+                        if resp.status_code == 416:
+                            total = parse_content_range(resp.headers.get("content-range"))[2]
+                            if total is not None and pos >= total and end is None:
+                                return bytes(buf)  # nothing left past the end
+                            raise TransferError(f"GET {url}: HTTP 416 for bytes from {pos} (size {total})", url, 416)
                         if resp.status_code == 200 and "Range" in headers:
                             # Range ignored: the body is the whole object.
                             data = resp.read()
@@ -246,11 +284,64 @@ class Transfer:
                                 buf.extend(chunk)
                 except RETRY_EXCEPTIONS as e:
                     raise Retryable(f"{type(e).__name__}: {e}") from e
+                except Stopped:
+                    raise TransferCancelled(f"GET {url}: cancelled") from None
             if end is not None and len(buf) < end - (start or 0):
                 raise Retryable(f"body ended after {len(buf)} of {end - (start or 0)} bytes")
             return bytes(buf)
 
         return self.http.retrying("GET", url, attempt, lambda: len(buf), cancellable_sleep(stop, "GET", url))
+
+    def stream(self, url: str, *, start: int = 0, cancel: CancelLike | None = None) -> Iterator[bytes]:
+        """The bytes of ``url`` from ``start`` on, as they arrive (for sequential readers of big files).
+
+        A dropped connection or an expired redirect target is resumed at the byte reached, with the
+        engine's retries and backoff; a server that ignores ``Range`` is read up to ``start``. Takes
+        no connection slot: the reader decides how long the stream stays open.
+        """
+        stop = self._stop(cancel)
+        pos = start
+        failures = 0
+        sleep = cancellable_sleep(stop, "GET", url)
+        while True:
+            check_cancel(stop, "GET", url)
+            moved = 0
+            try:
+                headers = {"Range": f"bytes={pos}-"} if pos else {}
+                answer = self.http.open("GET", url, headers, optional=False, cancel=stop)
+                assert answer is not None  # not optional: absence raises
+                with closing(answer.resp) as resp:
+                    if resp.status_code == 416:
+                        return  # at the end already
+                    skip = pos if (pos and resp.status_code == 200) else 0
+                    total = parse_content_range(resp.headers.get("content-range"))[2] if resp.status_code == 206 \
+                        else (int(resp.headers["content-length"]) if resp.headers.get("content-length", "").isdigit()
+                              else None)
+                    for chunk in resp.iter_raw():
+                        check_cancel(stop, "GET", url)
+                        if skip:
+                            cut = min(skip, len(chunk))
+                            chunk, skip = chunk[cut:], skip - cut
+                            if not chunk:
+                                continue
+                        pos += len(chunk)
+                        moved += len(chunk)
+                        yield chunk
+                    if total is not None and pos < total:
+                        raise Retryable(f"body ended at byte {pos} of {total}")
+                return
+            except RETRY_EXCEPTIONS as e:
+                err: Retryable = Retryable(f"{type(e).__name__}: {e or 'no detail'} at byte {pos}")
+            except Retryable as e:
+                err = e
+            except Stopped:
+                raise TransferCancelled(f"GET {url}: cancelled") from None
+            failures = 1 if moved >= ATTEMPT_RESET_BYTES else failures + 1
+            if failures > self.policy.retries:
+                raise TransferError(f"GET {url}: {err} (gave up after {failures} attempts)", url, err.status) from err
+            delay = self.policy.delay(failures, err.retry_after)
+            logger.info("GET %s: %s; retry %d/%d in %.2fs", url, err, failures, self.policy.retries, delay)
+            sleep(delay)
 
     def fetch_many(
         self,

@@ -42,6 +42,7 @@ from seamless_interaction.remote.transfer.disk import (
     unlink,
     write_atomic,
 )
+from seamless_interaction.remote.transfer.hub import Resolved
 from seamless_interaction.remote.transfer.policy import (
     RETRY_EXCEPTIONS,
     Absent,
@@ -196,7 +197,6 @@ class PartDownload:
         self.hashed = 0
         self.hash_lock = threading.Lock()
         self.state: PartState | None = None
-        self.final_url: str | None = None
         self.fd = -1
         self.queue: list[_Piece] = []
         self.pieces: list[_Piece] = []
@@ -210,7 +210,7 @@ class PartDownload:
 
     def run(self) -> FetchResult | None:
         self.state = self._load_state()
-        self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
+        self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides, as for any new file
         try:
             for _ in range(3):
                 try:
@@ -542,27 +542,26 @@ class PartDownload:
         if self.abort.is_set() or (self.cancel is not None and self.cancel.is_set()):
             with slot:
                 raise Stopped()
-        # The first try of a range goes straight to the redirect target; retries start over at the URL.
-        target = self.final_url or self.url
         headers = {"Range": f"bytes={piece.pos}-" + (str(piece.end - 1) if piece.end is not None else "")}
         st = self.state
-        if st is not None and (st.etag or st.last_modified):
-            headers["If-Range"] = f'"{st.etag}"' if st.etag else str(st.last_modified)
+        if st is not None and st.last_modified and not st.etag:
+            headers["If-Range"] = str(st.last_modified)
+        elif st is not None and st.etag and ":" not in st.etag:
+            # A Hub file's validator is its sha256 (checked against the resolve answer instead);
+            # any other ETag is the server's own, which If-Range understands.
+            headers["If-Range"] = f'"{st.etag}"'
         with slot:
             try:
                 piece.sent_at, piece.first_at = time.monotonic(), None
-                with closing(self.http.send("GET", target, headers, origin=self.url)) as resp:
+                answer = self.http.open("GET", self.url, headers, optional=self.optional, cancel=self.cancel)
+                if answer is None:
+                    raise Absent()
+                with closing(answer.resp) as resp:
                     piece.first_pos, piece.first_at = piece.pos, time.monotonic()
-                    if target != self.url and resp.status_code in (401, 403, 404, 410):
-                        # A signed redirect target may have expired: resolve the URL again.
-                        self.final_url = None
-                        raise Retryable(f"HTTP {resp.status_code} from redirect target {target}")
                     if resp.status_code == 416:
                         self._on_416(piece, resp)
                         return
-                    if not self.http.check_status("GET", self.url, resp, self.optional):
-                        raise Absent()
-                    self._on_response(piece, resp)
+                    self._on_response(piece, resp, answer.resolved)
                     self._stream(piece, resp)
             except RETRY_EXCEPTIONS as e:
                 raise Retryable(f"{type(e).__name__}: {e or 'no detail'} at byte {piece.pos}") from e
@@ -583,10 +582,15 @@ class PartDownload:
                                    resp.headers.get("last-modified"), None, segmented=False)
         piece.end = piece.pos
 
-    def _on_response(self, piece: _Piece, resp: httpx.Response) -> None:
-        """Check a 200/206 against the part state; set up the state on the first response."""
-        etag = clean_etag(resp.headers.get("etag"))
-        last_modified = resp.headers.get("last-modified")
+    def _on_response(self, piece: _Piece, resp: httpx.Response, resolved: Resolved | None) -> None:
+        """Check a 200/206 against the part state; set up the state on the first response.
+
+        For a Hub file the validator is the resolve answer's (sha256, size), whichever redirect
+        target serves the bytes: a target's own ETag changes with the target, the sha256 does not.
+        """
+        hub_validator = resolved.validator if resolved is not None else None
+        etag = hub_validator or clean_etag(resp.headers.get("etag"))
+        last_modified = None if hub_validator else resp.headers.get("last-modified")
         if resp.status_code == 206:
             first, _, total = parse_content_range(resp.headers.get("content-range"))
             if first != piece.pos:
@@ -597,8 +601,6 @@ class PartDownload:
             piece.end = None  # the whole body follows, whatever range was asked for
             length = resp.headers.get("content-length", "")
             total = int(length) if length.isdigit() else None
-        if self.final_url is None and str(resp.url) != self.url:
-            self.final_url = str(resp.url)
         if self.expected_size is not None and total is not None and total != self.expected_size:
             raise IntegrityError(f"GET {self.url}: remote size {total} bytes, expected {self.expected_size}")
 
@@ -623,7 +625,7 @@ class PartDownload:
             fresh = st is None
             self.state = PartState(
                 url=self.url, size=total, etag=etag, last_modified=last_modified,
-                sha256=remote_sha256(resp), segmented=segmented,
+                sha256=resolved.sha256 if resolved is not None else remote_sha256(resp), segmented=segmented,
             )
         if fresh and self.expected_size is None and total is not None:
             add_total = getattr(self.ctx.progress, "add_total", None)

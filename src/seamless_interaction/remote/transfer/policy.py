@@ -123,12 +123,16 @@ def parse_content_range(value: str | None) -> tuple[int | None, int | None, int 
 
 
 def remote_sha256(resp: httpx.Response) -> str | None:
-    """The sha256 a response chain publishes: the Hub's ``X-Linked-Etag``, else a 64-hex ETag."""
+    """The sha256 a response chain publishes: the Hub's ``X-Linked-Etag`` only.
+
+    A redirect target's own ETag is never taken for one: for Xet-stored files it is 64 hex digits
+    too, but not the sha256 (docs/ENDPOINTS.md).
+    """
     for r in (*resp.history, resp):
         sha = sha_from_etag(r.headers.get("x-linked-etag"))
         if sha:
             return sha
-    return sha_from_etag(resp.headers.get("etag"))
+    return None
 
 
 # -- retries -------------------------------------------------------------------------------------
