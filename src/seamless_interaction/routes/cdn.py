@@ -126,24 +126,9 @@ def gather_file_id(
     force: bool = False,
     movement_v4: bool = True,
 ) -> BundleResult:
-    staged = _stage(catalog, cdn_url, local_dir, file_id, manifest=manifest, force=force, movement_v4=movement_v4)
-    if isinstance(staged, BundleResult):
-        return staged
-    try:
-        order = sorted(range(len(staged.jobs)), key=lambda i: _fetch_rank(staged.parts[i]))
-        fetched = transfer.fetch_many([staged.jobs[i] for i in order])
-        results: list[FetchResult | None] = [None] * len(order)
-        for k, i in enumerate(order):
-            results[i] = fetched[k]
-        return _assemble(staged, results, cdn_url, manifest)
-    finally:
-        shutil.rmtree(staged.staging, ignore_errors=True)
-
-
-def _assemble(staged: _Staged, results: list[FetchResult | None], cdn_url: str,
-              manifest: Manifest | None) -> BundleResult:
-    """Write ``{id}.npz`` and ``{id}.json`` from the fetched parts and move the four files into place."""
-    return _commit(staged, results, _encode(staged, results), cdn_url, manifest)
+    # The batch path, so that the npz/json are built while the media still stream.
+    return gather_many(transfer, catalog, cdn_url, local_dir, [file_id], manifest=manifest,
+                       movement_v4=movement_v4, force=force)[0]
 
 
 def _encode(staged: _Staged, results: list[FetchResult | None]) -> tuple[str, ...]:
@@ -234,6 +219,7 @@ def gather_many(
     manifest: Manifest | None = None,
     on_done: Callable[[BundleResult], None] | None = None,
     movement_v4: bool = True,
+    force: bool = False,
 ) -> list[BundleResult]:
     """Gather several file ids; results in ``file_ids`` order.
 
@@ -243,14 +229,15 @@ def gather_many(
     short requests and the connections finish together. Each id's npz/json are assembled as soon
     as its last part lands, while the others still download. ``on_done`` is called once per id as
     it completes (from a worker thread, one call at a time). On a failure the first error is
-    raised; ids already assembled stay, the others leave nothing at a final path.
+    raised; ids already assembled stay, the others leave nothing at a final path. ``force``:
+    fetch again even the bundles already complete on disk.
     """
     for fid in file_ids:
         catalog.record(fid)
     results: list[BundleResult | None] = [None] * len(file_ids)
     staged: dict[int, _Staged] = {}
     for k, fid in enumerate(file_ids):
-        s = _stage(catalog, cdn_url, local_dir, fid, manifest=manifest, force=False, movement_v4=movement_v4)
+        s = _stage(catalog, cdn_url, local_dir, fid, manifest=manifest, force=force, movement_v4=movement_v4)
         if isinstance(s, BundleResult):
             results[k] = s
         else:
