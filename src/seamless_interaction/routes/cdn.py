@@ -167,7 +167,11 @@ def _commit(staged: _Staged, results: list[FetchResult | None], absent: tuple[st
             manifest: Manifest | None) -> BundleResult:
     """Move the media and the staged npz/json into place, each fsynced first."""
     parts, final = staged.parts, staged.final
-    media = {part.name: res.path for part, res in zip(parts, results) if part.kind in _MEDIA and res is not None}
+    media: dict[str, Path] = {}
+    for part, res in zip(parts, results):
+        if part.kind in _MEDIA and res is not None:
+            assert res.path is not None  # media jobs go to disk (_stage)
+            media[part.name] = res.path
     sources = {"wav": media["wav"], "mp4": media["mp4"],
                "npz": staged.staging / "bundle.npz", "json": staged.staging / "bundle.json"}
     urls = {"wav": parts[0].url, "mp4": parts[1].url, "npz": cdn_url, "json": cdn_url}

@@ -542,5 +542,5 @@ class Transfer:
         return result
 
     def _record(self, result: FetchResult) -> None:
-        if self.manifest is not None and self.manifest.contains(result.path):
+        if self.manifest is not None and result.path is not None and self.manifest.contains(result.path):
             self.manifest.record(result.path, result.url, result.size, result.sha256)
