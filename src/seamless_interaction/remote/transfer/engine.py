@@ -416,7 +416,8 @@ class Transfer:
                 if j.dest is None:
                     res = self._fetch_memory(j, stop)
                 else:
-                    res = self._fetch(j.url, Path(j.dest), j.expected_size, j.sha256, j.optional, stop, batch)
+                    res = self._fetch(j.url, Path(j.dest), j.expected_size, j.sha256, j.optional, stop, batch,
+                                      digest=j.digest)
                 results[i] = res
                 with state:
                     finished.add(i)
@@ -473,6 +474,8 @@ class Transfer:
         optional: bool,
         cancel: CancelLike | None,
         batch: Batch | None = None,
+        *,
+        digest: bool = True,
     ) -> FetchResult | None:
         if cancel is not None and cancel.is_set():
             raise Stopped()
@@ -485,7 +488,8 @@ class Transfer:
                 return done
             for scratch in (0, 1):
                 try:
-                    result = PartDownload(self._ctx, url, dest, expected_size, sha256, optional, cancel, batch).run()
+                    result = PartDownload(self._ctx, url, dest, expected_size, sha256, optional, cancel, batch,
+                                          digest=digest).run()
                     break
                 except IntegrityError as e:
                     if scratch:
@@ -503,7 +507,7 @@ class Transfer:
             return None
         if job.expected_size is not None and len(data) != job.expected_size:
             raise IntegrityError(f"GET {job.url}: got {len(data)} bytes, expected {job.expected_size}")
-        digest = hashlib.sha256(data).hexdigest()
+        digest = hashlib.sha256(data).hexdigest() if job.digest or job.sha256 is not None else None
         if job.sha256 is not None and digest != job.sha256.lower():
             raise IntegrityError(f"GET {job.url}: sha256 {digest}, expected {job.sha256}")
         if job.expected_size is None:

@@ -173,7 +173,7 @@ class PartDownload:
 
     def __init__(
         self, ctx: PartContext, url: str, dest: Path, expected_size: int | None, sha256: str | None,
-        optional: bool, cancel: CancelLike | None, batch: Batch | None = None,
+        optional: bool, cancel: CancelLike | None, batch: Batch | None = None, digest: bool = True,
     ) -> None:
         self.ctx = ctx
         self.http = ctx.http
@@ -192,9 +192,11 @@ class PartDownload:
         self.save_lock = threading.Lock()
         # sha256 of the part's bytes [0, hashed), fed while streaming by whichever range is
         # writing at ``hashed`` (the whole file for a single stream, the first segment otherwise);
-        # _finish reads back only the rest.
+        # _finish reads back only the rest. -1: no hashing (``digest=False`` and no sha256 known
+        # to check: the hash would verify nothing and cost a CPU pass over every byte).
+        self.digest = digest
         self.hasher = hashlib.sha256()
-        self.hashed = 0
+        self.hashed = 0 if self._hashing() else -1
         self.hash_lock = threading.Lock()
         self.state: PartState | None = None
         self.fd = -1
@@ -210,6 +212,8 @@ class PartDownload:
 
     def run(self) -> FetchResult | None:
         self.state = self._load_state()
+        if self.hashed < 0 and self._hashing():
+            self._reset_hash()  # an earlier run learnt the remote's sha256: check it
         self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides, as for any new file
         try:
             for _ in range(3):
@@ -263,9 +267,13 @@ class PartDownload:
             return None
         return state
 
+    def _hashing(self) -> bool:
+        st = getattr(self, "state", None)
+        return self.digest or self.sha256 is not None or (st is not None and st.sha256 is not None)
+
     def _reset_hash(self) -> None:
         with self.hash_lock:
-            self.hasher, self.hashed = hashlib.sha256(), 0
+            self.hasher, self.hashed = hashlib.sha256(), 0 if self._hashing() else -1
 
     def _discard(self) -> None:
         os.ftruncate(self.fd, 0)
@@ -508,7 +516,7 @@ class PartDownload:
         is hashed while its last segments still stream, and _finish has little left to read.
         """
         st = self.state
-        if st is None or not st.segmented or not self.hash_lock.acquire(blocking=False):
+        if st is None or not st.segmented or self.hashed < 0 or not self.hash_lock.acquire(blocking=False):
             return  # someone else is hashing: they will take these bytes too, or _finish will
         try:
             with self.lock:
@@ -627,6 +635,8 @@ class PartDownload:
                 url=self.url, size=total, etag=etag, last_modified=last_modified,
                 sha256=resolved.sha256 if resolved is not None else remote_sha256(resp), segmented=segmented,
             )
+        if self.hashed < 0 and self._hashing():
+            self._reset_hash()  # the remote publishes a sha256: check it (nothing was written yet)
         if fresh and self.expected_size is None and total is not None:
             add_total = getattr(self.ctx.progress, "add_total", None)
             if add_total is not None:
@@ -651,10 +661,15 @@ class PartDownload:
         else:
             self._save(force=True)
 
-    def _digest(self, size: int) -> str:
-        """sha256 of the finished part: the streamed prefix plus the rest read back from disk."""
+    def _digest(self, size: int) -> str | None:
+        """sha256 of the finished part: the streamed prefix plus the rest read back from disk.
+
+        None when the download does not hash (see ``hashed``).
+        """
         with self.hash_lock:
             h, pos = self.hasher.copy(), self.hashed
+        if pos < 0:
+            return None
         if pos > size:  # cannot happen with the bytes checked above; be safe rather than wrong
             return sha256_fd(self.fd, size).hexdigest()
         return sha256_fd(self.fd, size, pos, h).hexdigest()

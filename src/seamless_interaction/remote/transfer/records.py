@@ -27,12 +27,13 @@ class FetchResult:
     """A file now complete at ``path``. ``skipped``: it already was; ``resumed``: an earlier run's part was reused.
 
     For an in-memory :class:`Job` (no ``dest``), ``path`` is None and ``data`` holds the bytes.
+    ``sha256`` is None for a job with ``digest=False`` whose remote published no sha256.
     """
 
     url: str
     path: Path | None
     size: int
-    sha256: str
+    sha256: str | None
     resumed: bool
     skipped: bool
     data: bytes | None = None
@@ -44,6 +45,8 @@ class Job:
 
     ``dest=None`` fetches into memory (``FetchResult.data``): for small objects that are consumed
     at once, with no part file, lock, sidecar or fsync (and so no resume across runs).
+    ``digest=False`` skips the sha256 of the bytes unless there is one to check (``sha256`` or
+    the remote's): a CDN object has none, and hashing it would verify nothing.
     """
 
     url: str
@@ -51,6 +54,7 @@ class Job:
     expected_size: int | None = None
     sha256: str | None = None
     optional: bool = False
+    digest: bool = True
 
 
 class Progress(Protocol):
