@@ -381,15 +381,33 @@ class Transfer:
         state = threading.Lock()
         busy = [0]  # workers with a job in hand
 
+        # While jobs are waiting, only this many workers take planned segments: together with the
+        # large files' own streams they fill the link, and the other connections keep going
+        # through the jobs (the many small requests, each a round trip, overlap the large
+        # streams instead of waiting behind their segments, or starving them).
+        seg_quota = max(2, self.max_connections // 4)
+        segs = [0]  # workers fetching a planned segment
+
+        def segment() -> bool:
+            with state:
+                segs[0] += 1
+            try:
+                return batch.take_segment()
+            finally:
+                with state:
+                    segs[0] -= 1
+
         def worker() -> None:
-            # A free connection takes, in turn: the next job, a planned segment of a download in
-            # flight (so a large file spreads over the connections as they free up), or a split
-            # of the range with the most time left; it waits while another worker still has a
-            # job (whose download may yet become splittable). Jobs come before segments: every
-            # file then starts at once (the many small requests, each a round trip, overlap the
-            # large streams instead of waiting behind their segments), and the segments still
-            # go to every connection that the jobs leave free.
+            # A free connection takes, in turn: a planned segment of a download in flight while
+            # fewer than ``seg_quota`` are being fetched (so a large file spreads over the
+            # connections as they free up), the next job, any planned segment, or a split of the
+            # range with the most time left; it waits while another worker still has a job
+            # (whose download may yet become splittable).
             while not stop.is_set():
+                with state:
+                    room = segs[0] < seg_quota
+                if room and segment():
+                    continue
                 with state:
                     i = pending.popleft() if pending else None
                     if i is not None:
@@ -401,7 +419,7 @@ class Transfer:
                         with state:
                             busy[0] -= 1
                     continue
-                if batch.take_segment():
+                if segment():
                     continue
                 if batch.steal():
                     continue
