@@ -328,7 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         import httpx
 
         for a in batch_archives:
-            httpx.head(hub_archive_url(hf_url, *a), timeout=120).raise_for_status()
+            r = httpx.head(hub_archive_url(hf_url, *a), timeout=120)
+            if r.status_code >= 400:
+                raise RuntimeError(f"the mirror answers HTTP {r.status_code} for archive {a}")
         # Warm the catalog cache once (the cold parse is what the first start-up run measures).
         shutil.rmtree(args.workdir / "cache", ignore_errors=True)
         cold = timed([py, "-c", STARTUP], env, logs / "startup.log")
