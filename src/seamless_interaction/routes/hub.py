@@ -98,7 +98,8 @@ def download_archives(
     for k in todo:
         tar_path = _tar_path(local_dir, *archives[k])
         tar_path.parent.mkdir(parents=True, exist_ok=True)
-        jobs.append(Job(urls[k], tar_path))
+        # A tar to extract is read once and removed: not flushed to disk first (see Job.durable).
+        jobs.append(Job(urls[k], tar_path, durable=not extract))
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="si-extract") as pool:
         done: dict[int, Future[ArchiveResult]] = {}
 

@@ -435,7 +435,7 @@ class Transfer:
                     res = self._fetch_memory(j, stop)
                 else:
                     res = self._fetch(j.url, Path(j.dest), j.expected_size, j.sha256, j.optional, stop, batch,
-                                      digest=j.digest)
+                                      digest=j.digest, durable=j.durable)
                 results[i] = res
                 with state:
                     finished.add(i)
@@ -494,6 +494,7 @@ class Transfer:
         batch: Batch | None = None,
         *,
         digest: bool = True,
+        durable: bool = True,
     ) -> FetchResult | None:
         if cancel is not None and cancel.is_set():
             raise Stopped()
@@ -507,7 +508,7 @@ class Transfer:
             for scratch in (0, 1):
                 try:
                     result = PartDownload(self._ctx, url, dest, expected_size, sha256, optional, cancel, batch,
-                                          digest=digest).run()
+                                          digest=digest, durable=durable).run()
                     break
                 except IntegrityError as e:
                     if scratch:

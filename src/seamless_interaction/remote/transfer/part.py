@@ -174,6 +174,7 @@ class PartDownload:
     def __init__(
         self, ctx: PartContext, url: str, dest: Path, expected_size: int | None, sha256: str | None,
         optional: bool, cancel: CancelLike | None, batch: Batch | None = None, digest: bool = True,
+        durable: bool = True,
     ) -> None:
         self.ctx = ctx
         self.http = ctx.http
@@ -195,6 +196,10 @@ class PartDownload:
         # _finish reads back only the rest. -1: no hashing (``digest=False`` and no sha256 known
         # to check: the hash would verify nothing and cost a CPU pass over every byte).
         self.digest = digest
+        # False: the file is consumed and removed soon after (a tar about to be extracted), so it
+        # is not flushed to disk before the rename; a crash leaves it to the size and sha256
+        # checks of the next run, which fetch it again if it is not whole.
+        self.durable = durable
         self.hasher = hashlib.sha256()
         self.hashed = 0 if self._hashing() else -1
         self.hash_lock = threading.Lock()
@@ -756,7 +761,8 @@ class PartDownload:
 
     def _finish(self) -> FetchResult:
         st = self.state
-        os.fsync(self.fd)
+        if self.durable:
+            os.fsync(self.fd)
         size = os.fstat(self.fd).st_size
         if st is not None and st.segmented:
             with self.lock:
@@ -772,5 +778,6 @@ class PartDownload:
             raise IntegrityError(f"GET {self.url}: sha256 {digest}, expected {want}")
         os.replace(self.part, self.dest)
         unlink(self.side)
-        fsync_dir(self.dest.parent)
+        if self.durable:
+            fsync_dir(self.dest.parent)
         return FetchResult(self.url, self.dest, size, digest, resumed=self.resumed, skipped=False)

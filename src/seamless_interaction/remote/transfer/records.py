@@ -46,7 +46,9 @@ class Job:
     ``dest=None`` fetches into memory (``FetchResult.data``): for small objects that are consumed
     at once, with no part file, lock, sidecar or fsync (and so no resume across runs).
     ``digest=False`` skips the sha256 of the bytes unless there is one to check (``sha256`` or
-    the remote's): a CDN object has none, and hashing it would verify nothing.
+    the remote's): a CDN object has none, and hashing it would verify nothing. ``durable=False``
+    skips the fsync before the rename, for a file consumed and removed right after (a tar to
+    extract): whether it is whole is then settled by its size and sha256, not by the flush.
     """
 
     url: str
@@ -55,6 +57,7 @@ class Job:
     sha256: str | None = None
     optional: bool = False
     digest: bool = True
+    durable: bool = True
 
 
 class Progress(Protocol):
