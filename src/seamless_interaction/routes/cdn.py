@@ -95,10 +95,9 @@ def _stage(catalog: Catalog, cdn_url: str, local_dir: Path, file_id: str, *, man
     # Media go straight to disk (large); npy/jsonl are small and consumed at once, so they are
     # fetched into memory (same retries and checks, no part file, lock or fsync per object).
     # The CDN publishes no checksum (an S3 ETag is no sha256), and the manifest records none for
-    # these files: hashing their bytes would verify nothing, so the transfer skips it. Nor does
-    # it flush the staged media: _commit does, once, before the final rename.
+    # these files: hashing their bytes would verify nothing, so the transfer skips it.
     jobs = [Job(url=part.url, dest=staging / part.name.replace(":", "__") if part.kind in _MEDIA else None,
-                optional=not part.required, digest=False, durable=False)
+                optional=not part.required, digest=False)
             for part in parts]
     return _Staged(rec, parts, final, staging, jobs)
 
