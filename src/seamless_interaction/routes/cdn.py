@@ -270,12 +270,14 @@ def gather_many(
         # Encoding is CPU work (DEFLATE level 6, to match the archives byte for byte) that zlib
         # runs without the GIL: a thread per id (up to 4) spreads it over the cores while the
         # media still stream, so that it ends with them rather than after them.
+        # The commit (flush and rename, on the critical path once the media are in) keeps the normal
+        # priority: its own pool, where waiting for the encode blocks no encoder.
         workers = max(2, min(4, len(staged)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="si-assemble",
-                                initializer=_background_priority) as pool:
+                                initializer=_background_priority) as pool, \
+                ThreadPoolExecutor(max_workers=2, thread_name_prefix="si-commit") as commits:
 
             def commit(k: int) -> BundleResult:
-                # Its encode was queued first, so it is running or done: no wait on a queued task.
                 res = _commit(staged[k], fetched[k], encoded[k].result(), cdn_url, manifest)
                 finished(res)
                 return res
@@ -290,7 +292,7 @@ def gather_many(
                             encoded[k] = pool.submit(_encode, staged[k], fetched[k])
                     all_left[k] -= 1
                     if all_left[k] == 0:
-                        committed[k] = pool.submit(commit, k)
+                        committed[k] = commits.submit(commit, k)
 
             if keys:
                 transfer.fetch_many([staged[k].jobs[i] for k, i in keys], on_result=landed)
