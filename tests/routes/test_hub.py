@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from seamless_interaction.base.errors import IntegrityError
+from seamless_interaction.base.ids import ArchiveRef
 from seamless_interaction.local.archive import read_extraction_record
 from seamless_interaction.local.layout import archive_dir
 from seamless_interaction.mirror import MirrorInfo, MirrorServer
@@ -34,7 +35,7 @@ def test_download_archives_extracts_each_archive_as_its_tar(sample_mirror, sampl
     assert [(r.label, r.split, r.batch, r.archive) for r in results] == refs
     assert sorted((r.label, r.split, r.batch, r.archive) for r in done) == refs
     for ref, res in zip(refs, results):
-        dest = archive_dir(tmp_path, *ref)
+        dest = archive_dir(tmp_path, ArchiveRef(*ref))
         assert res.path == dest and not res.skipped
         assert not dest.with_suffix(".tar").exists() and not (dest.parent / f"{ref[3]:04d}.tar").exists()
         with tarfile.open(_tar(sample_mirror.root, ref)) as tf:
@@ -42,7 +43,7 @@ def test_download_archives_extracts_each_archive_as_its_tar(sample_mirror, sampl
             assert sorted(p.name for p in dest.iterdir()) == sorted(m.name for m in members)
             for m in members:
                 assert (dest / m.name).read_bytes() == tf.extractfile(m).read(), m.name
-        record = read_extraction_record(tmp_path, *ref)
+        record = read_extraction_record(tmp_path, ArchiveRef(*ref))
         assert record is not None and record["sha256"] == sample_server.sha256(_tar(sample_mirror.root, ref))
     assert not list(tmp_path.rglob("*.part")) and not list(tmp_path.rglob(".*extracting*"))
 
@@ -70,5 +71,6 @@ def test_download_archives_refuses_an_archive_that_fails_its_sha256(sample_mirro
         local = tmp_path / "local"
         with Transfer(max_connections=4) as t, pytest.raises(IntegrityError, match="sha256"):
             download_archives(t, srv.hf_url, local, [good, bad])
-    assert not archive_dir(local, *bad).exists() and read_extraction_record(local, *bad) is None
+    bad_ref = ArchiveRef(*bad)
+    assert not archive_dir(local, bad_ref).exists() and read_extraction_record(local, bad_ref) is None
     assert not list(local.rglob(f"{bad[3]:04d}.tar"))
