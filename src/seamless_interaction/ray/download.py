@@ -140,7 +140,8 @@ class _Collected(Manifest):
         self.collected.append(("remove", self.relpath(path)))
 
 
-def _run_job(job: DownloadJob, config: DatasetConfig, catalog_ref, limiter) -> dict[str, Any]:
+def _run_job(job: DownloadJob, config: DatasetConfig, catalog_ref, limiter,
+             transfer_options: dict[str, Any]) -> dict[str, Any]:
     """One task: the route's own code with a fresh engine (token from this worker's environment)."""
     import ray
 
@@ -150,7 +151,7 @@ def _run_job(job: DownloadJob, config: DatasetConfig, catalog_ref, limiter) -> d
     cfg = config.resolved()
     dest = Path(cfg.local_dir)
     manifest = _Collected(dest)
-    with Transfer.from_config(cfg) as transfer:
+    with Transfer.from_config(cfg, **transfer_options) as transfer:
         if limiter is not None:
             share_limits(transfer, limiter)
         if job.route == "archive":
@@ -191,6 +192,7 @@ def download(
     resolve_window_s: float = 300.0,
     address: str | None = None,
     num_cpus_per_task: float = 1.0,
+    transfer_options: dict[str, Any] | None = None,
 ) -> DownloadResult:
     """Download ``selection`` into ``dest`` with Ray tasks (module docstring); returns what was done.
 
@@ -199,6 +201,7 @@ def download(
     archives by Range (e.g. ``("npz", "json")``). ``dest``: a local folder or one every node shares
     (NFS, a mounted bucket); default the config's ``local_dir``. ``resolve_quota``: Hub resolves per
     ``resolve_window_s`` for the whole job (None: only the Hub's own 429s pace it, shared by all).
+    ``transfer_options``: options of each task's transfer engine (``retries``, ``max_connections``, ...).
     Joins ``address`` (else ``RAY_ADDRESS``, else a local Ray) unless Ray is already initialised.
     """
     import ray
@@ -221,7 +224,7 @@ def download(
     task = ray.remote(_run_job).options(max_retries=retries, retry_exceptions=[TransferError, OSError],
                                         num_cpus=num_cpus_per_task,
                                         **({"runtime_env": runtime_env} if runtime_env else {}))
-    pending = {task.remote(job, worker_cfg, catalog_ref, limiter): job for job in jobs}
+    pending = {task.remote(job, worker_cfg, catalog_ref, limiter, dict(transfer_options or {})): job for job in jobs}
     manifest = Manifest(root)
     result = DownloadResult(root, tasks=len(jobs))
     failures: list[str] = []

@@ -259,6 +259,7 @@ class _Options:
     hf_url: str | None
     decode_threads: int
     rows_per_block: int
+    transfer_options: tuple[tuple[str, Any], ...] = ()
 
 
 def _task_dataset(plan: _TaskPlan, opts: _Options):
@@ -271,6 +272,16 @@ def _task_dataset(plan: _TaskPlan, opts: _Options):
             if isinstance(exc, TransferError):
                 raise exc
             super()._problem(message, exc)
+
+        def _engine(self):
+            if self._transfer is None and self._own_transfer is None and opts.transfer_options:
+                from seamless_interaction.base.config import DatasetConfig
+                from seamless_interaction.remote.transfer import Transfer
+
+                cfg = DatasetConfig(hf_url=self.hf_url).resolved()
+                self._own_transfer = Transfer.from_config(cfg, **{"max_connections": 4,
+                                                                  **dict(opts.transfer_options)})
+            return super()._engine()
 
     planned = plan.owned is not None
     ds = _TaskWindows(
@@ -361,6 +372,7 @@ def read_windows(
     decode_threads: int = 1,
     rows_per_block: int = ROWS_PER_BLOCK,
     retries: int = 3,
+    transfer_options: dict[str, Any] | None = None,
     ray_remote_args: dict[str, Any] | None = None,
 ):
     """Windows of ``selection`` as a :class:`ray.data.Dataset` (schema and guarantees: module docstring).
@@ -373,6 +385,8 @@ def read_windows(
         num_tasks: read tasks (default: one per shard, at most one per unit); fixes the order.
         decode_threads: npz inflate threads inside each task (Ray already runs one task per CPU).
         retries: Ray retries of a task whose transfer failed after the engine's own retries.
+        transfer_options: options of each task's transfer engine for HTTP shards (``retries``,
+            ``max_connections``, ...); the token comes from the worker's environment.
         ray_remote_args: extra options of the read tasks (``num_cpus``, ``memory``, ...).
     """
     import ray
@@ -392,7 +406,7 @@ def read_windows(
     plans = plan_tasks(shards, catalog, dyadic=dyadic, num_tasks=num_tasks, shuffle=shuffle, seed=seed, epoch=epoch)
     opts = _Options(tuple(modalities), float(window_s), hop_s, dyadic, shuffle, seed, epoch, strict,
                     tuple(feature_keys) if feature_keys else None, drop_last, vad_rate or VAD_RATE, hf_url,
-                    decode_threads, rows_per_block)
+                    decode_threads, rows_per_block, tuple(sorted((transfer_options or {}).items())))
     remote_args = {"max_retries": retries, "retry_exceptions": [TransferError], **(ray_remote_args or {})}
     logger.debug("read_windows: %d shards in %d read tasks", len(shards), len(plans))
     return ray.data.read_datasource(WindowsDatasource(plans, opts), override_num_blocks=len(plans),
