@@ -121,6 +121,8 @@ def cmd_download(args) -> int:
             raise InvalidIdError("nothing to download: give FILE_IDs, --pair, --session, --archive, --batch or --split")
         for fid in file_ids:
             fs.catalog.record(fid)  # unknown ids fail before anything is fetched
+        if args.ray is not None and not args.dry_run:
+            return _download_on_ray(fs, args, file_ids, archives, splits, only)
         if only or args.source == "hub" or splits:
             return _download_members(fs, args, file_ids, archives, splits, only or ("json", "mp4", "npz", "wav"))
         if args.dry_run:
@@ -132,6 +134,15 @@ def cmd_download(args) -> int:
             results = fs.download_batch_from_s3(file_ids)
             for fid, paths in zip(file_ids, results):
                 print(f"{fid} -> {paths['npz'].parent}")
+    return 0
+
+
+def _download_on_ray(fs, args, file_ids, archives, splits, only) -> int:
+    from seamless_interaction.ray import download
+
+    res = download([*file_ids, *archives, *splits], only=only, dest=fs.local_dir, config=fs.config,
+                   catalog=fs.catalog, source=args.source, keep_tar=args.keep_tar, address=args.ray or None)
+    print(f"{res.files} files in {res.dest} from {res.tasks} Ray tasks ({res.records} manifest records)")
     return 0
 
 
@@ -254,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--only", metavar="EXTS", help="only these members from Hub archives, e.g. npz,json")
     d.add_argument("--keep-tar", action="store_true", help="keep archives as .tar instead of extracting")
     d.add_argument("--dry-run", action="store_true", help="print what would be fetched and how many bytes")
+    d.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run the download as Ray tasks on the cluster at ADDRESS (default: $RAY_ADDRESS, "
+                        "else a local Ray); needs the [ray] extra")
     d.set_defaults(func=cmd_download)
 
     i = sub.add_parser("info", help="catalog row, metadata joins and local state of an id or key")

@@ -144,3 +144,20 @@ def test_resolve_limiter_grants_a_quota_per_window_and_pauses_everyone():
     lim2 = ResolveLimiter()
     lim2.pause(30)
     assert 29 < lim2.acquire() <= 30
+
+
+def test_cli_download_with_ray(ray_session, make_fs, tmp_path, sample_server, monkeypatch, capsys):
+    from seamless_interaction.cli import main
+
+    monkeypatch.setenv("SEAMLESS_INTERACTION_CACHE", str(tmp_path / "cache"))
+    fs = make_fs(tmp_path / "cli")
+    ref = first_archives(fs.catalog, 1)[0]
+    fs.download_archive_from_hf(ref[3], label=ref[0], split=ref[1], batch=ref[2])
+    spec = f"{ref[0]}/{ref[1]}/{ref[2]}/{ref[3]}"
+    argv = ["download", "--archive", spec, "--ray", "--local-dir", str(tmp_path / "ray"), "-q",
+            "--hf-url", sample_server.hf_url, "--cdn-url", sample_server.cdn_url, "--assets", sample_server.assets_url]
+    assert main(argv) == 0
+    assert "from 1 Ray tasks" in capsys.readouterr().out
+    assert tree(tmp_path / "ray") == tree(tmp_path / "cli")
+    assert main(["download", "--ray", "--local-dir", str(tmp_path / "ray"), "--assets", sample_server.assets_url]) == 2
+    assert capsys.readouterr().err.startswith("error: nothing to download")
