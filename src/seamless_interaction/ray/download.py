@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from seamless_interaction.base.config import DatasetConfig
-from seamless_interaction.base.errors import InvalidIdError, SeamlessError, TransferError
+from seamless_interaction.base.errors import (AccessDeniedError, InvalidIdError, MissingPartError, SeamlessError,
+                                             TransferError, UnsafeArchiveError)
 from seamless_interaction.local.manifest import Manifest, ManifestEntry
 from seamless_interaction.ray.cluster import connect, limiter_actor, share_limits, token_runtime_env
 
@@ -143,14 +144,28 @@ class _Collected(Manifest):
 def _run_job(job: DownloadJob, config: DatasetConfig, catalog_ref, limiter,
              transfer_options: dict[str, Any]) -> dict[str, Any]:
     """One task: the route's own code with a fresh engine (token from this worker's environment)."""
+    cfg = config.resolved()
+    dest = Path(cfg.local_dir)
+    manifest = _Collected(dest)
+    try:
+        paths = _route(job, cfg, dest, manifest, catalog_ref, limiter, transfer_options)
+    except _PERMANENT as exc:  # no retry can help: reported by the driver, the other tasks go on
+        return {"paths": [], "records": [], "error": f"{type(exc).__name__}: {exc}"}
+    records = [(op, dataclasses.asdict(e) if op == "record" else e) for op, e in manifest.collected]
+    return {"paths": [str(p) for p in paths], "records": records}
+
+
+# Errors that a rerun of the task would meet again (absent or refused files, unsafe archives).
+_PERMANENT = (MissingPartError, AccessDeniedError, UnsafeArchiveError, InvalidIdError)
+
+
+def _route(job: DownloadJob, cfg: DatasetConfig, dest: Path, manifest: _Collected, catalog_ref, limiter,
+           transfer_options: dict[str, Any]) -> list[Path]:
     import ray
 
     from seamless_interaction.remote.transfer import Transfer
     from seamless_interaction.routes import cdn, hub, members
 
-    cfg = config.resolved()
-    dest = Path(cfg.local_dir)
-    manifest = _Collected(dest)
     with Transfer.from_config(cfg, **transfer_options) as transfer:
         if limiter is not None:
             share_limits(transfer, limiter)
@@ -169,8 +184,7 @@ def _run_job(job: DownloadJob, config: DatasetConfig, catalog_ref, limiter,
             results = cdn.gather_many(transfer, catalog, cfg.cdn_url, dest, list(job.file_ids or ()),
                                       manifest=manifest)
             paths = [p for r in results for p in r.paths.values()]
-    records = [(op, dataclasses.asdict(e) if op == "record" else e) for op, e in manifest.collected]
-    return {"paths": [str(p) for p in paths], "records": records}
+    return paths
 
 
 class DownloadError(SeamlessError):
@@ -237,6 +251,8 @@ def download(
             cause = getattr(exc, "cause", None) or exc
             failures.append(f"{job.route} {job.archive or ','.join(job.file_ids or ())}: {cause}")
             continue
+        if out.get("error"):
+            failures.append(f"{job.route} {job.archive or ','.join(job.file_ids or ())}: {out['error']}")
         for op, rec in out["records"]:
             if op == "record":
                 manifest.record(rec["path"], rec["url"], rec["size"], rec["sha256"])
@@ -247,6 +263,6 @@ def download(
     result.files = len(result.paths)
     ray.kill(limiter)
     if failures:
-        raise DownloadError(f"{len(failures)} of {len(jobs)} download tasks failed after {retries} retries; "
-                            f"re-run to resume. First: {failures[0]}")
+        raise DownloadError(f"{len(failures)} of {len(jobs)} download tasks failed (transfer errors after "
+                            f"{retries} retries); re-run to resume. First: {failures[0]}")
     return result

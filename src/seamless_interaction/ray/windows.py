@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from seamless_interaction.base.errors import SeamlessError, TransferError
+from seamless_interaction.base.errors import AccessDeniedError, MissingPartError, SeamlessError, TransferError
 from seamless_interaction.ray.cluster import token_runtime_env
 
 logger = logging.getLogger(__name__)
@@ -267,9 +267,10 @@ def _task_dataset(plan: _TaskPlan, opts: _Options):
 
     class _TaskWindows(WindowDataset):
         # A transfer that failed after the engine's retries fails the task, so Ray retries it (the
-        # loader alone would warn and skip the rest of the shard); other problems behave as in the loader.
+        # loader alone would warn and skip the rest of the shard); an absent or refused shard and
+        # other problems behave as in the loader (a warning, or an error with ``strict``).
         def _problem(self, message: str, exc: Exception | None = None) -> None:
-            if isinstance(exc, TransferError):
+            if isinstance(exc, TransferError) and not isinstance(exc, (MissingPartError, AccessDeniedError)):
                 raise exc
             super()._problem(message, exc)
 
