@@ -19,22 +19,27 @@ depends on ``num_tasks``, not on the cluster).
 
 Row schema (one row per window; ``P`` is 2 when ``dyadic`` else 1, slot ``j`` in file-id order):
 
-==========================  ===================================  ===============================================
-column                      type                                 value
-==========================  ===================================  ===============================================
-``key``                     string                               interaction key (the file id when not dyadic)
-``file_ids``                string tensor ``(P,)``               participants' file ids, ``""`` for an empty slot
-``start_s``, ``end_s``      float64                              the window's half-open span on the shared clock
-``p{j}.file_id``            string                               ``""`` when the slot is empty (partner missing)
-``p{j}.features.{key}``     tensor (variable shape), npz dtype   rows of npz array ``key`` in the span
-``p{j}.audio``              float32 tensor ``(S,)``/``(S, ch)``  samples at the WAV's rate
-``p{j}.vad``                bool tensor ``(V,)``                 speech mask at ``vad_rate``
-``p{j}.words``              string                               JSON list of the words overlapping the span
-==========================  ===================================  ===============================================
+==========================  ===============================  ===================================================
+column                      type                             value
+==========================  ===============================  ===================================================
+``key``                     string                           interaction key (the file id when not dyadic)
+``file_ids``                list<string> of length ``P``     participants' file ids, ``""`` for an empty slot
+``start_s``, ``end_s``      float64                          the window's half-open span on the shared clock
+``p{j}.file_id``            string                           ``""`` when the slot is empty (partner missing)
+``p{j}.feature_keys``       list<string>                     the npz keys this participant has
+``p{j}.features.{key}``     tensor ``(T, ...)``              rows of npz array ``key`` in the span
+``p{j}.audio``              float32 tensor ``(S,)``          samples at the WAV's rate (``(S, ch)`` if stereo)
+``p{j}.vad``                bool tensor ``(V,)``             speech mask at ``vad_rate``
+``p{j}.words``              string                           JSON list of the words overlapping the span
+==========================  ===============================  ===================================================
 
-An empty slot's arrays have zero rows (shaped like slot 0's) so every column keeps one dtype and rank.
-:func:`batch_to_items` turns a numpy batch back into the loader's items for
-:func:`~seamless_interaction.access.loader.collate_windows`.
+Only the requested modalities' columns exist. The feature columns are ``feature_keys`` when given (the
+loader skips participants lacking one), else every key of the archives' format (:data:`FEATURE_SCHEMA`,
+FORMAT.md 5) in its format dtype; a key a participant lacks, and every array of an empty slot, is
+stored as zero rows of the column's shape, so every block has the same columns, each with one dtype and
+rank (tensor columns are fixed-shape within a block when they can be, else variable-shaped; Ray unifies
+them). :func:`batch_to_items` turns a numpy batch back into exactly the loader's items (absent keys and
+empty slots dropped) for :func:`~seamless_interaction.access.loader.collate_windows`.
 """
 
 from __future__ import annotations
@@ -55,7 +60,10 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["FEATURE_SCHEMA", "WindowsDatasource", "batch_to_items", "items_to_table", "read_windows"]
 
-ROWS_PER_BLOCK = 32
+# Blocks of about this many bytes: larger ones build slower (cache misses in the copies), smaller ones
+# pay Ray's per-block costs more often.
+BLOCK_BYTES = 8 << 20
+MAX_ROWS_PER_BLOCK = 256
 
 
 @dataclass(frozen=True)
@@ -150,9 +158,13 @@ FEATURE_SCHEMA: dict[str, tuple[str, tuple[int, ...]]] = {
 
 
 def _tensor_column(values: list[np.ndarray]):
-    """A variable-shaped tensor column (also when the shapes agree: blocks must share one type)."""
-    from ray.data.extensions import ArrowVariableShapedTensorArray
+    """A fixed-shape tensor column when the block's shapes agree (one buffer, ~10x cheaper to build),
+    else a variable-shaped one; Ray unifies the two across blocks (dtype and rank are the same)."""
+    from ray.data.extensions import ArrowTensorArray, ArrowVariableShapedTensorArray
 
+    first = values[0].shape
+    if all(v.shape == first for v in values):
+        return ArrowTensorArray.from_numpy(np.stack(values))
     return ArrowVariableShapedTensorArray.from_numpy(values)
 
 
@@ -258,7 +270,7 @@ class _Options:
     vad_rate: int
     hf_url: str | None
     decode_threads: int
-    rows_per_block: int
+    rows_per_block: int | None
     transfer_options: tuple[tuple[str, Any], ...] = ()
 
 
@@ -296,6 +308,14 @@ def _task_dataset(plan: _TaskPlan, opts: _Options):
     return ds
 
 
+def _item_bytes(item: dict) -> int:
+    n = 0
+    for p in item["participants"]:
+        n += sum(a.nbytes for a in p.get("features", {}).values())
+        n += sum(p[m].nbytes for m in ("audio", "vad") if m in p)
+    return n
+
+
 def _read(plan: _TaskPlan, opts: _Options) -> Iterator[Any]:
     slots = 2 if opts.dyadic else 1
     m = opts.modalities
@@ -305,9 +325,12 @@ def _read(plan: _TaskPlan, opts: _Options) -> Iterator[Any]:
                               words="words" in m, features="features" in m)
 
     buf: list[dict] = []
+    rows = opts.rows_per_block
     for item in _task_dataset(plan, opts):
+        if not rows:
+            rows = max(1, min(MAX_ROWS_PER_BLOCK, BLOCK_BYTES // max(1, _item_bytes(item))))
         buf.append(item)
-        if len(buf) >= opts.rows_per_block:
+        if len(buf) >= rows:
             yield block(buf)
             buf = []
     if buf:
@@ -371,7 +394,7 @@ def read_windows(
     vad_rate: int | None = None,
     num_tasks: int | None = None,
     decode_threads: int = 1,
-    rows_per_block: int = ROWS_PER_BLOCK,
+    rows_per_block: int | None = None,
     retries: int = 3,
     transfer_options: dict[str, Any] | None = None,
     ray_remote_args: dict[str, Any] | None = None,
@@ -385,6 +408,7 @@ def read_windows(
             scans every shard's headers.
         num_tasks: read tasks (default: one per shard, at most one per unit); fixes the order.
         decode_threads: npz inflate threads inside each task (Ray already runs one task per CPU).
+        rows_per_block: windows per output block (default: about 8 MB of arrays per block).
         retries: Ray retries of a task whose transfer failed after the engine's own retries.
         transfer_options: options of each task's transfer engine for HTTP shards (``retries``,
             ``max_connections``, ...); the token comes from the worker's environment.
