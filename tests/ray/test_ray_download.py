@@ -64,6 +64,7 @@ def test_archives_and_ids_leave_the_clis_tree_and_verify_passes(ray_session, mak
     dest = tmp_path / "ray"
     res = download(refs + ids, dest=dest, config=mirror_config(dest), ids_per_task=1)
     assert res.tasks == len(refs) + len(ids)
+    assert res.resolves == len(refs)  # one per archive, all granted by the job's limiter; the CDN needs none
     assert tree(dest) == tree(tmp_path / "cli")
     assert set(Manifest(dest).entries()) == set(Manifest(tmp_path / "cli").entries())
     with SeamlessInteractionFS(mirror_config(dest), quiet=True) as fs:

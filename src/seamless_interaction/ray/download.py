@@ -58,6 +58,7 @@ class DownloadResult:
     tasks: int = 0
     files: int = 0
     records: int = 0
+    resolves: int = 0  # Hub resolves the job's limiter granted (every engine of every task)
     paths: list[Path] = field(default_factory=list)
 
 
@@ -261,6 +262,7 @@ def download(
             result.records += 1
         result.paths += [Path(p) for p in out["paths"]]
     result.files = len(result.paths)
+    result.resolves = ray.get(limiter.stats.remote())["grants"]
     ray.kill(limiter)
     if failures:
         raise DownloadError(f"{len(failures)} of {len(jobs)} download tasks failed (transfer errors after "
