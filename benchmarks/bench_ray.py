@@ -32,7 +32,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-WINDOW_S, HOP_S = 1.0, 0.05  # a small hop: many windows from little data, so the rates are steady
+WINDOW_S, HOP_S = 4.0, None  # training-sized windows, no overlap: every window copied once
 
 
 def build(root: Path, interactions: int, duration_s: float):
@@ -105,8 +105,8 @@ def served(root: Path, latency_s: float, bandwidth_bps: float):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "si-bench-ray")
-    ap.add_argument("--interactions", type=int, default=4, help="extra pairs per label/split in the mirror")
-    ap.add_argument("--duration-s", type=float, default=20.0, help="seconds per file id")
+    ap.add_argument("--interactions", type=int, default=6, help="extra pairs per label/split in the mirror")
+    ap.add_argument("--duration-s", type=float, default=60.0, help="seconds per file id")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--latency-ms", type=float, default=20.0)

@@ -11,12 +11,17 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the Ray front end is the optional [ray] extra")
 
-from seamless_interaction.fs import SeamlessInteractionFS  # noqa: E402
-from seamless_interaction.local.manifest import Manifest  # noqa: E402
-from seamless_interaction.ray import DownloadError, ResolveLimiter, download, plan_download  # noqa: E402
+from seamless_interaction.fs import SeamlessInteractionFS
+from seamless_interaction.local.manifest import Manifest
+from seamless_interaction.ray import (
+    DownloadError,
+    ResolveLimiter,
+    download,
+    plan_download,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "remote" / "faults"))
-from faultserver import Fault, FaultServer  # noqa: E402
+from faultserver import Fault, FaultServer
 
 pytestmark = pytest.mark.slow
 
@@ -162,3 +167,12 @@ def test_cli_download_with_ray(ray_session, make_fs, tmp_path, sample_server, mo
     assert tree(tmp_path / "ray") == tree(tmp_path / "cli")
     assert main(["download", "--ray", "--local-dir", str(tmp_path / "ray"), "--assets", sample_server.assets_url]) == 2
     assert capsys.readouterr().err.startswith("error: nothing to download")
+
+
+def test_build_index_is_a_typed_hook_until_the_index_lands():
+    from seamless_interaction.base.errors import SeamlessError
+    from seamless_interaction.ray import IndexUnavailableError, build_index
+
+    with pytest.raises(IndexUnavailableError, match="operations.index") as info:
+        build_index([("improvised", "dev", 0)])
+    assert isinstance(info.value, SeamlessError)

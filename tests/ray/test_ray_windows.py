@@ -12,12 +12,16 @@ import pytest
 ray = pytest.importorskip("ray", reason="the Ray front end is the optional [ray] extra")
 pytest.importorskip("torch", reason="read_windows runs the loader, the optional torch extra")
 
-from seamless_interaction.access.loader import ShardWarning, WindowDataset, collate_windows  # noqa: E402
-from seamless_interaction.ray import WindowsSelectionError, batch_to_items, read_windows  # noqa: E402
-from seamless_interaction.ray.windows import plan_tasks  # noqa: E402
+from seamless_interaction.access.loader import (
+    ShardWarning,
+    WindowDataset,
+    collate_windows,
+)
+from seamless_interaction.ray import WindowsSelectionError, batch_to_items, read_windows
+from seamless_interaction.ray.windows import plan_tasks
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "remote" / "faults"))
-from faultserver import Fault, FaultServer  # noqa: E402
+from faultserver import Fault, FaultServer
 
 pytestmark = pytest.mark.slow
 ALL = ("features", "audio", "vad", "words")

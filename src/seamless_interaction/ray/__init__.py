@@ -13,9 +13,18 @@
 from __future__ import annotations
 
 from seamless_interaction.ray.cluster import ResolveLimiter, connect
-from seamless_interaction.ray.download import DownloadError, DownloadResult, download, plan_download
+from seamless_interaction.ray.download import (
+    DownloadError,
+    DownloadResult,
+    download,
+    plan_download,
+)
 from seamless_interaction.ray.index import IndexUnavailableError, build_index
-from seamless_interaction.ray.windows import WindowsSelectionError, batch_to_items, read_windows
+from seamless_interaction.ray.windows import (
+    WindowsSelectionError,
+    batch_to_items,
+    read_windows,
+)
 
 __all__ = [
     "DownloadError", "DownloadResult", "IndexUnavailableError", "ResolveLimiter", "WindowsSelectionError",

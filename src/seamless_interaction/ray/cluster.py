@@ -21,7 +21,7 @@ from seamless_interaction.base.config import find_hf_token
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["connect", "token_runtime_env", "ResolveLimiter", "limiter_actor", "share_limits"]
+__all__ = ["ResolveLimiter", "connect", "limiter_actor", "share_limits", "token_runtime_env"]
 
 _MAX_SLICE_S = 1.0  # a worker re-asks at least this often, so a pause lifted early is seen soon
 

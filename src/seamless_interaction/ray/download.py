@@ -25,14 +25,25 @@ from pathlib import Path
 from typing import Any
 
 from seamless_interaction.base.config import DatasetConfig
-from seamless_interaction.base.errors import (AccessDeniedError, InvalidIdError, MissingPartError, SeamlessError,
-                                             TransferError, UnsafeArchiveError)
+from seamless_interaction.base.errors import (
+    AccessDeniedError,
+    InvalidIdError,
+    MissingPartError,
+    SeamlessError,
+    TransferError,
+    UnsafeArchiveError,
+)
 from seamless_interaction.local.manifest import Manifest, ManifestEntry
-from seamless_interaction.ray.cluster import connect, limiter_actor, share_limits, token_runtime_env
+from seamless_interaction.ray.cluster import (
+    connect,
+    limiter_actor,
+    share_limits,
+    token_runtime_env,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DownloadJob", "DownloadResult", "plan_download", "download"]
+__all__ = ["DownloadJob", "DownloadResult", "download", "plan_download"]
 
 ALL_EXTS = ("json", "mp4", "npz", "wav")
 IDS_PER_TASK = 16
@@ -167,6 +178,7 @@ def _route(job: DownloadJob, cfg: DatasetConfig, dest: Path, manifest: _Collecte
     from seamless_interaction.remote.transfer import Transfer
     from seamless_interaction.routes import cdn, hub, members
 
+    assert cfg.hf_url and cfg.cdn_url  # resolved() fills every endpoint
     with Transfer.from_config(cfg, **transfer_options) as transfer:
         if limiter is not None:
             share_limits(transfer, limiter)
@@ -227,6 +239,7 @@ def download(
     if dest is not None:
         cfg = dataclasses.replace(cfg, local_dir=Path(dest).expanduser())
     if catalog is None:
+        assert cfg.assets and cfg.cache_dir  # resolved() fills both
         catalog = Catalog.load(cfg.assets, cfg.cache_dir)
     jobs = plan_download(selection, catalog, only=only, source=source, keep_tar=keep_tar, ids_per_task=ids_per_task)
     root = Path(cfg.local_dir)
@@ -248,7 +261,7 @@ def download(
         job = pending.pop(done[0])
         try:
             out = ray.get(done[0])
-        except Exception as exc:  # a task that failed after its retries; keep the others' work
+        except (ray.exceptions.RayError, SeamlessError, OSError) as exc:  # failed after its retries: keep the rest
             cause = getattr(exc, "cause", None) or exc
             failures.append(f"{job.route} {job.archive or ','.join(job.file_ids or ())}: {cause}")
             continue

@@ -44,6 +44,7 @@ empty slots dropped) for :func:`~seamless_interaction.access.loader.collate_wind
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -53,7 +54,12 @@ from typing import Any
 
 import numpy as np
 
-from seamless_interaction.base.errors import AccessDeniedError, MissingPartError, SeamlessError, TransferError
+from seamless_interaction.base.errors import (
+    AccessDeniedError,
+    MissingPartError,
+    SeamlessError,
+    TransferError,
+)
 from seamless_interaction.ray.cluster import token_runtime_env
 
 logger = logging.getLogger(__name__)
@@ -300,7 +306,7 @@ def _task_dataset(plan: _TaskPlan, opts: _Options):
     ds = _TaskWindows(
         list(plan.shards), modalities=opts.modalities, window_s=opts.window_s, hop_s=opts.hop_s,
         dyadic=opts.dyadic, shuffle=opts.shuffle, seed=opts.seed * 1_000_003 + plan.index, strict=opts.strict,
-        catalog=_PlannedCatalog(plan.owned, plan.interactions or {}) if planned else None,
+        catalog=_PlannedCatalog(plan.owned, plan.interactions or {}) if plan.owned is not None else None,
         feature_keys=opts.feature_keys, hf_url=opts.hf_url, rank=0 if planned else plan.index,
         world_size=1 if planned else plan.world, drop_last=opts.drop_last, vad_rate=opts.vad_rate,
         decode_threads=opts.decode_threads)
@@ -364,8 +370,8 @@ def _datasource_class():
             # task owns which unit, so a run is reproduced on any cluster.
             tasks = []
             for plan in self.plans:
-                meta = BlockMetadata(num_rows=None, size_bytes=None, input_files=list(plan.shards), exec_stats=None)
-                tasks.append(ReadTask(lambda plan=plan, opts=self.opts: _read(plan, opts), meta,
+                meta = BlockMetadata(num_rows=None, size_bytes=None, input_files=tuple(plan.shards), exec_stats=None)
+                tasks.append(ReadTask(functools.partial(_read, plan, self.opts), meta,
                                       per_task_row_limit=per_task_row_limit))
             return tasks
 
