@@ -441,4 +441,5 @@ def read_windows(
     remote_args = {"max_retries": retries, "retry_exceptions": [TransferError], **(ray_remote_args or {})}
     logger.debug("read_windows: %d shards in %d read tasks", len(shards), len(plans))
     return ray.data.read_datasource(WindowsDatasource(plans, opts), override_num_blocks=len(plans),
-                                    runtime_env=token_runtime_env(), ray_remote_args=remote_args)
+                                    runtime_env=token_runtime_env() if any(sh.is_http for sh in shards) else None,
+                                    ray_remote_args=remote_args)
