@@ -175,3 +175,18 @@ def test_bad_selection_is_a_typed_error(ray_session, shards):
         read_windows(("improvised", "dev", 0))
     with pytest.raises(WindowsSelectionError, match="names no shard"):
         read_windows([])
+
+
+def test_back_to_back_windows_become_one_view_and_others_a_copy():
+    from seamless_interaction.ray.windows import _consecutive, _tensor_column
+
+    arr = np.arange(60 * 3, dtype=np.float32).reshape(60, 3)
+    wins = [arr[i:i + 10] for i in range(0, 60, 10)]
+    view = _consecutive(wins)
+    assert view is not None and np.shares_memory(view, arr)
+    np.testing.assert_array_equal(view, np.stack(wins))
+    assert _consecutive([arr[0:10], arr[20:30]]) is None  # a gap
+    assert _consecutive([arr[0:10], arr.copy()[10:20]]) is None  # another allocation
+    assert _consecutive([arr[0:10], arr[5:15]]) is None  # overlapping (hop < window)
+    col = _tensor_column(wins).to_numpy()
+    np.testing.assert_array_equal(np.stack(list(col)), np.stack(wins))

@@ -170,8 +170,24 @@ def _tensor_column(values: list[np.ndarray]):
 
     first = values[0].shape
     if all(v.shape == first for v in values):
-        return ArrowTensorArray.from_numpy(np.stack(values))
+        view = _consecutive(values)
+        return ArrowTensorArray.from_numpy(view if view is not None else np.stack(values))
     return ArrowVariableShapedTensorArray.from_numpy(values)
+
+
+def _consecutive(values: list[np.ndarray]) -> np.ndarray | None:
+    """The windows as one ``(n, *shape)`` view, without a copy, when they are back-to-back slices of one
+    array (a participant's feature array cut with hop == window); else None."""
+    v0 = values[0]
+    base, step, start = v0.base, v0.nbytes, v0.ctypes.data
+    if base is None or step == 0 or not v0.flags.c_contiguous:
+        return None
+    for i, v in enumerate(values):
+        # the same owner (one allocation, kept alive by the view) and the next bytes of it
+        if v.base is not base or v.ctypes.data != start + i * step or not v.flags.c_contiguous:
+            return None
+    return np.lib.stride_tricks.as_strided(v0, shape=(len(values), *v0.shape), strides=(step, *v0.strides),
+                                           writeable=False)
 
 
 def _feature_column_keys(items: list[dict], feature_keys: Sequence[str] | None) -> list[str]:
@@ -335,6 +351,11 @@ def _read(plan: _TaskPlan, opts: _Options) -> Iterator[Any]:
     for item in _task_dataset(plan, opts):
         if not rows:
             rows = max(1, min(MAX_ROWS_PER_BLOCK, BLOCK_BYTES // max(1, _item_bytes(item))))
+        # Past half a block, a new interaction starts a new block: a block of one interaction's
+        # windows takes its feature columns as views of the participant's arrays (no copy).
+        if buf and len(buf) * 2 >= rows and item["key"] != buf[-1]["key"]:
+            yield block(buf)
+            buf = []
         buf.append(item)
         if len(buf) >= rows:
             yield block(buf)
