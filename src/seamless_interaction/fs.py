@@ -275,7 +275,8 @@ class SeamlessInteractionFS:
 
         return members.fetch_archive_members(self.transfer, self.catalog, self.config.hf_url, self.local_dir,
                                              label, split, int(batch), int(archive), file_ids=file_ids,
-                                             modalities=modalities, cache_dir=self.config.cache_dir)
+                                             modalities=modalities, cache_dir=self.config.cache_dir,
+                                             manifest=self.manifest)
 
     def fetch_file_id(self, file_id: str, modalities: tuple[str, ...] = ("npz", "json")) -> list[Path]:
         """One file id's members out of whichever Hub archive holds it."""
@@ -283,7 +284,7 @@ class SeamlessInteractionFS:
 
         return members.fetch_file_ids(self.transfer, self.catalog, self.config.hf_url, self.local_dir,
                                       [validate_file_id(file_id)], modalities=modalities,
-                                      cache_dir=self.config.cache_dir)
+                                      cache_dir=self.config.cache_dir, manifest=self.manifest)
 
     def fetch_interaction(self, interaction_key: str, modalities: tuple[str, ...] = ("npz", "json")) -> list[Path]:
         """Both participants' members, from the (usually two) archives holding them."""
@@ -291,7 +292,8 @@ class SeamlessInteractionFS:
 
         ids = self.catalog.interaction_file_ids(validate_interaction_key(interaction_key))
         return members.fetch_file_ids(self.transfer, self.catalog, self.config.hf_url, self.local_dir, ids,
-                                      modalities=modalities, cache_dir=self.config.cache_dir)
+                                      modalities=modalities, cache_dir=self.config.cache_dir,
+                                             manifest=self.manifest)
 
     def _member_archives(self, archives, splits) -> list[tuple[str, str, int, int]]:
         out = list(archives or [])
@@ -330,7 +332,8 @@ class SeamlessInteractionFS:
             paths += self.fetch_members(label, split, batch, archive, modalities=modalities)
         if file_ids:
             paths += members.fetch_file_ids(self.transfer, self.catalog, self.config.hf_url, self.local_dir,
-                                            list(file_ids), modalities=modalities, cache_dir=self.config.cache_dir)
+                                            list(file_ids), modalities=modalities, cache_dir=self.config.cache_dir,
+                                            manifest=self.manifest)
         return paths
 
     # ------------------------------------------------------------------ time-aligned local access

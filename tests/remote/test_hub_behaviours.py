@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import tarfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,6 +68,8 @@ def test_token_reaches_the_hub_only_on_every_route(sample_mirror, split_server, 
         fs.download_archive_from_hf(archive, label=label, split=split, batch=batch)  # Hub archive
         fs.fetch_members(*_archives(sample_mirror)[1])  # tar index + member reads
         fs.get_tar_archive_size(label, split, batch, archive)
+        report = fs.verify(label=label, split=split, check_remote=True)  # sizes from the Hub's listing
+        assert report is not None
         other = sample_mirror.root / "hub" / "improvised" / "dev"
         shards = sorted(str(p.relative_to(sample_mirror.root / "hub")) for p in other.rglob("*.tar"))[:1]
     pytest.importorskip("torch")
@@ -186,9 +189,9 @@ def test_whole_split_scan_of_10000_archives_under_quota(tmp_path):
 def test_gated_answers_are_one_actionable_line(sample_mirror, tmp_path, token, hint):
     with _serve(sample_mirror, gated=True, granted_tokens=frozenset({TOKEN})) as srv:
         ref = _archives(sample_mirror)[0]
-        with SeamlessInteractionFS(_config(srv, tmp_path, token=token), quiet=True) as fs:
-            with pytest.raises(AccessDeniedError) as err:
-                fs.download_archive_from_hf(ref[3], label=ref[0], split=ref[1], batch=ref[2])
+        with SeamlessInteractionFS(_config(srv, tmp_path, token=token), quiet=True) as fs, \
+                pytest.raises(AccessDeniedError) as err:
+            fs.download_archive_from_hf(ref[3], label=ref[0], split=ref[1], batch=ref[2])
         msg = str(err.value)
         assert hint in msg and "\n" not in msg and f"{ref[3]:04d}.tar" in msg
         if token:
@@ -225,3 +228,37 @@ def test_cli_prints_one_error_line_for_a_gated_dataset(sample_mirror, tmp_path, 
                      "--local-dir", str(tmp_path / "d"), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and err[0].startswith("error:") and "set HF_TOKEN" in err[0]
+
+
+def test_loader_over_http_rides_through_refusing_targets(sample_mirror, tmp_path):
+    """The loader's reads use the engine: a refused (expired) target is resolved again, nothing is lost."""
+    pytest.importorskip("torch")
+    from seamless_interaction.access.loader import WindowDataset
+
+    hub_dir = sample_mirror.root / "hub"
+    shards = sorted(p.relative_to(hub_dir).as_posix() for p in (hub_dir / "improvised" / "dev").rglob("*.tar"))
+    local = list(WindowDataset([str(hub_dir / s) for s in shards], window_s=0.5, dyadic=False))
+    with _serve(sample_mirror, flaky_target_403=0.3, seed=5) as srv, \
+            Transfer(hub_url=srv.hf_url, retries=8, backoff_s=0.001, max_backoff_s=0.01) as t:
+        remote = list(WindowDataset([f"{srv.hf_url}/{s}" for s in shards], window_s=0.5, dyadic=False, transfer=t))
+        refused = [r for r in srv.requests if r.path.startswith("/lfs/") and r.status == 403]
+    assert refused and local
+    assert [(i["file_ids"], i["start_s"]) for i in remote] == [(i["file_ids"], i["start_s"]) for i in local]
+
+
+def test_a_rate_limit_wait_stops_on_cancel_and_leaves_nothing_half_written(sample_mirror, tmp_path):
+    from seamless_interaction.base.errors import TransferCancelled
+
+    stop = threading.Event()
+    refs = _archives(sample_mirror)
+    with _serve(sample_mirror, resolve_quota=1, window_s=600.0) as srv, Transfer(cancel=stop) as t:
+        t.head(hub_archive_url(srv.hf_url, *refs[0]))  # the window's only resolve
+        timer = threading.Timer(0.3, stop.set)  # the Stop button, pressed during the wait
+        timer.start()
+        try:
+            with pytest.raises(TransferCancelled):
+                t.fetch(hub_archive_url(srv.hf_url, *refs[1]), tmp_path / "a.tar")  # told to wait ~600 s
+        finally:
+            timer.cancel()
+        assert [r.status for r in srv.requests if "/resolve/" in r.path] == [302, 429]
+    assert list(tmp_path.iterdir()) == []  # no part, no lock: a later run starts clean

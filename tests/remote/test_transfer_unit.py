@@ -135,3 +135,33 @@ def test_engine_token_cancels_a_batch(tmp_path: Path) -> None:
     assert len(served) < 50
     # Small files keep no part (nothing worth resuming); no lock file is left behind.
     assert not [p for p in tmp_path.iterdir() if p.suffix in (".part", ".lock")]
+
+
+def test_rate_limit_headers_and_hub_errors_parse_as_the_hub_sends_them() -> None:
+    from seamless_interaction.base.errors import AccessDeniedError, MissingPartError
+    from seamless_interaction.remote.transfer.hub import (
+        HubRepo,
+        hub_error,
+        rate_limit_wait,
+    )
+
+    def resp(status: int, **headers: str) -> httpx.Response:
+        return httpx.Response(status, headers={k.replace("_", "-"): v for k, v in headers.items()},
+                              request=httpx.Request("GET", "https://hub.example/x"))
+
+    assert rate_limit_wait(resp(429, RateLimit='"resolvers";r=0;t=55')) == (55.0, "resolvers")
+    assert rate_limit_wait(resp(429, RateLimit='"api";r=0;t=5', Retry_After="9")) == (9.0, "api")
+    assert rate_limit_wait(resp(429)) == (None, "requests")
+    url = "https://hub.example/datasets/o/r/resolve/main/a.tar"
+    page = "https://hub.example/datasets/o/r"
+    e = hub_error("GET", url, resp(401, X_Error_Code="GatedRepo"), has_token=False, page=page)
+    assert isinstance(e, AccessDeniedError) and "set HF_TOKEN" in str(e)
+    e = hub_error("GET", url, resp(403, X_Error_Code="GatedRepo"), has_token=True, page=page)
+    assert isinstance(e, AccessDeniedError) and "accept the dataset's terms on its page " + page in str(e)
+    e = hub_error("GET", url, resp(404, X_Error_Code="EntryNotFound"), has_token=False, page=page)
+    assert isinstance(e, MissingPartError) and "EntryNotFound" in str(e)
+    assert hub_error("GET", url, resp(500), has_token=False, page=page) is None
+    repo = HubRepo.parse("https://huggingface.co/datasets/facebook/seamless-interaction/resolve/main")
+    assert repo is not None and repo.api("tree", "main") == \
+        "https://huggingface.co/api/datasets/facebook/seamless-interaction/tree/main"
+    assert repo.path_of(repo.resolve_base + "/improvised/dev/0000/0001.tar") == "improvised/dev/0000/0001.tar"

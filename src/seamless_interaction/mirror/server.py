@@ -249,7 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"RateLimit": f'"{bucket}";r={max(left, 0)};t={reset}',
                    "RateLimit-Policy": f'"fixed window";"{bucket}";q={quota};w={int(beh.window_s)}'}
         if left >= 0:
-            self._quota_headers = headers
+            self._quota_headers: dict[str, str] = headers
             return False
         if beh.retry_after:
             headers["Retry-After"] = str(reset)
@@ -307,7 +307,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(length))
         for k, v in {**getattr(self, "_quota_headers", {}), **headers}.items():
             self.send_header(k, v)
-        self._quota_headers: dict[str, str] = {}
+        self._quota_headers = {}
         host = f"{self.server.server_address[0]}:{self.server.server_address[1]}"
         entry = _Entry(self.command, self.path, self.headers.get("Range"), status, host=host,
                        authorization=self.headers.get("Authorization"))
@@ -357,7 +357,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._serve_file(owner.root / "hub", rel, head, missing=404, etag=True,
                              extra={"X-Repo-Commit": REPO_COMMIT})
             return
-        size, sha = synthetic if synthetic is not None else (path.stat().st_size, owner.sha256(path))  # type: ignore[union-attr]
+        if synthetic is not None:
+            size, sha = synthetic
+        else:
+            assert path is not None
+            size, sha = path.stat().st_size, owner.sha256(path)
         # The Hub's 302 for an LFS/Xet file carries X-Linked-Size and X-Linked-Etag, and no ETag.
         self._send_bytes(302, b"", "text/plain", head=head, headers={
             "Location": owner.target_url(rel, self.headers.get("Host")),

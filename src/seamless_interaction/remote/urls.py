@@ -29,7 +29,11 @@ def _templates(movement_v4: bool) -> tuple[tuple[str, str, str, str, bool], ...]
     out.append(("transcript", "metadata:transcript", "metadata/transcript/{}.jsonl", False))
     out.append(("vad", "metadata:vad", "metadata/vad/{}.jsonl", True))
     out += [("annotation", f"annotations:{k}", f"annotations/{k}/{{}}.json", False) for k in ANNOTATION_TYPES]
-    return tuple((kind, name, *tpl.split("{}"), req) for kind, name, tpl, req in out)
+    rows = []
+    for kind, name, tpl, req in out:
+        pre, post = tpl.split("{}")
+        rows.append((kind, name, pre, post, req))
+    return tuple(rows)
 
 
 # Immutable, computed once at import: the layout never changes at run time.

@@ -13,12 +13,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from seamless_interaction.base.errors import TransferError
 from seamless_interaction.local.archive import (
     extraction_complete,
     safe_extract,
     write_extraction_record,
 )
-from seamless_interaction.base.errors import TransferError
 from seamless_interaction.local.layout import archive_dir
 from seamless_interaction.local.manifest import Manifest
 from seamless_interaction.remote.transfer import Transfer, check_free_space
@@ -65,6 +65,19 @@ def download_archive(
     if extract and extraction_complete(local_dir, dest_dir, label, split, batch, archive):
         return ArchiveResult(label, split, batch, archive, dest_dir, None, skipped=True)
 
+    dest_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Two identical downloads at once: the second waits here, then finds the first's work done.
+    with transfer.lock(tar_path.with_name(tar_path.name + ".archive.lock")):
+        if extract and extraction_complete(local_dir, dest_dir, label, split, batch, archive):
+            return ArchiveResult(label, split, batch, archive, dest_dir, None, skipped=True)
+        return _download_locked(transfer, hf_url, local_dir, dest_dir, tar_path, label, split, batch, archive,
+                                extract=extract, manifest=manifest)
+
+
+def _download_locked(
+    transfer: Transfer, hf_url: str, local_dir: Path, dest_dir: Path, tar_path: Path, label: str, split: str,
+    batch: int, archive: int, *, extract: bool, manifest: Manifest | None,
+) -> ArchiveResult:
     url = hub_archive_url(hf_url, label, split, batch, archive)
     info = transfer.head(url)
     assert info is not None
@@ -76,6 +89,7 @@ def download_archive(
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
     res = transfer.fetch(url, tar_path,
                          expected_size=info.size, sha256=info.sha256)
+    assert res is not None  # not optional: absence raises
     if manifest is not None and not extract:
         manifest.record(tar_path, url, res.size, res.sha256)
     if not extract:

@@ -10,32 +10,53 @@ against the size in its tar header, then renamed into place.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-import tempfile
+import secrets
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
+from seamless_interaction.base.errors import (
+    IntegrityError,
+    MissingPartError,
+    TransferError,
+    UnsafeArchiveError,
+)
 from seamless_interaction.constants import BUNDLE_EXTENSIONS
-from seamless_interaction.base.errors import IntegrityError, MissingPartError, TransferError, UnsafeArchiveError
 from seamless_interaction.local.layout import TMP_SUFFIX, archive_dir
-from seamless_interaction.remote.tarindex import TarIndex, TarMember, _validator, index_remote
+from seamless_interaction.remote.tarindex import (
+    TarIndex,
+    TarMember,
+    _validator,
+    index_remote,
+)
 from seamless_interaction.remote.urls import hub_archive_url
 
 if TYPE_CHECKING:
     from seamless_interaction.catalog.tables import Catalog
+    from seamless_interaction.local.manifest import Manifest
     from seamless_interaction.remote.transfer import Transfer
 
 __all__ = [
-    "DEFAULT_MODALITIES", "ByteRange", "plan_members", "plan_ranges", "fetch_members", "fetch_archive_members",
-    "fetch_file_ids", "plan_bytes",
+    "DEFAULT_MODALITIES",
+    "ByteRange",
+    "fetch_archive_members",
+    "fetch_file_ids",
+    "fetch_members",
+    "plan_bytes",
+    "plan_members",
+    "plan_ranges",
 ]
 
 logger = logging.getLogger(__name__)
+
+_X = TypeVar("_X")
+_R = TypeVar("_R")
 
 DEFAULT_MODALITIES = ("npz", "json")
 # Members closer than this may share one request: re-reading a gap of headers (1.5 KB per member with
@@ -152,7 +173,11 @@ def _complete(path: Path, size: int) -> bool:
 
 
 class _Sink:
-    """Temp files of the members being fetched; a member is renamed into place once all its bytes are in."""
+    """Temp files of the members being fetched; a member is renamed into place once all its bytes are in.
+
+    Temp files are created with mode 0666 less the umask, like any new file (a shared dataset folder
+    stays shared); each member's sha256 is fed while its bytes arrive in order, the rest read back.
+    """
 
     def __init__(self, dest_dir: Path, members: Sequence[TarMember], url: str):
         self._dest = dest_dir
@@ -161,13 +186,28 @@ class _Sink:
         self._fds: dict[str, int] = {}
         self._tmp: dict[str, str] = {}
         self._left: dict[str, int] = {}
+        self._hash: dict[str, tuple[hashlib._Hash, int]] = {}
+        self.digests: dict[str, str] = {}
         for m in members:
-            fd, tmp = tempfile.mkstemp(prefix=f".{m.name}.", suffix=TMP_SUFFIX, dir=dest_dir)
+            for _ in range(100):
+                tmp = str(dest_dir / f".{m.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+                try:
+                    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+                    break
+                except FileExistsError:
+                    continue
+            else:
+                raise FileExistsError(f"{dest_dir}: no free temp name for {m.name}")
             self._fds[m.name], self._tmp[m.name], self._left[m.name] = fd, tmp, m.size
+            self._hash[m.name] = (hashlib.sha256(), 0)
 
     def write(self, m: TarMember, data: memoryview, at: int) -> None:
         os.pwrite(self._fds[m.name], data, at)
         with self._lock:
+            h, pos = self._hash[m.name]
+            if pos == at:
+                h.update(data)
+                self._hash[m.name] = (h, pos + len(data))
             self._left[m.name] -= len(data)
             done = self._left[m.name] == 0
         if done:
@@ -177,13 +217,25 @@ class _Sink:
         with self._lock:
             fd = self._fds.pop(m.name)
             tmp = self._tmp.pop(m.name)
+            h, pos = self._hash.pop(m.name)
         try:
-            os.close(fd)
-            got = os.path.getsize(tmp)
+            got = os.fstat(fd).st_size
             if got != m.size:
                 raise IntegrityError(f"{self._url}: member {m.name!r} is {got} bytes, its tar header says {m.size}")
+            while pos < m.size:  # chunks of a big member that arrived out of order
+                block = os.pread(fd, min(4 << 20, m.size - pos), pos)
+                if not block:
+                    break
+                h.update(block)
+                pos += len(block)
+            os.close(fd)
+            fd = -1
             os.replace(tmp, self._dest / m.name)
+            with self._lock:
+                self.digests[m.name] = h.hexdigest()
         except BaseException:
+            if fd >= 0:
+                os.close(fd)
             Path(tmp).unlink(missing_ok=True)
             raise
 
@@ -209,6 +261,7 @@ def fetch_members(
     max_workers: int = DEFAULT_WORKERS,
     progress: Callable[[int], None] | None = None,
     verify_remote: bool = True,
+    manifest: Manifest | None = None,
 ) -> list[Path]:
     """Fetch ``members`` of the archive at ``url`` into ``dest_dir`` (one file per member, its own name).
 
@@ -216,6 +269,7 @@ def fetch_members(
     ``progress`` gets the number of bytes of each finished request. Returns the members' final paths.
     With ``verify_remote`` one HEAD checks that the remote still has the indexed bytes (same validator);
     pass False right after :func:`~seamless_interaction.remote.tarindex.index_remote`, which just checked.
+    With ``manifest``, each member written is recorded with its size and sha256 (hashed as it arrives).
 
     Raises:
         TransferError: a range could not be fetched (after the transfer's retries).
@@ -231,6 +285,20 @@ def fetch_members(
     if not todo:
         return paths
     dest.mkdir(parents=True, exist_ok=True)
+    # Two identical fetches at once: the second waits, then fetches only what the first did not.
+    with transfer.lock(dest / ".members.lock"):
+        todo = [m for m in todo if not _complete(dest / m.name, m.size)]
+        if todo:
+            _fetch_locked(transfer, url, index, dest, todo, max_gap=max_gap, max_span=max_span,
+                          max_workers=max_workers, progress=progress, verify_remote=verify_remote, manifest=manifest)
+    return paths
+
+
+def _fetch_locked(
+    transfer: Transfer, url: str, index: TarIndex, dest: Path, todo: list[TarMember], *, max_gap: int,
+    max_span: int, max_workers: int, progress: Callable[[int], None] | None, verify_remote: bool,
+    manifest: Manifest | None,
+) -> None:
     read_url = index.read_url if index.read_url and index.url == url else None
     if verify_remote or read_url is None:
         read_url = _check_unchanged(transfer, url, index)
@@ -262,7 +330,10 @@ def fetch_members(
         _run_all(run, ranges, max_workers)
     finally:
         sink.abort()  # temp files of members that did not complete
-    return paths
+        if manifest is not None:
+            for m in todo:
+                if m.name in sink.digests:
+                    manifest.record(dest / m.name, f"{url}#{m.name}", m.size, sink.digests[m.name])
 
 
 def _check_unchanged(transfer: Transfer, url: str, index: TarIndex) -> str:
@@ -278,15 +349,16 @@ def _check_unchanged(transfer: Transfer, url: str, index: TarIndex) -> str:
     return url  # the engine resolves it (once, shared) and renews an expired target
 
 
-def _run_all(fn: Callable, items: Sequence, max_workers: int) -> list:
+def _run_all(fn: Callable[[_X], _R], items: Sequence[_X], max_workers: int) -> list[_R]:
     """Run ``fn`` over ``items`` in threads; every item runs, then the first failure is raised."""
     if len(items) <= 1 or max_workers <= 1:
         return [fn(x) for x in items]
     with ThreadPoolExecutor(max_workers=min(max_workers, len(items))) as pool:
         futures = [pool.submit(fn, x) for x in items]
-    errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:
-        raise errors[0]
+    for f in futures:
+        error = f.exception()
+        if error is not None:
+            raise error
     return [f.result() for f in futures]
 
 
@@ -309,6 +381,7 @@ def fetch_archive_members(
     file_ids: Iterable[str] | None = None,
     modalities: Sequence[str] = DEFAULT_MODALITIES,
     cache_dir: Path | str | None = None,
+    manifest: Manifest | None = None,
 ) -> list[Path]:
     """Fetch ``modalities`` of ``file_ids`` (all when None) of one Hub archive into the local layout.
 
@@ -322,7 +395,8 @@ def fetch_archive_members(
     ref = (label, split, int(batch), int(archive))
     url, index = _archive_url_and_index(transfer, hf_url, ref, cache_dir)
     chosen = plan_members(index, file_ids, modalities)
-    paths = fetch_members(transfer, url, index, archive_dir(local_dir, *ref), chosen, verify_remote=False)
+    paths = fetch_members(transfer, url, index, archive_dir(local_dir, *ref), chosen, verify_remote=False,
+                          manifest=manifest)
     logger.info("fetched %d members (%s) of %s", len(paths), "+".join(modalities), url)
     return paths
 
@@ -345,6 +419,7 @@ def fetch_file_ids(
     cache_dir: Path | str | None = None,
     *,
     archive_workers: int = ARCHIVE_WORKERS,
+    manifest: Manifest | None = None,
 ) -> list[Path]:
     """Fetch ``modalities`` of ``file_ids`` from whichever archives the catalog puts them in.
 
@@ -356,7 +431,7 @@ def fetch_file_ids(
     def one(item: tuple[ArchiveRef, list[str]]) -> list[Path]:
         ref, ids = item
         return fetch_archive_members(transfer, None, hf_url, local_dir, *ref, file_ids=ids,
-                                     modalities=modalities, cache_dir=cache_dir)
+                                     modalities=modalities, cache_dir=cache_dir, manifest=manifest)
 
     results = _run_all(one, list(groups.items()), archive_workers)
     return [p for paths in results for p in paths]

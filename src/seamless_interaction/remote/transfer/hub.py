@@ -334,7 +334,9 @@ class HubListing:
 
     def _commit_id(self) -> str:
         if self._commit is None:
-            data, _ = self._get_json(self.repo.api("revision", urllib.parse.quote(self.repo.revision, safe="")))
+            # expand=sha: the commit only, not the whole file list dataset_info returns by default.
+            data, _ = self._get_json(self.repo.api("revision", urllib.parse.quote(self.repo.revision, safe=""))
+                                     + "?expand=sha")
             self.api_calls += 1
             sha = str(data["sha"])
             if not _COMMIT_RE.match(sha):
