@@ -71,7 +71,9 @@ def test_archives_and_ids_leave_the_clis_tree_and_verify_passes(ray_session, mak
     assert res.tasks == len(refs) + len(ids)
     assert res.resolves == len(refs)  # one per archive, all granted by the job's limiter; the CDN needs none
     assert tree(dest) == tree(tmp_path / "cli")
-    assert set(Manifest(dest).entries()) == set(Manifest(tmp_path / "cli").entries())
+    ours, theirs = Manifest(dest).entries(), Manifest(tmp_path / "cli").entries()
+    assert {k: (e.url, e.size, e.sha256) for k, e in ours.items()} == \
+        {k: (e.url, e.size, e.sha256) for k, e in theirs.items()} != {}
     with SeamlessInteractionFS(mirror_config(dest), quiet=True) as fs:
         report = fs.verify()
     assert report.ok, report.summary()
@@ -82,8 +84,12 @@ def test_members_only_through_ray(ray_session, make_fs, tmp_path, mirror_config)
     refs = first_archives(fs_cli.catalog, 2)
     fs_cli.fetch_members_for(archives=refs, modalities=("npz", "json"))
     dest = tmp_path / "ray"
-    download(refs, only=("npz", "json"), dest=dest, config=mirror_config(dest))
+    res = download(refs, only=("npz", "json"), dest=dest, config=mirror_config(dest))
     assert tree(dest) == tree(tmp_path / "cli") != {}
+    ours, theirs = Manifest(dest).entries(), Manifest(tmp_path / "cli").entries()
+    assert res.records == len(ours) > 0
+    assert {k: (e.url, e.size, e.sha256) for k, e in ours.items()} == \
+        {k: (e.url, e.size, e.sha256) for k, e in theirs.items()}
 
 
 def test_a_task_that_fails_once_is_retried_and_resumes_by_bytes(ray_session, make_fs, tmp_path, mirror_config,

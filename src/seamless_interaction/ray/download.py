@@ -191,7 +191,7 @@ def _route(job: DownloadJob, cfg: DatasetConfig, dest: Path, manifest: _Collecte
             assert job.archive is not None
             paths = members.fetch_archive_members(transfer, None, cfg.hf_url, dest, *job.archive,
                                                   file_ids=job.file_ids, modalities=job.exts,
-                                                  cache_dir=cfg.cache_dir)
+                                                  cache_dir=cfg.cache_dir, manifest=manifest)
         else:
             catalog = ray.get(catalog_ref) if isinstance(catalog_ref, ray.ObjectRef) else catalog_ref
             results = cdn.gather_many(transfer, catalog, cfg.cdn_url, dest, list(job.file_ids or ()),
