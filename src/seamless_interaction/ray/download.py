@@ -18,7 +18,10 @@ limiter for the whole job.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,12 +162,29 @@ def _run_job(job: DownloadJob, config: DatasetConfig, catalog_ref, limiter,
     cfg = config.resolved()
     dest = Path(cfg.local_dir)
     manifest = _Collected(dest)
+    # Files an earlier attempt of this task completed are skipped by this one (complete on disk), so
+    # their records, kept beside the tree by that attempt, come back with this one's.
+    carry = dest / ".seamless_interaction" / "ray" / f"{hashlib.sha1(repr(job).encode()).hexdigest()}.json"
+    earlier = json.loads(carry.read_text()) if carry.exists() else []
+
+    def records() -> list:
+        return earlier + [[op, dataclasses.asdict(e) if op == "record" else e] for op, e in manifest.collected]
+
     try:
         paths = _route(job, cfg, dest, manifest, catalog_ref, limiter, transfer_options)
     except _PERMANENT as exc:  # no retry can help: reported by the driver, the other tasks go on
-        return {"paths": [], "records": [], "error": f"{type(exc).__name__}: {exc}"}
-    records = [(op, dataclasses.asdict(e) if op == "record" else e) for op, e in manifest.collected]
-    return {"paths": [str(p) for p in paths], "records": records}
+        carry.unlink(missing_ok=True)
+        return {"paths": [], "records": records(), "error": f"{type(exc).__name__}: {exc}"}
+    except BaseException:
+        if manifest.collected:
+            carry.parent.mkdir(parents=True, exist_ok=True)
+            tmp = carry.with_name(carry.name + ".tmp")
+            tmp.write_text(json.dumps(records()))
+            os.replace(tmp, carry)
+        raise
+    out = {"paths": [str(p) for p in paths], "records": records()}
+    carry.unlink(missing_ok=True)
+    return out
 
 
 # Errors that a rerun of the task would meet again (absent or refused files, unsafe archives).
@@ -267,7 +287,7 @@ def download(
             continue
         if out.get("error"):
             failures.append(f"{job.route} {job.archive or ','.join(job.file_ids or ())}: {out['error']}")
-        for op, rec in out["records"]:
+        for op, rec in out["records"]:  # the driver is the manifest's one writer
             if op == "record":
                 manifest.record(rec["path"], rec["url"], rec["size"], rec["sha256"])
             else:
