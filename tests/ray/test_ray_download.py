@@ -182,3 +182,27 @@ def test_build_index_is_a_typed_hook_until_the_index_lands():
     with pytest.raises(IndexUnavailableError, match="operations.index") as info:
         build_index([("improvised", "dev", 0)])
     assert isinstance(info.value, SeamlessError)
+
+
+def test_records_of_a_failed_attempt_come_back_with_the_retry(make_fs, tmp_path, mirror_config):
+    """A member whose final path is taken (a folder) fails the attempt after its neighbours landed; the
+    retry skips those (complete on disk) yet still returns their records, kept from the first attempt."""
+    from seamless_interaction.local.layout import archive_dir
+    from seamless_interaction.ray.download import DownloadJob, _run_job
+
+    fs = make_fs()
+    ref = first_archives(fs.catalog, 1)[0]
+    fid = fs.catalog.archive_file_ids(*ref)[0]
+    dest = tmp_path / "ray"
+    cfg = mirror_config(dest)
+    job = DownloadJob("members", ref, None, ("npz", "json"))
+    blocker = archive_dir(dest, *ref) / f"{fid}.npz"
+    blocker.mkdir(parents=True)
+    with pytest.raises(OSError):
+        _run_job(job, cfg, None, None, {"retries": 0})
+    blocker.rmdir()
+    out = _run_job(job, cfg, None, None, {"retries": 0})
+    recorded = {rec["path"].rsplit("/", 1)[-1] for op, rec in out["records"] if op == "record"}
+    on_disk = {p.name for p in archive_dir(dest, *ref).iterdir()}
+    assert recorded == on_disk and f"{fid}.npz" in recorded and len(on_disk) > 2
+    assert not list((dest / ".seamless_interaction" / "ray").glob("*.json"))  # the carry is gone
