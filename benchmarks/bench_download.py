@@ -9,8 +9,8 @@ and ``duration_s``), serves it on loopback with ``--latency-ms`` before each res
 * the file-id set by the CDN route: ``--ids`` file ids x 33 URLs (no movement_v4; absent objects answer
   403 and count as requests), by (1) ``Transfer.fetch_many`` over the URL list in its natural order (per
   file id: audio, video, features...), (2) the full CDN route as users run it (``cdn.gather_many``, what
-  ``download_batch_from_s3`` and the app call: the same requests plus npz/json assembly), (3) ``aria2c -j16`` over the same
-  list, (4) the official toolkit's approach: per file id, a ``multiprocessing.Pool`` of its default size
+  ``download_batch_from_s3`` and the app call: the same requests plus npz/json assembly), (3) ``aria2c -j16``
+  over the same list, (4) the official toolkit's approach: per file id, a ``multiprocessing.Pool`` of its default size
   ``min(10, max(1, cpu_count - 2))`` (upstream fs.py) running one urllib GET per URL, and the same with 16;
 * the archives holding those ids by the Hub route (resolve URL -> 302 -> LFS target): ours
   (``hub.download_archive(extract=False)``) against ``aria2c`` with the same concurrency.

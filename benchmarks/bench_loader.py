@@ -210,9 +210,9 @@ def main(argv=None) -> int:
         total = sum(Path(p).stat().st_size for p in paths)
         print(f"{len(paths)} shards, {shards * per} samples, {total / 1e9:.2f} GB ({out}); "
               f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} before")
-        from seamless_interaction.access import aligned as access
+        from seamless_interaction.base import npz as npz_module
 
-        lib = access._libdeflate
+        lib = npz_module._libdeflate
         print("our npz inflate: " + (f"libdeflate (deflate {getattr(lib, '__version__', '?')})" if lib else
                                      f"zlib {__import__('zlib').ZLIB_RUNTIME_VERSION} (pip install deflate: ~2x)"))
         run_raw(paths)  # warm the page cache
@@ -237,7 +237,7 @@ def main(argv=None) -> int:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     try:
-                        runs.setdefault(name, []).append(timed(lambda: fn(paths)))
+                        runs.setdefault(name, []).append(timed(lambda fn=fn: fn(paths)))
                     except Exception as exc:  # a missing optional package must not hide the rest
                         print(f"{name:26s} failed: {type(exc).__name__}: {exc}")
                         runs[name] = None

@@ -8,13 +8,13 @@ import pytest
 
 from seamless_interaction.base.config import DatasetConfig
 from seamless_interaction.fs import SeamlessInteractionFS
-from seamless_interaction.mirror import MirrorInfo, MirrorServer, build_mirror
+from seamless_interaction.mirror import QUICK_SPEC, MirrorInfo, MirrorServer, build_mirror
 from seamless_interaction.remote.transfer import Transfer
 
 
 @pytest.fixture(scope="session")
 def sample_mirror(tmp_path_factory: pytest.TempPathFactory) -> MirrorInfo:
-    return build_mirror(tmp_path_factory.mktemp("sample") / "mirror")
+    return build_mirror(tmp_path_factory.mktemp("sample") / "mirror", QUICK_SPEC)
 
 
 @pytest.fixture(scope="session")

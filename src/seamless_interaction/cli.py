@@ -8,27 +8,89 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NoReturn
 
 from seamless_interaction import __version__
 from seamless_interaction.base.errors import InvalidIdError, SeamlessError, UnknownIdError
+from seamless_interaction.base.ids import ArchiveRef
+
+__all__ = [
+    "build_parser",
+    "cmd_app",
+    "cmd_demo",
+    "cmd_download",
+    "cmd_export",
+    "cmd_index",
+    "cmd_info",
+    "cmd_mirror",
+    "cmd_query",
+    "cmd_sample",
+    "cmd_verify",
+    "main",
+]
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as the one ``error:`` line every other failure gets."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _local_dir(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path; give a folder, e.g. --local-dir ~/datasets/seamless_interaction")
+    return Path(text)
+
+
+def _int_in(lo: int, hi: int | None, what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number in ``[lo, hi]``, else a message saying what was expected."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if n < lo or (hi is not None and n > hi):
+            raise argparse.ArgumentTypeError(f"{n}: expected {what}")
+        return n
+
+    return parse
+
+
+_port = _int_in(0, 65535, "a port number 0-65535 (0 picks a free one)")
+_count = _int_in(1, None, "a count of at least 1")
+_index = _int_in(0, 9999, "a batch or archive number from 0 to 9999")
+
+
+def _seconds(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(x) and x >= 0.5):
+        raise argparse.ArgumentTypeError(f"{text}: expected a number of seconds >= 0.5")
+    return x
+
+
 def _add_dataset_options(p: argparse.ArgumentParser, *, split_option: bool = True) -> None:
     g = p.add_argument_group("dataset")
-    g.add_argument("--local-dir", type=Path, help="local dataset root (default ~/datasets/seamless_interaction)")
+    g.add_argument("--local-dir", type=_local_dir, help="local dataset root (default ~/datasets/seamless_interaction)")
     g.add_argument("--label", choices=("improvised", "naturalistic"), help="default label (improvised)")
     if split_option:  # `download --split` names a whole LABEL/SPLIT instead
         g.add_argument("--split", dest="split_name", choices=("train", "dev", "test"), help="default split (dev)")
     g.add_argument("--cdn-url", help="CDN base URL (env SEAMLESS_INTERACTION_CDN_URL)")
     g.add_argument("--hf-url", help="Hub resolve base URL (env SEAMLESS_INTERACTION_HF_URL)")
     g.add_argument("--assets", help="folder or base URL of the metadata tables (env SEAMLESS_INTERACTION_ASSETS)")
-    g.add_argument("--workers", type=int, help="concurrent connections")
+    g.add_argument("--workers", type=_count, help="concurrent connections")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
@@ -37,7 +99,7 @@ def _make_fs(args):
     from seamless_interaction.fs import SeamlessInteractionFS
 
     kw = {}
-    if args.local_dir:
+    if args.local_dir is not None:
         kw["local_dir"] = args.local_dir
     if getattr(args, "label", None):
         kw["label"] = args.label
@@ -46,32 +108,43 @@ def _make_fs(args):
     for field, attr in (("cdn_url", "cdn_url"), ("hf_url", "hf_url"), ("assets", "assets"), ("num_workers", "workers")):
         if getattr(args, attr, None):
             kw[field] = getattr(args, attr)
-    return SeamlessInteractionFS(DatasetConfig(**kw), quiet=args.quiet)
+    return SeamlessInteractionFS(DatasetConfig(**kw), quiet=args.quiet, lazy=True)
 
 
 def _parse_archive_spec(text: str, parts: int) -> tuple:
+    from seamless_interaction.base.ids import validate_index, validate_label, validate_split
+
     bits = text.strip("/").split("/")
     if len(bits) != parts:
         shape = "LABEL/SPLIT/BATCH/ARCHIVE" if parts == 4 else ("LABEL/SPLIT/BATCH" if parts == 3 else "LABEL/SPLIT")
         raise InvalidIdError(f"{text!r}: expected {shape}, e.g. improvised/dev/0/3")
-    label, split = bits[0], bits[1]
-    if label not in ("improvised", "naturalistic") or split not in ("train", "dev", "test"):
-        raise InvalidIdError(f"{text!r}: label must be improvised|naturalistic and split train|dev|test")
     try:
-        nums = tuple(int(b) for b in bits[2:])
-    except ValueError:
-        raise InvalidIdError(f"{text!r}: batch and archive must be integers") from None
-    return (label, split, *nums)
+        if parts == 4:
+            return tuple(ArchiveRef(*bits))
+        nums = tuple(validate_index(b, what) for b, what in zip(bits[2:], ("batch", "archive")))
+        return (validate_label(bits[0]), validate_split(bits[1]), *nums)
+    except InvalidIdError as exc:
+        raise InvalidIdError(f"{text!r}: {exc}") from None
+
+
+def _parse_only(text: str) -> tuple[str, ...]:
+    from seamless_interaction.base.ids import validate_modalities
+
+    try:
+        return validate_modalities(tuple(x.strip() for x in text.split(",") if x.strip()))
+    except InvalidIdError:
+        raise InvalidIdError(f"--only {text!r}: expected a comma list of json, mp4, npz, wav") from None
 
 
 def _fmt_bytes(n: int | None) -> str:
     if n is None:
         return "?"
+    x = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+        if x < 1024 or unit == "TiB":
+            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
+        x /= 1024
+    return str(x)
 
 
 # ---------------------------------------------------------------------------------------- commands
@@ -79,6 +152,10 @@ def cmd_sample(args) -> int:
     with _make_fs(args) as fs:
         ids = fs.sample_random_file_ids(num_samples=args.num, seed=args.seed,
                                         preferred_vendors_only=not args.all_vendors)
+        if len(ids) < args.num:
+            where = f"{fs.config.label}/{fs.config.split}"
+            vendors = "" if args.all_vendors else " from the preferred vendors (--all-vendors widens it)"
+            raise InvalidIdError(f"sample -n {args.num}: only {len(ids)} file ids exist in {where}{vendors}")
     print("\n".join(ids))
     return 0
 
@@ -104,21 +181,94 @@ def _collect_file_ids(fs, args) -> list[str]:
     return out
 
 
+def _ids_from_file(path: Path) -> list[str]:
+    """File ids, one per line (the first comma field; a ``file_id`` header line and ``#`` comments skipped)."""
+    from seamless_interaction.base.ids import validate_file_id
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise InvalidIdError(f"--ids-from {path}: cannot read it ({exc.strerror})") from None
+    out = []
+    for line in text.splitlines():
+        field = line.split(",", 1)[0].strip().strip('"')
+        if field and not field.startswith("#") and field != "file_id":
+            out.append(validate_file_id(field))
+    return out
+
+
+def _ids_of_table(fs, table) -> list[str]:
+    if "file_id" in table.column_names:
+        return [f for f in table["file_id"].to_pylist() if f]
+    if "interaction_key" in table.column_names:
+        return [f for k in table["interaction_key"].to_pylist() if k for f in fs.catalog.interaction_file_ids(k)]
+    raise InvalidIdError(f"the query must return a file_id (or interaction_key) column; it returned {table.column_names}")
+
+
+def _link(fs, args, file_ids):
+    from seamless_interaction.operations.plan import LinkModel, measure_link
+    from seamless_interaction.remote.urls import hub_archive_url
+
+    conns = fs.config.num_workers
+    if args.latency is not None or args.bandwidth is not None:
+        return LinkModel(args.latency if args.latency is not None else 0.05,
+                         args.bandwidth if args.bandwidth is not None else 50e6, conns)
+    rec = fs.catalog.record(file_ids[0])
+    try:
+        return measure_link(fs.transfer, hub_archive_url(fs.config.hf_url, rec.label, rec.split, rec.batch,
+                                                         rec.archive), connections=conns)
+    except SeamlessError:
+        return LinkModel(connections=conns)
+
+
+def _download_planned(fs, args, file_ids, only) -> int:
+    if not file_ids:
+        print("the selection holds no file ids; nothing to download")
+        return 0
+    for fid in file_ids:
+        fs.catalog.record(fid)
+    plan = fs.plan_download(file_ids, modalities=only or ("json", "mp4", "npz", "wav"), link=_link(fs, args, file_ids))
+    if args.plan or args.dry_run:
+        print(plan.summary())
+        return 0
+    t0 = time.perf_counter()
+    paths = fs.execute_plan(plan)
+    print(f"{len(file_ids)} file ids ({len(paths)} paths) in {fs.local_dir} in {time.perf_counter() - t0:.1f} s "
+          f"(estimated {plan.total().seconds:.1f} s)")
+    return 0
+
+
 def cmd_download(args) -> int:
     with _make_fs(args) as fs:
+        only = _parse_only(args.only) if args.only is not None else None
+        if args.query or args.ids_from:
+            ids = _ids_from_file(args.ids_from) if args.ids_from else []
+            if args.query:
+                table = fs.query(args.query)
+                if table.num_rows == 0:
+                    print("the query returned no rows; nothing to download")
+                    return 0
+                ids += _ids_of_table(fs, table)
+            ids += _collect_file_ids(fs, args)
+            return _download_planned(fs, args, list(dict.fromkeys(ids)), only)
         file_ids = _collect_file_ids(fs, args)
+        if args.plan:
+            return _download_planned(fs, args, file_ids, only)
         archives = [_parse_archive_spec(a, 4) for a in args.archive or []]
         for spec in args.batch or []:
             label, split, b = _parse_archive_spec(spec, 3)
             archives.extend((label, split, b, a) for a in fs.list_archives(label, split, b))
-        only = tuple(x.strip() for x in args.only.split(",")) if args.only else None
-        if only:
-            bad = [x for x in only if x not in ("json", "mp4", "npz", "wav")]
-            if bad:
-                raise InvalidIdError(f"--only {args.only!r}: expected a comma list of json, mp4, npz, wav")
         splits = [_parse_archive_spec(s, 2) for s in args.split or []]
         if not (file_ids or archives or splits):
             raise InvalidIdError("nothing to download: give FILE_IDs, --pair, --session, --archive, --batch or --split")
+        # Whole archives (the one route that can keep a .tar) unless --only, --split or --from hub reroute them.
+        whole = bool(archives) and not only and not splits and args.source != "hub"
+        if args.source == "cdn" and (archives or splits or only):
+            raise InvalidIdError("--from cdn fetches file ids; --archive, --batch, --split and --only read Hub "
+                                 "archives (drop --from cdn, or name file ids instead)")
+        if args.keep_tar and not whole:
+            raise InvalidIdError("--keep-tar keeps whole archives as .tar: it needs --archive or --batch, "
+                                 "without --only or --split")
         for fid in file_ids:
             fs.catalog.record(fid)  # unknown ids fail before anything is fetched
         if args.ray is not None and not args.dry_run:
@@ -129,9 +279,9 @@ def cmd_download(args) -> int:
             return _dry_run(fs, file_ids, archives)
         for label, split, b, a in archives:
             ok, path = fs.download_archive_from_hf(a, label=label, split=split, batch=b, extract=not args.keep_tar)
-            print(f"archive {label}/{split}/{b:04d}/{a:04d}.tar -> {path}")
+            print(f"archive {ArchiveRef(label, split, b, a)}.tar -> {path}")
         if file_ids:
-            results = fs.download_batch_from_s3(file_ids)
+            results = fs.gather_file_ids(file_ids)
             for fid, paths in zip(file_ids, results):
                 print(f"{fid} -> {paths['npz'].parent}")
     return 0
@@ -164,7 +314,7 @@ def _dry_run(fs, file_ids, archives) -> int:
 
     total = 0
     for label, split, b, a in archives:
-        size = fs.get_tar_archive_size(label, split, b, a)
+        size = fs.get_tar_archive_bytes(label, split, b, a)
         total += size
         print(f"archive {hub_archive_url(fs.config.hf_url, label, split, b, a)}  {_fmt_bytes(size)}")
     if file_ids:
@@ -176,6 +326,33 @@ def _dry_run(fs, file_ids, archives) -> int:
         total += size
         print(f"{len(file_ids)} file ids: {len(present)} of {len(urls)} CDN objects present, {_fmt_bytes(size)}")
     print(f"total: {_fmt_bytes(total)} ({total} bytes); nothing was downloaded (--dry-run)")
+    return 0
+
+
+def cmd_index(args) -> int:
+    if args.batch is not None and not (args.label and args.split_name):
+        raise InvalidIdError("--batch needs --label and --split")
+    with _make_fs(args) as fs:
+        archives = [_parse_archive_spec(a, 4) for a in args.archive or []] or None
+        report = fs.build_index(label=args.label, split=args.split_name, batch=args.batch, archives=archives,
+                                route=args.route)
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
+def cmd_query(args) -> int:
+    from seamless_interaction.operations.query import format_table
+
+    sql = args.sql
+    if sql == "-":
+        sql = sys.stdin.read()
+    with _make_fs(args) as fs:
+        table = fs.query(sql)
+    if table.num_rows == 0:
+        print("the query returned no rows", file=sys.stderr)
+        return 0
+    fmt = "ids" if args.ids else "csv" if args.csv else "json" if args.json else "table"
+    print(format_table(table, fmt, max_rows=None if args.all else 50))
     return 0
 
 
@@ -201,29 +378,75 @@ def cmd_info(args) -> int:
 
 
 def cmd_mirror(args) -> int:
-    from seamless_interaction.mirror import build_mirror
+    from seamless_interaction.mirror import MirrorSpec, build_mirror
     from seamless_interaction.mirror.server import serve
 
     if args.mirror_cmd == "build":
-        info = build_mirror(args.dir)
+        info = build_mirror(args.dir, MirrorSpec() if args.duration is None else MirrorSpec(duration_s=args.duration))
         print(f"mirror in {info.root}: {len(info.file_ids)} file ids, {len(info.pairs)} pairs")
         return 0
     if not (Path(args.dir) / "mirror.json").exists():
-        raise InvalidIdError(f"{args.dir}: not a mirror (no mirror.json); run `seamless-interaction mirror build {args.dir}` first")
-    print(f"serving {args.dir}; point the toolkit at it with SEAMLESS_INTERACTION_CDN_URL, "
-          "SEAMLESS_INTERACTION_HF_URL and SEAMLESS_INTERACTION_ASSETS (Ctrl-C stops)", flush=True)
-    serve(args.dir, host=args.host, port=args.port, latency_s=args.latency, bandwidth_bps=args.bandwidth)
+        raise InvalidIdError(f"{args.dir}: not a mirror (no mirror.json); "
+                             f"run `seamless-interaction mirror build {args.dir}` first")
+    serve(args.dir, host=args.host, port=args.port, latency_s=args.latency, bandwidth_bps=args.bandwidth,
+          banner=f"serving {args.dir}; point the toolkit at it with SEAMLESS_INTERACTION_CDN_URL, "
+                 "SEAMLESS_INTERACTION_HF_URL and SEAMLESS_INTERACTION_ASSETS (Ctrl-C stops)")
     return 0
 
 
 def cmd_verify(args) -> int:
-    if args.batch is not None and not (args.label and args.split_name):
-        raise InvalidIdError("--batch needs --label and --split")
+    only = _parse_only(args.only) if args.only is not None else None
     with _make_fs(args) as fs:
-        report = fs.verify(label=args.label, split=args.split_name, batch=args.batch, deep=args.deep,
+        report = fs.verify(label=args.label, split=args.split_name, batch=args.batch, only=only, deep=args.deep,
                            check_remote=args.check_remote, repair=args.repair)
     print(report.to_json() if args.json else report.summary())
     return report.exit_code
+
+
+def _query_file_ids(fs, sql: str) -> list[str]:
+    """File ids of a query (a ``file_id`` or ``interaction_key`` column) over the catalog and index views."""
+    table = fs.query(sql)
+    if "file_id" in table.column_names:
+        return [f for f in table["file_id"].to_pylist() if f]
+    if "interaction_key" in table.column_names:
+        return [k for k in table["interaction_key"].to_pylist() if k]
+    raise InvalidIdError(f"the query must return a file_id (or interaction_key) column; it returned "
+                         f"{table.column_names}")
+
+
+def cmd_export(args) -> int:
+    from tqdm.auto import tqdm
+
+    from seamless_interaction.operations.export import export
+
+    options: dict = {}
+    if args.to == "clip":
+        if args.start is None or args.end is None:
+            raise InvalidIdError("--to clip needs --start and --end (seconds)")
+        options.update(start_s=args.start, end_s=args.end, force_reencode=args.reencode)
+    elif args.start is not None or args.end is not None or args.reencode:
+        raise InvalidIdError("--start, --end and --reencode apply to --to clip only")
+    if args.reference_video:
+        if args.to != "rerun":
+            raise InvalidIdError("--reference-video applies to --to rerun only")
+        options["embed_video"] = False
+    selection = list(args.selection)
+    with _make_fs(args) as fs:
+        local_dir = fs.local_dir
+        if args.query:
+            selection += _query_file_ids(fs, args.query)
+    out = args.out or Path(f"export-{args.to}")
+    with tqdm(desc=f"export to {args.to}", unit="interaction", disable=args.quiet) as bar:
+        def progress(done: int, total: int, key: str) -> None:
+            bar.total = total
+            bar.update(1)
+
+        result = export(selection, to=args.to, out=out, local_dir=local_dir, progress=progress, **options)
+    for key in result.skipped:
+        print(f"skipped {key}: nothing exportable (see warnings)", file=sys.stderr)
+    modes = f" (video: {', '.join(sorted(set(result.cut_modes.values())))})" if result.cut_modes else ""
+    print(f"{len(result.interactions)} interaction(s) to {args.to}: {len(result.paths)} file(s) in {out}{modes}")
+    return 0 if result.interactions or not result.skipped else EXIT_FAILURE
 
 
 def cmd_app(args) -> int:
@@ -236,19 +459,19 @@ def cmd_app(args) -> int:
 def cmd_demo(args) -> int:
     from seamless_interaction.demo import run_demo
 
-    return run_demo(workdir=args.dir, quiet=args.quiet, app=args.app)
+    return run_demo(workdir=args.dir, quiet=args.quiet, app=args.app, duration_s=args.duration)
 
 
 # ---------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="seamless-interaction", description=__doc__.splitlines()[0])
+    p = _Parser(prog="seamless-interaction", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("sample", help="print random file ids")
     _add_dataset_options(s)
-    s.add_argument("-n", "--num", type=int, default=1)
+    s.add_argument("-n", "--num", type=_count, default=1, help="how many (an error if fewer exist)")
     s.add_argument("--seed", type=int)
     s.add_argument("--all-vendors", action="store_true", help="not only the preferred vendors")
     s.set_defaults(func=cmd_sample)
@@ -261,14 +484,42 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--archive", action="append", metavar="L/S/B/A", help="one Hub archive, e.g. improvised/dev/0/3")
     d.add_argument("--batch", action="append", metavar="L/S/B", help="every archive of a batch")
     d.add_argument("--split", action="append", metavar="L/S", help="a whole split (with --only: just those members)")
-    d.add_argument("--from", dest="source", choices=("cdn", "hub"), default="cdn", help="route for file ids")
+    d.add_argument("--from", dest="source", choices=("cdn", "hub"), default=None,
+                   help="route for file ids (default cdn; archives always come from the Hub)")
     d.add_argument("--only", metavar="EXTS", help="only these members from Hub archives, e.g. npz,json")
     d.add_argument("--keep-tar", action="store_true", help="keep archives as .tar instead of extracting")
     d.add_argument("--dry-run", action="store_true", help="print what would be fetched and how many bytes")
     d.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run the download as Ray tasks on the cluster at ADDRESS (default: $RAY_ADDRESS, "
                         "else a local Ray); needs the [ray] extra")
+    d.add_argument("--query", metavar="SQL", help="download the file ids (or interaction keys) a query returns")
+    d.add_argument("--ids-from", type=Path, metavar="FILE", help="download the file ids listed in FILE (one a line)")
+    d.add_argument("--plan", action="store_true",
+                   help="print the per-archive route plan (whole tar, Range members, CDN) and its estimate only")
+    d.add_argument("--latency", type=float, help="link latency in s for the plan (default: measured)")
+    d.add_argument("--bandwidth", type=float, help="bytes/s per connection for the plan (default: measured)")
     d.set_defaults(func=cmd_download)
+
+    ix = sub.add_parser("index", help="build the conversation index (statistics from headers, json and VAD)")
+    ixsub = ix.add_subparsers(dest="index_cmd", required=True)
+    ib = ixsub.add_parser("build", help="index every archive in scope (incremental, resumable)")
+    _add_dataset_options(ib)
+    ib.add_argument("--batch", type=int, help="only this batch (with --label and --split)")
+    ib.add_argument("--archive", action="append", metavar="L/S/B/A", help="only this archive")
+    ib.add_argument("--route", choices=("auto", "hub", "cdn"), default="auto",
+                    help="how to read each archive (default: the cheaper by estimate)")
+    ib.set_defaults(func=cmd_index)
+
+    qy = sub.add_parser("query", help="SQL over files, interactions, participants, relationships, file_stats, "
+                                      "interaction_stats, archives")
+    _add_dataset_options(qy)
+    qy.add_argument("sql", help="the query ('-' reads it from stdin)")
+    out = qy.add_mutually_exclusive_group()
+    out.add_argument("--csv", action="store_true", help="CSV output")
+    out.add_argument("--json", action="store_true", help="one JSON object per row")
+    out.add_argument("--ids", action="store_true", help="only the file_id column, one a line")
+    qy.add_argument("--all", action="store_true", help="print every row of a table (default: the first 50)")
+    qy.set_defaults(func=cmd_query)
 
     i = sub.add_parser("info", help="catalog row, metadata joins and local state of an id or key")
     _add_dataset_options(i)
@@ -276,36 +527,58 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_info)
 
     m = sub.add_parser("mirror", help="build or serve a synthetic mirror of the dataset")
-    msub = m.add_subparsers(dest="mirror_cmd", required=True)
+    msub = m.add_subparsers(dest="mirror_cmd", required=True, parser_class=_Parser)
     mb = msub.add_parser("build", help="write the embedded sample (both layouts + tables) into DIR")
     mb.add_argument("dir", type=Path)
+    mb.add_argument("--duration", type=_seconds, default=None,
+                    help="seconds per recording (default: long enough for the README's examples; 1 builds ~10x faster)")
     ms = msub.add_parser("serve", help="serve DIR over HTTP with the real URL layouts")
     ms.add_argument("dir", type=Path)
     ms.add_argument("--host", default="127.0.0.1")
-    ms.add_argument("--port", type=int, default=8000)
+    ms.add_argument("--port", type=_port, default=8000)
     ms.add_argument("--latency", type=float, default=0.0, help="seconds before each response's first byte")
     ms.add_argument("--bandwidth", type=float, default=None, help="bytes/s per connection")
     m.set_defaults(func=cmd_mirror)
 
     v = sub.add_parser("verify", help="audit local files against the catalog and manifest; --repair refetches")
     _add_dataset_options(v)
-    v.add_argument("--batch", type=int, help="only this batch (with --label and --split)")
+    v.add_argument("--batch", type=_index, help="only this batch (with --label and --split)")
     v.add_argument("--json", action="store_true", help="machine-readable report")
     v.add_argument("--repair", action="store_true", help="refetch exactly what is bad")
     v.add_argument("--deep", action="store_true", help="also compare sha256 where the manifest has one")
+    v.add_argument("--only", metavar="EXTS", help="check only these modalities, e.g. npz,json")
     v.add_argument("--check-remote", action="store_true", help="HEAD every archive in scope on the Hub")
     v.set_defaults(func=cmd_verify)
 
+    from seamless_interaction.operations.export import FORMATS
+
+    e = sub.add_parser("export", help="export local interactions to Lhotse, ELAN, Praat TextGrid, RTTM, Rerun "
+                                      "or a clip", description="SELECTION: file ids, interaction keys, session keys "
+                                      "or local folders (any layout).")
+    _add_dataset_options(e)
+    e.add_argument("selection", nargs="*", metavar="SELECTION")
+    e.add_argument("--to", required=True, choices=FORMATS, help="output format")
+    e.add_argument("--out", type=Path, help="output folder (default ./export-FORMAT)")
+    e.add_argument("--query", help="select by an index query (needs the local index)")
+    e.add_argument("--start", type=float, help="clip start, seconds")
+    e.add_argument("--end", type=float, help="clip end, seconds")
+    e.add_argument("--reencode", action="store_true", help="clip: always re-encode the video")
+    e.add_argument("--reference-video", action="store_true",
+                   help="rerun: reference the MP4s instead of embedding them")
+    e.set_defaults(func=cmd_export)
+
     ap = sub.add_parser("app", help="open the browser app (explore, download, view interactions)")
-    ap.add_argument("--local-dir", type=Path, help="dataset root the app starts on")
+    ap.add_argument("--local-dir", type=_local_dir, help="dataset root the app starts on")
     ap.add_argument("--mirror", type=Path, help="serve this mirror build and use it instead of the real endpoints")
-    ap.add_argument("--port", type=int, default=None)
+    ap.add_argument("--port", type=_port, default=None)
     ap.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
     ap.set_defaults(func=cmd_app)
 
     dm = sub.add_parser("demo", help="build and serve the sample, download a pair by both routes, compare")
     dm.add_argument("--dir", type=Path, default=None, help="work folder (default: a temporary one)")
     dm.add_argument("--app", action="store_true", help="then open the browser app on the sample")
+    dm.add_argument("--duration", type=_seconds, default=None,
+                    help="seconds per recording of the sample (default: long enough for the README's examples)")
     dm.add_argument("-q", "--quiet", action="store_true")
     dm.set_defaults(func=cmd_demo)
     return p

@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "ALL_FEATURES",
+    "ALL_LABELS",
+    "ALL_SPLITS",
+    "ANNOTATION_TYPES",
+    "ASSET_TABLES",
+    "AUDIO_SAMPLE_RATE",
+    "BOXES_AND_KEYPOINTS_FEATURES",
+    "BUNDLE_EXTENSIONS",
+    "CORE_NPZ_KEYS",
+    "DEFAULT_ASSETS_URL",
+    "DEFAULT_CDN_URL",
+    "DEFAULT_HF_URL",
+    "ENV_ASSETS",
+    "ENV_CACHE_DIR",
+    "ENV_CDN_URL",
+    "ENV_HF_URL",
+    "FEATURE_GROUPS",
+    "HYPERNET_STRIDE",
+    "METADATA_TYPES",
+    "MOVEMENT_FEATURES",
+    "MOVEMENT_NPZ_KEYS",
+    "MOVEMENT_V4_FEATURES",
+    "PREFERRED_VENDORS",
+    "SMPLH_FEATURES",
+    "VAD_RATE",
+]
+
 ALL_LABELS = ("improvised", "naturalistic")
 ALL_SPLITS = ("train", "dev", "test")
-VENDORS = ("V00", "V01", "V02", "V03")
 # The official toolkit samples from a preferred subset of vendors by default; V00 and V01 carry the
 # 1080p, 30 fps recordings with the fullest feature sets (FORMAT.md section 7).
 PREFERRED_VENDORS = ("V00", "V01")
@@ -49,13 +76,12 @@ CORE_NPZ_KEYS = tuple(
 )
 MOVEMENT_NPZ_KEYS = tuple(sorted(f"movement:{f}" for f in MOVEMENT_FEATURES))
 
-# Parts whose absence makes a file id unusable: the CDN route fails loudly without them.
-REQUIRED_PARTS = ("audio", "video", "metadata/vad", "smplh")
+# The official toolkit's pattern, kept for code that imports it. It matches ids by prefix and drops a
+# participant's letter suffix (P0299A -> 0299); this package parses ids with base.ids.FILE_ID_RE.
+FILE_ID_REGEX = r"V(\d+)_S(\d+)_I(\d+)_P(\d+)"
 
-MEDIA_EXTENSIONS = ("wav", "mp4")
 BUNDLE_EXTENSIONS = ("json", "mp4", "npz", "wav")  # tar member order (sorted)
 
 AUDIO_SAMPLE_RATE = 48_000
-NOMINAL_FRAME_RATE = 30.0
 HYPERNET_STRIDE = 15  # movement:hypernet_features has one row per 15 frames
 VAD_RATE = 100

@@ -14,10 +14,14 @@ from pathlib import Path
 
 from seamless_interaction.base.config import DatasetConfig, default_cache_dir
 
+__all__ = ["run_demo"]
 
-def run_demo(workdir: Path | None = None, *, quiet: bool = False, app: bool = False) -> int:
+
+def run_demo(workdir: Path | None = None, *, quiet: bool = False, app: bool = False,
+             duration_s: float | None = None) -> int:
+    """Run the demo; ``duration_s`` sets the sample's seconds per recording (default: the embedded sample's)."""
     from seamless_interaction.fs import SeamlessInteractionFS
-    from seamless_interaction.mirror import MirrorServer, build_mirror
+    from seamless_interaction.mirror import MirrorServer, MirrorSpec, build_mirror
 
     say = (lambda *a: None) if quiet else print
     workdir = Path(workdir) if workdir is not None else default_cache_dir() / "demo"
@@ -26,7 +30,7 @@ def run_demo(workdir: Path | None = None, *, quiet: bool = False, app: bool = Fa
         shutil.rmtree(workdir / sub, ignore_errors=True)
     t0 = time.perf_counter()
     mirror_root = default_cache_dir() / "sample-mirror"
-    info = build_mirror(mirror_root)
+    info = build_mirror(mirror_root, MirrorSpec() if duration_s is None else MirrorSpec(duration_s=duration_s))
     say(f"[1/4] sample mirror: {len(info.file_ids)} file ids, {len(info.pairs)} pairs in {mirror_root} "
         f"({time.perf_counter() - t0:.1f} s)")
     with MirrorServer(mirror_root) as server:
@@ -46,18 +50,17 @@ def run_demo(workdir: Path | None = None, *, quiet: bool = False, app: bool = Fa
             t1 = time.perf_counter()
             (got,) = fs_cdn.get_interaction_pairs(interaction_keys=[key])
             fs_cdn.download_batch_from_s3(got)
-            meta = fs_cdn.get_interaction_metadata(key)
+            meta = fs_cdn.get_interaction_details(key)
             say(f"[3/4] CDN route: {key} ({meta.get('interaction_type') or 'interaction'}) "
                 f"-> {', '.join(got)} in {time.perf_counter() - t1:.1f} s")
             cdn_paths = {fid: fs_cdn.get_path_list_for_file_id_local(fid) for fid in got}
         with make_fs(workdir / "via-hub") as fs_hub:
             t2 = time.perf_counter()
-            archives = sorted({(r.label, r.split, r.batch, r.archive)
-                               for r in (fs_hub.catalog.record(f) for f in got)})
-            for label, split, batch, archive in archives:
-                fs_hub.download_archive_from_hf(archive, label=label, split=split, batch=batch)
+            archives = sorted({fs_hub.catalog.record(f).ref for f in got})
+            for ref in archives:
+                fs_hub.download_archive_from_hf(ref.archive, label=ref.label, split=ref.split, batch=ref.batch)
             say(f"[4/4] Hub route: {len(archives)} archive(s) "
-                f"{', '.join(f'{l}/{s}/{b:04d}/{a:04d}.tar' for l, s, b, a in archives)} "
+                f"{', '.join(f'{ref}.tar' for ref in archives)} "
                 f"in {time.perf_counter() - t2:.1f} s")
             hub_paths = {fid: fs_hub.get_path_list_for_file_id_local(fid) for fid in got}
     mismatches = []

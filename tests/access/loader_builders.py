@@ -14,6 +14,7 @@ import numpy as np
 
 from seamless_interaction.base import formats
 
+from seamless_interaction.base.ids import ArchiveRef
 from seamless_interaction.local import layout
 
 GRAY_STEP = 4  # frame i is a solid gray of level i * GRAY_STEP (survives H.264 within +-2)
@@ -93,7 +94,7 @@ def write_tar(path: Path, samples: dict[str, dict[str, bytes]]) -> Path:
 
 def write_bundle_dir(root: Path, label: str, split: str, batch: int, archive: int, fid: str,
                      members: dict[str, bytes]) -> dict[str, Path]:
-    paths = layout.bundle_paths(root, label, split, batch, archive, fid)
+    paths = layout.bundle_paths(root, ArchiveRef(label, split, batch, archive), fid)
     paths["json"].parent.mkdir(parents=True, exist_ok=True)
     for ext, data in members.items():
         paths[ext].write_bytes(data)

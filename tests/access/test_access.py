@@ -137,3 +137,43 @@ def test_load_interaction_data_without_opencv(local):
     ok, frame = cap.read()
     assert ok and frame.shape == (24, 32, 3)
     cap.release()
+
+
+# ---- spans: bad ones are ValueErrors naming them, empty ones warn
+BAD_SPANS = [(2.0, 1.0), (float("nan"), 1.0), (0.0, float("nan")), (0.0, float("inf")), (float("-inf"), 1.0),
+             (1e308 * 10, 1e309)]
+
+
+@pytest.mark.parametrize("start,end", BAD_SPANS)
+def test_bad_spans_are_value_errors_naming_the_span(local, start, end):
+    p = open_participant(local, F30)
+    it = open_interaction(local, F30[:19])
+    calls = [lambda: p.window(start, end, ("audio", "features", "vad", "words")), lambda: p.audio(start, end),
+             lambda: p.features(None, start, end), lambda: p.vad_mask(100, start, end), lambda: p.words(start, end),
+             lambda: p.video_frames(start, end), lambda: it.window(start, end, ("features",))]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"span \[") as caught:
+            call()
+        assert repr(start) in str(caught.value) and repr(end) in str(caught.value)
+
+
+@pytest.mark.parametrize("window_s,hop_s", [(float("nan"), None), (float("inf"), None), (1.0, float("nan")),
+                                            (0.0, None), (1.0, -1.0)])
+def test_bad_window_lengths_are_value_errors(window_s, hop_s):
+    with pytest.raises(ValueError, match="window_s and hop_s"):
+        access.windows(10.0, window_s, hop_s)
+
+
+def test_span_past_the_end_warns_once(local):
+    it = open_interaction(local, F30[:19])
+    with pytest.warns(access.EmptySpanWarning, match=r"\[10.0, 14.0\)") as caught:
+        w = it.window(10.0, 14.0, modalities=("audio", "features", "vad", "words"))
+    assert len([c for c in caught if issubclass(c.category, access.EmptySpanWarning)]) == 1
+    assert all(len(part["audio"]) == 0 for part in w["participants"])
+    with pytest.warns(access.EmptySpanWarning, match=F30):
+        open_participant(local, F30).window(10.0, 14.0, ("features",))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", access.EmptySpanWarning)
+        it.window(0.5, 1.5, ("features",))  # inside the recording: no warning

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch", reason="the loader is the optional torch ex
 from loader_builders import make_bundle, write_tar  # noqa: E402
 
 from seamless_interaction.access.aligned import Participant, windows  # noqa: E402
-from seamless_interaction.base.errors import IntegrityError  # noqa: E402
+from seamless_interaction.base.errors import IntegrityError, TransferError  # noqa: E402
 from seamless_interaction.access.loader import ShardWarning, WindowDataset, collate_windows  # noqa: E402
 
 ALL = ("features", "audio", "vad", "words")
@@ -22,10 +22,10 @@ ALL = ("features", "audio", "vad", "words")
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory):
     from seamless_interaction.catalog.tables import Catalog
-    from seamless_interaction.mirror.generate import build_mirror
+    from seamless_interaction.mirror.generate import QUICK_SPEC, build_mirror
 
     root = tmp_path_factory.mktemp("mirror") / "m"
-    info = build_mirror(root)
+    info = build_mirror(root, QUICK_SPEC)
     catalog = Catalog.load(str(root / "assets"), root.parent / "cache")
     return info, catalog
 
@@ -76,7 +76,8 @@ def bundles_module():
 def test_windows_equal_the_bytes_on_disk_at_both_rates(own_tars, bundles_module):
     ds = WindowDataset(own_tars, modalities=ALL, window_s=0.7, hop_s=0.5)
     items = list(ds)
-    assert {tuple(it["file_ids"]) for it in items} == {tuple(sorted(bundles_module))[:2], tuple(sorted(bundles_module))[2:]}
+    ids = tuple(sorted(bundles_module))
+    assert {tuple(it["file_ids"]) for it in items} == {ids[:2], ids[2:]}
     for it in items:
         s, e = it["start_s"], it["end_s"]
         for part in it["participants"]:
@@ -230,3 +231,124 @@ def test_official_hf_webdataset_snippet_on_served_archives(mirror):
     assert isinstance(item["mp4"], bytes)
     assert "smplh:body_pose" in item["npz"] and set(item["json"]) >= {"id", "metadata:vad"}
     assert set(item["wav"]) >= {"array", "sampling_rate"}
+
+
+# ---- bad shards and bad members: skipped with a warning naming them, the good shards after still read
+def _zero_length_pax_shard(path: Path) -> None:
+    """A tar whose first member's PAX header holds a record of length 0 (a naive reader loops on it)."""
+    import tarfile
+
+    records = b"0 path=x\n"
+    pax = tarfile.TarInfo("././@PaxHeader")
+    pax.type, pax.size = tarfile.XHDTYPE, len(records)
+    body = tarfile.TarInfo("V00_S0001_I00000001_P0001.json")
+    body.size = 2
+    path.write_bytes(pax.tobuf(tarfile.USTAR_FORMAT) + records.ljust(512, b"\0")
+                     + body.tobuf(tarfile.USTAR_FORMAT) + b"{}".ljust(512, b"\0") + b"\0" * 1024)
+
+
+BAD_SHARDS = {
+    "html": lambda p: p.write_bytes(b"<!DOCTYPE html><html><head><title>429 Too Many Requests</title></head>"
+                                    b"<body>Rate limited</body></html>\n" * 8),
+    "random": lambda p: p.write_bytes(np.random.default_rng(1).bytes(5000)),
+    "empty": lambda p: p.write_bytes(b""),
+    "zero_pax": _zero_length_pax_shard,
+    "missing": lambda p: None,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_SHARDS))
+def test_bad_shard_is_skipped_and_the_good_shards_after_it_are_read(kind, own_tars, tmp_path):
+    bad = tmp_path / f"bad_{kind}.tar"
+    BAD_SHARDS[kind](bad)
+    good = [keys_of([it]) for it in WindowDataset(own_tars, window_s=0.5, dyadic=False)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = [keys_of([it]) for it in WindowDataset([str(bad), *own_tars], window_s=0.5, dyadic=False)]
+    assert got == good and got
+    shard_warnings = [str(w.message) for w in caught if issubclass(w.category, ShardWarning)]
+    assert len(shard_warnings) == 1 and f"bad_{kind}.tar" in shard_warnings[0], shard_warnings
+    with pytest.raises((IntegrityError, TransferError), match=f"bad_{kind}.tar"):
+        list(WindowDataset([str(bad), *own_tars], window_s=0.5, dyadic=False, strict=True))
+
+
+def _corrupt(members: dict[str, bytes], ext: str, how: str) -> dict[str, bytes]:
+    out = dict(members)
+    out[ext] = {"garbage": b"not a " + ext.encode() + b" file" * 50, "cut": members[ext][: len(members[ext]) // 2],
+                "records": b'{"id": "x", "metadata:vad": [1, 2, 3], "metadata:transcript": ["a"]}'}[how]
+    return out
+
+
+@pytest.mark.parametrize("ext, how, modalities", [
+    ("npz", "garbage", ("features",)),
+    ("npz", "cut", ("features",)),
+    ("json", "garbage", ("vad",)),
+    ("json", "records", ("vad", "words")),
+    ("wav", "garbage", ("audio",)),
+    ("wav", "cut", ("audio",)),
+])
+def test_bad_member_skips_its_sample_only(ext, how, modalities, bundles_module, tmp_path):
+    ids = list(bundles_module)
+    victim = ids[2]
+    samples = {fid: (_corrupt(bundles_module[fid], ext, how) if fid == victim else bundles_module[fid])
+               for fid in ids}
+    shard = write_tar(tmp_path / "mixed.tar", samples)
+    clean = write_tar(tmp_path / "clean.tar", {fid: bundles_module[fid] for fid in ids if fid != victim})
+    want = [keys_of([it]) for it in WindowDataset([str(clean)], modalities=modalities, window_s=0.5, dyadic=False)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = [keys_of([it]) for it in WindowDataset([str(shard)], modalities=modalities, window_s=0.5,
+                                                     dyadic=False)]
+    messages = [str(w.message) for w in caught if issubclass(w.category, ShardWarning)]
+    assert got == want and got
+    assert len(messages) == 1 and victim in messages[0] and "mixed.tar" in messages[0], messages
+    with pytest.raises(IntegrityError, match=victim):
+        list(WindowDataset([str(shard)], modalities=modalities, window_s=0.5, dyadic=False, strict=True))
+
+
+def test_unreadable_mp4_member_falls_back_to_the_wav_clock(bundles_module, tmp_path):
+    ids = list(bundles_module)
+    samples = {fid: (_corrupt(bundles_module[fid], "mp4", "garbage") if fid == ids[0] else bundles_module[fid])
+               for fid in ids}
+    shard = write_tar(tmp_path / "mixed.tar", samples)
+    clean = write_tar(tmp_path / "clean.tar", bundles_module)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ShardWarning)
+        got = [keys_of([it]) for it in WindowDataset([str(shard)], window_s=0.5, dyadic=False)]
+    assert got == [keys_of([it]) for it in WindowDataset([str(clean)], window_s=0.5, dyadic=False)]
+
+
+def test_windows_longer_than_every_recording_warn_instead_of_yielding_nothing_silently(own_tars):
+    with pytest.warns(ShardWarning, match=r"2 interaction\(s\) shorter than window_s=4.0"):
+        assert list(WindowDataset(own_tars, window_s=4.0)) == []
+    with pytest.warns(ShardWarning, match=r"4 file id\(s\) shorter"):
+        assert list(WindowDataset(own_tars, window_s=4.0, dyadic=False)) == []
+
+
+@pytest.mark.parametrize("window_s,hop_s", [(float("nan"), None), (float("inf"), None), (2.0, float("nan")),
+                                            (-1.0, None)])
+def test_bad_window_lengths_fail_when_the_dataset_is_made(own_tars, window_s, hop_s):
+    with pytest.raises(ValueError, match="window_s and hop_s"):
+        WindowDataset(own_tars, window_s=window_s, hop_s=hop_s)
+
+
+def test_bad_shards_over_http_are_skipped_and_the_good_one_read(own_tars, hub):
+    import shutil
+
+    root = Path(hub.root) / "hub"
+    (root / "html.tar").write_bytes(b"<!DOCTYPE html><html><body>Too Many Requests</body></html>\n" * 20)
+    shutil.copy(own_tars[0], root / "good_a.tar")
+    shutil.copy(own_tars[1], root / "good_b.tar")
+    url = f"{hub.url}/lfs"
+    want = [keys_of([it]) for it in WindowDataset(own_tars, window_s=0.5, dyadic=False)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = [keys_of([it]) for it in WindowDataset([f"{url}/html.tar", f"{url}/absent.tar", f"{url}/good_a.tar",
+                                                      f"{url}/good_b.tar"], window_s=0.5, dyadic=False)]
+    assert got == want and got
+    messages = [str(w.message) for w in caught if issubclass(w.category, ShardWarning)]
+    assert len(messages) == 2 and "html.tar" in messages[0] and "absent.tar" in messages[1], messages
+    with pytest.raises(IntegrityError, match="html.tar"):
+        list(WindowDataset([f"{url}/html.tar"], window_s=0.5, strict=True))
+    with pytest.raises(TransferError, match="absent.tar"):
+        list(WindowDataset([f"{url}/absent.tar"], window_s=0.5, strict=True))

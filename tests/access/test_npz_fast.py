@@ -18,20 +18,21 @@ import numpy as np
 import pytest
 from loader_builders import make_bundle, write_tar
 
-from seamless_interaction.access import aligned as access
+from seamless_interaction.base import npz as npz_module
 
 from seamless_interaction.base import formats
-from seamless_interaction.access.aligned import NpzReader, Participant
+from seamless_interaction.access.aligned import Participant, windows
+from seamless_interaction.base.npz import NpzReader
 from seamless_interaction.base.errors import IntegrityError
 
 BACKENDS = ["zlib", pytest.param("libdeflate", marks=pytest.mark.skipif(
-    access._libdeflate is None, reason="optional 'deflate' package not installed"))]
+    npz_module._libdeflate is None, reason="optional 'deflate' package not installed"))]
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request, monkeypatch):
     if request.param == "zlib":
-        monkeypatch.setattr(access, "_libdeflate", None)
+        monkeypatch.setattr(npz_module, "_libdeflate", None)
     return request.param
 
 
@@ -71,7 +72,7 @@ def assert_same(got: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> None:
 @pytest.mark.parametrize("threads", [0, 2])
 def test_fast_path_equals_numpy(writer, threads, backend):
     data = npz_bytes(writer, sample_arrays())
-    assert access._zip_entries(data) is not None  # numpy's own files take the fast path
+    assert npz_module._zip_entries(data) is not None  # numpy's own files take the fast path
     with np.load(io.BytesIO(data)) as npz:
         ref = {k: npz[k] for k in npz.files}
     reader = NpzReader(data, name="t.npz")
@@ -100,8 +101,8 @@ def test_arrays_are_owned_copies(backend):
     assert np.array_equal(again, sample_arrays()["smplh:global_orient"])
 
 
-def _biggest(data: bytes) -> access._ZipEntry:
-    entries = access._zip_entries(data)
+def _biggest(data: bytes) -> npz_module._ZipEntry:
+    entries = npz_module._zip_entries(data)
     return max(entries.values(), key=lambda e: e.compressed_size)
 
 
@@ -147,7 +148,7 @@ def test_unusual_zips_fall_back_to_zipfile(backend):
             with zf.open(k + ".npy", "w") as fh:
                 np.lib.format.write_array(fh, v, allow_pickle=False)
     data = bytes(sink.buf)
-    assert access._zip_entries(data) is None  # data descriptors: refused by the fast path
+    assert npz_module._zip_entries(data) is None  # data descriptors: refused by the fast path
     with np.load(io.BytesIO(data)) as npz:
         ref = {k: npz[k] for k in npz.files}
     assert_same(NpzReader(data).arrays(), ref)
@@ -203,7 +204,7 @@ def test_loader_windows_equal_the_reference_whatever_the_threads(tars, threads, 
                                    decode_threads=threads))
     assert {tuple(it["file_ids"]) for it in items} == {("V00_S0009_I00000009_P0001", "V00_S0009_I00000009_P0002"),
                                                        ("V00_S0010_I00000010_P0001",)}
-    assert len(items) == 2 * len(access.windows(2.0, 0.3, 0.2))
+    assert len(items) == 2 * len(windows(2.0, 0.3, 0.2))
     for it in items:
         s, e = it["start_s"], it["end_s"]
         for part in it["participants"]:

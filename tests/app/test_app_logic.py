@@ -61,7 +61,8 @@ def test_progress_in_items_when_byte_totals_are_unknown():
 
 def test_formatting():
     assert format_bytes(512) == "512 B" and format_bytes(1536) == "1.5 KiB" and format_bytes(3 * 2**30) == "3.0 GiB"
-    assert format_duration(3) == "3.0 s" and format_duration(75) == "1 min 15 s" and format_duration(7300) == "2 h 1 min"
+    assert format_duration(3) == "3.0 s" and format_duration(75) == "1 min 15 s"
+    assert format_duration(7300) == "2 h 1 min"
 
 
 def test_downsample_averages_blocks_and_skips_invalid_rows():
@@ -92,9 +93,12 @@ def test_inventory_and_delete(app_setup, tmp_path):
     (root / first.folder / "x.mp4.part").write_bytes(b"12345")
     assert scan_local_dir(root).partial_files == [(f"{first.folder}/x.mp4.part", 5)]
     manifest = Manifest(root)
+    assert set(manifest.requested()) == set(app_setup.pair)
     removed = delete_bundles(root, [inv.bundle(first.file_id)], manifest=manifest)
     assert len(removed) == 3 and not any(p.exists() for p in removed)
     assert all(manifest.get(p) is None for p in removed)
+    # Deleted on purpose: no longer asked for, so verify will not call it missing.
+    assert set(Manifest(root).requested()) == {app_setup.pair[1]}
     assert scan_local_dir(root).file_ids == {app_setup.pair[1]}
     assert scan_local_dir(tmp_path / "absent").bundles == []
 

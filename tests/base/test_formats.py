@@ -30,7 +30,8 @@ def test_empty_core_npz_has_the_real_placeholder_size():
 
 def test_npz_is_deterministic_sorted_float32_and_loads_like_savez():
     rng = np.random.default_rng(0)
-    arrays = {"smplh:translation": rng.normal(size=(5, 3)), "boxes_and_keypoints:box": rng.normal(size=(5, 4)).astype(np.float32),
+    arrays = {"smplh:translation": rng.normal(size=(5, 3)),
+              "boxes_and_keypoints:box": rng.normal(size=(5, 4)).astype(np.float32),
               "smplh:is_valid": np.ones(5, bool)}
     a, b = encode_npz(arrays), encode_npz(dict(reversed(list(arrays.items()))))
     assert a == b

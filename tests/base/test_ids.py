@@ -1,7 +1,11 @@
+import re
+
 import pytest
 
 from seamless_interaction.base.errors import InvalidIdError, SeamlessError
-from seamless_interaction.base.ids import FileId, classify_key, validate_interaction_key
+from seamless_interaction.base.ids import (
+    ArchiveRef, FileId, classify_key, validate_interaction_key, validate_modalities,
+)
 
 
 def test_suffixed_participant_keeps_letter():
@@ -33,3 +37,36 @@ def test_classify():
     assert classify_key("V00_S0809") == "session"
     with pytest.raises(InvalidIdError):
         classify_key("S0809")
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("improvised", "../../x", 0, 0), "split '../../x' is not one of"),
+    (("../x", "dev", 0, 0), "label '../x'"),
+    (("improvised", "dev", -1, 0), "batch -1 is out of range"),
+    (("improvised", "dev", 0, 10000), "archive 10000 is out of range"),
+    (("improvised", "dev", 1.5, 0), "batch 1.5 is not an integer"),
+    (("improvised", "dev", True, 0), "batch True"),
+    (("improvised", "dev", "0/..", 0), "batch '0/..'"),
+    (("improvised", "dev", None, 0), "batch None"),
+])
+def test_archive_ref_checks_every_field(args, needle):
+    with pytest.raises(InvalidIdError, match=re.escape(needle)):
+        ArchiveRef(*args)
+
+
+def test_archive_ref_normalises_and_unpacks():
+    ref = ArchiveRef("improvised", "dev", "3", 4)
+    assert (ref.batch, ref.archive) == (3, 4) and tuple(ref) == ("improvised", "dev", 3, 4)
+    assert str(ref) == "improvised/dev/0003/0004" == str(ArchiveRef.parse("improvised/dev/3/4"))
+    assert ArchiveRef.parse("/improvised/dev/0003/0004/") == ref
+    assert sorted([ArchiveRef("naturalistic", "dev", 0, 0), ref])[0] == ref
+    with pytest.raises(InvalidIdError):
+        ArchiveRef.parse("improvised/dev/3")
+
+
+def test_modalities():
+    assert validate_modalities("npz") == ("npz",)
+    assert validate_modalities(["npz", "json", "npz"]) == ("npz", "json")
+    for bad in ([], "", ["exe"], None, ["npz", "../x"]):
+        with pytest.raises(InvalidIdError):
+            validate_modalities(bad)

@@ -1,5 +1,7 @@
-"""Catalog tests against the real anchor tables (interactions, participants, relationships) and a filelist
-generated from the real pre-release pair lists, batched the way the Hub tars were built (FORMAT.md 2.3)."""
+"""Catalog tests against a small real sample of the anchor tables (tests/data/catalog: interactions,
+participants, relationships, and pre-release pair lists; see its README) and a filelist generated from those
+pairs, batched the way the Hub tars were built (FORMAT.md 2.3). Set SEAMLESS_INTERACTION_ANCHOR to an anchor
+folder (e.g. ../shared/data/anchor) to run the same tests against the full tables."""
 
 from __future__ import annotations
 
@@ -11,33 +13,32 @@ from pathlib import Path
 
 import pytest
 
-from seamless_interaction.catalog.tables import FLAG_COLUMNS, TRAIT_COLUMNS, Catalog, FileRecord
-from seamless_interaction.base.errors import CatalogError, InvalidIdError, UnknownIdError
-
-
-def _shared_dir() -> Path | None:
-    env = os.environ.get("SEAMLESS_INTERACTION_SHARED")
-    candidates = [Path(env)] if env else []
-    # CI and the dev checkout keep the shared data next to the repository: <parent>/shared.
-    candidates.append(Path(__file__).resolve().parents[3] / "shared")
-    for path in candidates:
-        if (path / "data" / "anchor" / "assets" / "interactions.csv").is_file():
-            return path
-    return None
-
-
-SHARED = _shared_dir()
-ANCHOR = SHARED / "data" / "anchor" if SHARED else None
-pytestmark = pytest.mark.skipif(
-    SHARED is None,
-    reason="anchor tables not found: set SEAMLESS_INTERACTION_SHARED or keep shared/ next to the repository",
+from seamless_interaction.base.errors import (
+    CatalogError,
+    InvalidIdError,
+    UnknownIdError,
 )
+from seamless_interaction.catalog.tables import (
+    FLAG_COLUMNS,
+    TRAIT_COLUMNS,
+    Catalog,
+    FileRecord,
+)
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "catalog"
+ANCHOR = Path(os.environ.get("SEAMLESS_INTERACTION_ANCHOR") or SAMPLE)
+FULL = ANCHOR != SAMPLE
+# Batches of at most this many ids (the release used 500; the sample is ~200 dyads, so smaller batches keep
+# several batches per split), archives of 8 ids.
+BATCH_IDS = 500 if FULL else 32
+# Flags on every n-th id of a batch: sparse on the full tables, denser on the sample so each filter matches.
+EVERY_1P, EVERY_3P = (50, 30) if FULL else (5, 3)
 
 HEADER = ["file_id", "label", "split", "batch_idx", "archive_idx", *FLAG_COLUMNS]
 
 
 def _generated_rows() -> list[list]:
-    """Filelist rows from the real dyads: whole interactions per batch (<= 500 ids, largest first), archives
+    """Filelist rows from the real dyads: whole interactions per batch (<= BATCH_IDS, largest first), archives
     of 8 ids in shuffled order (partners often split), movement for V00, a few annotation flags."""
     rows = []
     for meta in sorted(ANCHOR.glob("filelists/*/*/metadata.csv")):
@@ -49,7 +50,7 @@ def _generated_rows() -> list[list]:
                     [r["participant_0_id"], r["participant_1_id"]])
         batches, current = [], []
         for _, ids in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-            if len(current) + len(ids) > 500:
+            if len(current) + len(ids) > BATCH_IDS:
                 batches.append(current)
                 current = []
             current.extend(sorted(ids))
@@ -59,8 +60,8 @@ def _generated_rows() -> list[list]:
             rng.shuffle(ids)
             for i, fid in enumerate(ids):
                 v03, v00 = fid.startswith("V03"), fid.startswith("V00")
-                rows.append([fid, label, split, b, i // 8, int(v00), int(v03 and i % 50 == 0),
-                             int((v00 or v03) and i % 30 == 0)])
+                rows.append([fid, label, split, b, i // 8, int(v00), int(v03 and i % EVERY_1P == 0),
+                             int((v00 or v03) and i % EVERY_3P == 0)])
     return rows
 
 
@@ -231,11 +232,12 @@ def test_batches_archives_match_oracle(cat, rows):
 
 def test_partners_share_batch_but_often_not_archive(cat):
     split_pairs = 0
-    for key in cat.interaction_keys("improvised", "train", complete_pairs_only=True)[:500]:
+    keys = cat.interaction_keys("improvised", "train", complete_pairs_only=True)[:500]
+    for key in keys:
         a, b = (cat.record(f) for f in cat.interaction_file_ids(key))
         assert a.batch == b.batch
         split_pairs += a.archive != b.archive
-    assert split_pairs > 250
+    assert len(keys) >= 50 and split_pairs > len(keys) // 2
 
 
 # ---------------------------------------------------------------------- metadata joins
@@ -340,9 +342,14 @@ def test_pandas_index_column_duplicates_and_bad_rows(rows, tmp_path, caplog):
     body = [[i, *r] for i, r in enumerate(rows[:10])]
     body.append([10, *rows[3][:3], 77, 78, *rows[3][5:]])  # duplicate id: the first row wins
     body.append([11, "V00_S0001_I001_P0001", "improvised", "dev", 0, 0, 1, 0, 0])  # malformed id: dropped
+    # Rows the local layout cannot hold (they would name folders outside it): dropped too.
+    body.append([12, "V00_S0001_I00000001_P0001", "improvised", "../../x", 0, 0, 1, 0, 0])
+    body.append([13, "V00_S0001_I00000001_P0002", "../x", "dev", 0, 0, 1, 0, 0])
+    body.append([14, "V00_S0001_I00000001_P0003", "improvised", "dev", -1, 0, 1, 0, 0])
+    body.append([15, "V00_S0001_I00000001_P0004", "improvised", "dev", 0, 10000, 1, 0, 0])
     _write_filelist(tmp_path / "filelist.csv", body, header=["", *HEADER])
     cat = Catalog.from_paths({"filelist": tmp_path / "filelist.csv"})
-    assert len(cat) == 10
+    assert len(cat) == 10 and "V00_S0001_I00000001_P0001" not in cat
     assert (cat.record(rows[3][0]).batch, cat.record(rows[3][0]).archive) == (rows[3][3], rows[3][4])
     assert "duplicate" in caplog.text and "malformed" in caplog.text
 

@@ -4,6 +4,7 @@ import tarfile
 
 import pytest
 
+from seamless_interaction.base.ids import ArchiveRef
 from seamless_interaction.local.archive import extraction_complete, safe_extract, write_extraction_record
 from seamless_interaction.base.errors import IntegrityError, UnsafeArchiveError
 
@@ -68,11 +69,11 @@ def test_truncated_tar_raises_and_writes_nothing(tmp_path):
 def test_completion_record_detects_missing_or_changed_files(tmp_path):
     _tar(tmp_path / "a.tar", [("x.json", b"{}", "file"), ("x.npz", b"1234", "file")])
     dest = tmp_path / "improvised" / "dev" / "0000" / "0001"
-    assert not extraction_complete(tmp_path, dest, "improvised", "dev", 0, 1)
+    assert not extraction_complete(tmp_path, dest, ArchiveRef("improvised", "dev", 0, 1))
     members = safe_extract(tmp_path / "a.tar", dest)
-    write_extraction_record(tmp_path, "improvised", "dev", 0, 1, members, "url", None)
-    assert extraction_complete(tmp_path, dest, "improvised", "dev", 0, 1)
+    write_extraction_record(tmp_path, ArchiveRef("improvised", "dev", 0, 1), members, "url", None)
+    assert extraction_complete(tmp_path, dest, ArchiveRef("improvised", "dev", 0, 1))
     (dest / "x.npz").write_bytes(b"12")
-    assert not extraction_complete(tmp_path, dest, "improvised", "dev", 0, 1)
+    assert not extraction_complete(tmp_path, dest, ArchiveRef("improvised", "dev", 0, 1))
     (dest / "x.npz").unlink()
-    assert not extraction_complete(tmp_path, dest, "improvised", "dev", 0, 1)
+    assert not extraction_complete(tmp_path, dest, ArchiveRef("improvised", "dev", 0, 1))

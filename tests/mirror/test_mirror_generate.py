@@ -18,7 +18,7 @@ import pytest
 from seamless_interaction.base import formats
 from seamless_interaction.constants import CORE_NPZ_KEYS, MOVEMENT_NPZ_KEYS
 from seamless_interaction.base.ids import FileId
-from seamless_interaction.mirror import MirrorInfo, MirrorSpec, build_mirror, frame_marker, load_mirror_info
+from seamless_interaction.mirror import QUICK_SPEC, MirrorInfo, MirrorSpec, build_mirror, frame_marker, load_mirror_info
 from seamless_interaction.remote.urls import cdn_parts, hub_archive_path
 
 EXPECTED_SHAPES = {
@@ -364,16 +364,16 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 
 def test_deterministic_and_idempotent(mirror: MirrorInfo, tmp_path: Path) -> None:
-    other = build_mirror(tmp_path / "again")
+    other = build_mirror(tmp_path / "again", QUICK_SPEC)
     assert tree_digest(other.root) == tree_digest(mirror.root)
     marker = (other.root / "mirror.json").stat().st_mtime_ns
-    assert build_mirror(tmp_path / "again") == other
+    assert build_mirror(tmp_path / "again", QUICK_SPEC) == other
     assert (other.root / "mirror.json").stat().st_mtime_ns == marker  # not rebuilt
     assert not [p for p in tmp_path.iterdir() if p.name != "again"]  # no temp folders left behind
 
 
 def test_other_spec_rebuilds_and_scales(tmp_path: Path) -> None:
-    spec = MirrorSpec(seed=3, extra_interactions=1, video_padding_bytes=5000, samples_per_archive=2)
+    spec = MirrorSpec(seed=3, duration_s=1.0, extra_interactions=1, video_padding_bytes=5000, samples_per_archive=2)
     info = build_mirror(tmp_path / "m", spec)
     assert len(info.file_ids) == 21 + 8
     rec = info.files[info.movement[0]]
@@ -381,8 +381,8 @@ def test_other_spec_rebuilds_and_scales(tmp_path: Path) -> None:
     assert mp4.stat().st_size > 5000
     with av.open(str(mp4)) as container:  # the padding box does not break decoding
         assert len(list(container.decode(video=0))) == rec.n_frames
-    smaller = build_mirror(tmp_path / "m")  # different spec: replaced in place
-    assert smaller.spec == MirrorSpec() and len(smaller.file_ids) == 21
+    smaller = build_mirror(tmp_path / "m", QUICK_SPEC)  # different spec: replaced in place
+    assert smaller.spec == QUICK_SPEC and len(smaller.file_ids) == 21
 
 
 def test_refuses_foreign_folder(tmp_path: Path) -> None:

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import struct
 import tarfile
 from pathlib import Path
 
 import pytest
 
+from seamless_interaction.base.errors import InvalidIdError, NotDownloadedError
+from seamless_interaction.base.ids import ArchiveRef
+from seamless_interaction.fs import SeamlessInteractionFS
+from seamless_interaction.local.manifest import sha256_file
 from seamless_interaction.local.layout import archive_dir, bundle_paths
-from seamless_interaction.operations.verify import FAILING_KINDS, KINDS, Report, check_mp4, verify, verify_fs
+from seamless_interaction.operations.verify import FAILING_KINDS, KINDS, Report, check_mp4, verify
 
-CDN_ARCHIVE = ("improvised", "dev", 0, 0)  # two of its three ids come by the CDN route
-HUB_ARCHIVES = [("improvised", "test", 0, 0), ("improvised", "dev", 0, 1)]  # extracted from the Hub
+CDN_ARCHIVE = ArchiveRef("improvised", "dev", 0, 0)  # two of its three ids come by the CDN route
+HUB_ARCHIVES = [ArchiveRef("improvised", "test", 0, 0), ArchiveRef("improvised", "dev", 0, 1)]  # extracted from the Hub
 
 
 def _tar_members(mirror, archive) -> dict[str, bytes]:
@@ -37,7 +42,7 @@ def tree(sample_mirror, make_fs, tmp_path):
 
 def _paths(fs, fid) -> dict[str, Path]:
     r = fs.catalog.record(fid)
-    return bundle_paths(fs.local_dir, r.label, r.split, r.batch, r.archive, fid)
+    return bundle_paths(fs.local_dir, ArchiveRef(r.label, r.split, r.batch, r.archive), fid)
 
 
 def _failing(report: Report) -> set[tuple[str, str | None]]:
@@ -58,7 +63,7 @@ def _strip_moov(path: Path) -> None:
 
 def test_clean_tree_reports_only_the_placeholder(tree, sample_mirror):
     fs, cdn_ids = tree
-    report = verify_fs(fs)
+    report = fs.verify()
     assert report.ok and report.exit_code == 0
     # The third id of the CDN archive was never fetched: not "missing" (only what the user started).
     assert report.bundles_checked == 2 + 3 + 3
@@ -100,7 +105,7 @@ def test_each_corruption_is_reported_exactly(tree, sample_mirror):
     stray.write_bytes(b"half a video")
     expected.add(("temp_file", str(stray)))
 
-    report = verify_fs(fs)
+    report = fs.verify()
     assert _failing(report) == expected
     assert not report.ok and report.exit_code == 1
     by_path = {p.path: p for p in report.problems}
@@ -129,14 +134,14 @@ def test_repair_restores_tar_bytes_and_touches_nothing_else(tree, sample_mirror,
         fh.truncate(500)
     _strip_moov(z["mp4"])
     z["npz"].unlink()
-    stale = archive_dir(fs.local_dir, *HUB_ARCHIVES[1]).parent / ".0001.extracting-999999999"
+    stale = archive_dir(fs.local_dir, HUB_ARCHIVES[1]).parent / ".0001.extracting-999999999"
     stale.mkdir()
     bad = {a["npz"], x["json"], y["wav"], z["mp4"], z["npz"]}
     every = [p for p in fs.local_dir.rglob("*") if p.is_file() and ".seamless_interaction" not in p.parts]
     before = {p: p.stat().st_mtime_ns for p in every if p not in bad}
 
     sample_server.clear_requests()
-    report = verify_fs(fs, repair=True)
+    report = fs.verify(repair=True)
     assert report.ok, report.summary()
     assert {p.path for p in report.repaired} == {str(p) for p in bad} | {str(stale)}
     assert not stale.exists()
@@ -162,7 +167,7 @@ def test_repair_restores_tar_bytes_and_touches_nothing_else(tree, sample_mirror,
 def test_placeholder_is_not_repaired(tree, sample_mirror, sample_server):
     fs, _ = tree
     sample_server.clear_requests()
-    report = verify_fs(fs, repair=True)
+    report = fs.verify(repair=True)
     assert report.ok and report.repaired == [] and [p.kind for p in report.problems] == ["placeholder"]
     assert [r for r in sample_server.requests if r.method == "GET"] == []
 
@@ -172,10 +177,10 @@ def test_absent_bundle_in_an_extracted_archive_is_refetched_by_the_cdn_route(tre
     fid = sample_mirror.archive_ids(*HUB_ARCHIVES[0])[0]
     for p in _paths(fs, fid).values():
         p.unlink()
-    report = verify_fs(fs)
+    report = fs.verify()
     [missing] = report.by_kind("missing")
     assert (missing.file_id, missing.path) == (fid, None)
-    report = verify_fs(fs, repair=True)
+    report = fs.verify(repair=True)
     assert report.ok and [p.file_id for p in report.repaired] == [fid]
     members = _tar_members(sample_mirror, HUB_ARCHIVES[0])
     assert all(p.read_bytes() == members[f"{fid}.{e}"] for e, p in _paths(fs, fid).items())
@@ -183,30 +188,30 @@ def test_absent_bundle_in_an_extracted_archive_is_refetched_by_the_cdn_route(tre
 
 def test_explicit_scope_expects_every_bundle(tree, sample_mirror):
     fs, cdn_ids = tree
-    report = verify_fs(fs, label="improvised", split="dev", batch=0)
-    assert sorted(report.archives) == [("improvised", "dev", 0, 0), ("improvised", "dev", 0, 1)]
+    report = fs.verify(label="improvised", split="dev", batch=0)
+    assert sorted(report.archives) == [ArchiveRef("improvised", "dev", 0, 0), ArchiveRef("improvised", "dev", 0, 1)]
     third = sample_mirror.archive_ids(*CDN_ARCHIVE)[2]
     assert [(p.kind, p.file_id) for p in report.problems] == [("missing", third)]
     with pytest.raises(ValueError):
-        verify_fs(fs, batch=0)
+        fs.verify(batch=0)
 
 
 def test_check_remote_reports_the_missing_archive_and_repair_falls_back_to_cdn(sample_mirror, make_fs, tmp_path):
     fs = make_fs(tmp_path / "data")
     fid = sample_mirror.missing_archive_ids[0]
     fs.download_batch_from_s3([fid])
-    report = verify_fs(fs, check_remote=True)
+    report = fs.verify(check_remote=True)
     [gone] = report.problems
-    assert gone.kind == "missing_on_remote" and gone.archive == sample_mirror.missing_archive
+    assert gone.kind == "missing_on_remote" and tuple(gone.archive) == tuple(sample_mirror.missing_archive)
     assert report.ok  # a gap of the remote, not of the local tree
-    assert verify_fs(fs).problems == []
+    assert fs.verify().problems == []
 
     paths = _paths(fs, fid)
     good = paths["npz"].read_bytes()
     media = {e: paths[e].stat().st_mtime_ns for e in ("wav", "mp4")}
     paths["npz"].write_bytes(good[: len(good) // 3])
     # The Hub has no archive to read the member from: the CDN route assembles it in a scratch folder.
-    report = verify_fs(fs, repair=True)
+    report = fs.verify(repair=True)
     assert report.ok and [p.path for p in report.repaired] == [str(paths["npz"])]
     assert paths["npz"].read_bytes() == good
     assert {e: paths[e].stat().st_mtime_ns for e in ("wav", "mp4")} == media
@@ -220,10 +225,10 @@ def test_extra_archive_folder_and_deep_checksum(tree, sample_mirror):
     path = _paths(fs, cdn_ids[1])["json"]
     entry = fs.manifest.get(path)
     fs.manifest.record(path, entry.url, entry.size, "0" * 64)
-    report = verify_fs(fs)
+    report = fs.verify()
     assert report.ok
-    assert [p.archive for p in report.by_kind("extra_archive")] == [sample_mirror.extra_archive]
-    deep = verify_fs(fs, deep=True)
+    assert [tuple(p.archive) for p in report.by_kind("extra_archive")] == [tuple(sample_mirror.extra_archive)]
+    deep = fs.verify(deep=True)
     assert _failing(deep) == {("checksum_mismatch", str(path))}
 
 
@@ -247,3 +252,105 @@ def test_verify_without_catalog_filters_needs_no_network(tree, sample_server):
     sample_server.clear_requests()
     verify(fs.local_dir, fs.catalog, manifest=fs.manifest)
     assert sample_server.requests == []
+
+
+# ------------------------------------------------------------------ what was asked for (issue 10, item 2)
+def test_features_only_tree_is_clean_and_repair_fetches_nothing(sample_mirror, sample_server, make_fs, tmp_path):
+    fs = make_fs(tmp_path / "data")
+    fs.fetch_members(*HUB_ARCHIVES[1], modalities=("npz", "json"))
+    ids = sample_mirror.archive_ids(*HUB_ARCHIVES[1])
+    assert fs.manifest.requested() == {f: frozenset({"npz", "json"}) for f in ids}
+    report = fs.verify()
+    assert report.ok and report.problems == [] and report.files_checked == 2 * len(ids), report.summary()
+    sample_server.clear_requests()
+    assert fs.verify(repair=True).repaired == []
+    assert [r for r in sample_server.requests if r.method == "GET"] == []
+    # A requested file that goes away is missing, and only it is refetched (one Range read, no media).
+    npz = _paths(fs, ids[0])["npz"]
+    good = npz.read_bytes()
+    npz.unlink()
+    assert _failing(fs.verify()) == {("missing", str(npz))}
+    sample_server.clear_requests()
+    report = fs.verify(repair=True)
+    assert report.ok and npz.read_bytes() == good
+    gets = [r for r in sample_server.requests if r.method == "GET"]
+    assert gets and all(r.path.endswith(".tar") and r.range for r in gets)
+    assert not any(p.suffix in (".wav", ".mp4") for p in fs.local_dir.rglob("V*"))
+
+
+def test_requests_accumulate_and_verify_only_narrows(sample_mirror, make_fs, tmp_path):
+    fs = make_fs(tmp_path / "data")
+    fid = sample_mirror.archive_ids(*HUB_ARCHIVES[1])[0]
+    fs.fetch_file_id(fid, modalities=("npz",))
+    fs.fetch_file_id(fid, modalities=("wav",))
+    assert fs.manifest.requested() == {fid: frozenset({"npz", "wav"})}
+    paths = _paths(fs, fid)
+    paths["wav"].unlink()
+    with open(paths["npz"], "r+b") as fh:
+        fh.truncate(50)
+    assert _failing(fs.verify()) == {("missing", str(paths["wav"])), ("corrupt", str(paths["npz"]))}
+    assert _failing(fs.verify(only=("wav",))) == {("missing", str(paths["wav"]))}
+    assert _failing(fs.verify(only=("npz", "json"))) == {("corrupt", str(paths["npz"]))}
+    assert fs.verify(only=("mp4",)).problems == []
+
+
+def test_a_request_whose_files_are_all_gone_is_missing(sample_mirror, make_fs, tmp_path):
+    fs = make_fs(tmp_path / "data")
+    fid = sample_mirror.archive_ids(*HUB_ARCHIVES[1])[0]
+    fs.fetch_file_id(fid, modalities=("npz", "json"))
+    folder = archive_dir(fs.local_dir, HUB_ARCHIVES[1])
+    for p in folder.iterdir():
+        p.unlink()
+    folder.rmdir()
+    [missing] = fs.verify().problems
+    assert (missing.kind, missing.file_id, missing.path) == ("missing", fid, None)
+    assert "json, npz" in missing.detail
+
+
+@pytest.mark.parametrize("bad", ["nowhere", "a_file"])
+def test_verify_of_a_folder_that_is_not_there_is_an_error(bad, mirror_config, tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    # lazy: the official constructor would create the folder (and fail on a file) before verify runs.
+    with SeamlessInteractionFS(mirror_config(tmp_path / bad), quiet=True, lazy=True) as fs:
+        with pytest.raises(NotDownloadedError, match="does not exist" if bad == "nowhere" else "is a file"):
+            fs.verify()
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_verify_of_a_batch_the_catalog_lacks_is_an_error(tree):
+    fs, _ = tree
+    with pytest.raises(InvalidIdError, match="batch 7 of improvised/dev is not in the catalog"):
+        fs.verify(label="improvised", split="dev", batch=7)
+
+
+# ------------------------------------------------------------------ sha256 in the manifest (issue 10, item 6)
+def _poke(path: Path, seed: int = 0) -> None:
+    """100 random bytes written over the middle of the file: same size, structure likely intact."""
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 100] = random.Random(seed).randbytes(100)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("route", ["cdn", "hub", "members"])
+def test_deep_finds_100_random_bytes_in_an_mp4(route, sample_mirror, make_fs, tmp_path):
+    fs = make_fs(tmp_path / "data")
+    ref = HUB_ARCHIVES[1]
+    fid = sample_mirror.archive_ids(*ref)[0]
+    if route == "cdn":
+        fs.gather_file_id_data_from_s3(fid)
+    elif route == "hub":
+        fs.download_archive_from_hf(ref.archive, label=ref.label, split=ref.split, batch=ref.batch)
+    else:
+        fs.fetch_file_id(fid, modalities=("json", "mp4", "npz", "wav"))
+    # Every file written is recorded with the sha256 of its bytes.
+    entries = fs.manifest.entries()
+    for p in fs.local_dir.rglob("V*"):
+        assert entries[p.relative_to(fs.local_dir).as_posix()].sha256 == sha256_file(p), p
+    mp4 = _paths(fs, fid)["mp4"]
+    _poke(mp4)
+    assert all(p.kind != "checksum_mismatch" for p in fs.verify().problems)
+    assert _failing(fs.verify(deep=True)) == {("checksum_mismatch", str(mp4))}
+    report = fs.verify(deep=True, repair=True)
+    assert report.ok and [p.path for p in report.repaired] == [str(mp4)]
+    assert sha256_file(mp4) == fs.manifest.get(mp4).sha256

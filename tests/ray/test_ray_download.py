@@ -130,7 +130,8 @@ def test_a_task_that_keeps_failing_is_reported_and_the_others_are_kept(ray_sessi
                 r.always = Fault.status(503)
         dest = tmp_path / "ray"
         with pytest.raises(DownloadError, match="1 of 2 download tasks failed \\(transfer errors after 1 retries\\)"):
-            download([good, bad], dest=dest, config=dataclasses.replace(mirror_config(dest), hf_url=srv.url(base)), retries=1,
+            cfg = dataclasses.replace(mirror_config(dest), hf_url=srv.url(base))
+            download([good, bad], dest=dest, config=cfg, retries=1,
                      transfer_options={"retries": 0})
     assert any(k.startswith(f"{good[0]}/{good[1]}/{good[2]:04d}/{good[3]:04d}/") for k in Manifest(dest).entries())
 
@@ -187,6 +188,7 @@ def test_build_index_is_a_typed_hook_until_the_index_lands():
 def test_records_of_a_failed_attempt_come_back_with_the_retry(make_fs, tmp_path, mirror_config):
     """A member whose final path is taken (a folder) fails the attempt after its neighbours landed; the
     retry skips those (complete on disk) yet still returns their records, kept from the first attempt."""
+    from seamless_interaction.base.ids import ArchiveRef
     from seamless_interaction.local.layout import archive_dir
     from seamless_interaction.ray.download import DownloadJob, _run_job
 
@@ -196,13 +198,14 @@ def test_records_of_a_failed_attempt_come_back_with_the_retry(make_fs, tmp_path,
     dest = tmp_path / "ray"
     cfg = mirror_config(dest)
     job = DownloadJob("members", ref, None, ("npz", "json"))
-    blocker = archive_dir(dest, *ref) / f"{fid}.npz"
+    folder = archive_dir(dest, ArchiveRef(*ref))
+    blocker = folder / f"{fid}.npz"
     blocker.mkdir(parents=True)
     with pytest.raises(OSError):
         _run_job(job, cfg, None, None, {"retries": 0})
     blocker.rmdir()
     out = _run_job(job, cfg, None, None, {"retries": 0})
     recorded = {rec["path"].rsplit("/", 1)[-1] for op, rec in out["records"] if op == "record"}
-    on_disk = {p.name for p in archive_dir(dest, *ref).iterdir()}
+    on_disk = {p.name for p in folder.iterdir()}
     assert recorded == on_disk and f"{fid}.npz" in recorded and len(on_disk) > 2
     assert not list((dest / ".seamless_interaction" / "ray").glob("*.json"))  # the carry is gone

@@ -101,7 +101,8 @@ def test_plan_gives_every_unit_to_exactly_one_task_and_ships_no_catalog(shards):
     tars, catalog = shards
     plans = plan_tasks(resolve_shards(tars), catalog, dyadic=True, num_tasks=4, shuffle=False, seed=0, epoch=0)
     owned = [fid for p in plans for ids in p.owned.values() for fid in ids]
-    every = [fid for t in resolve_shards(tars) for fid in catalog.archive_file_ids(t.label, t.split, t.batch, t.archive)]
+    every = [fid for t in resolve_shards(tars)
+             for fid in catalog.archive_file_ids(t.label, t.split, t.batch, t.archive)]
     assert sorted(owned) == sorted(every)
     units = [{f[:19] for ids in p.owned.values() for f in ids} for p in plans]
     assert sum(map(len, units)) == len(set().union(*units))  # an interaction sits in one task only

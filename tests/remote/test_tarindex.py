@@ -15,7 +15,7 @@ import pytest
 from seamless_interaction.base.errors import IntegrityError
 from seamless_interaction.mirror import MirrorServer
 from seamless_interaction.remote.tarindex import (
-    BLOCK, DEFAULT_READAHEAD, TarIndex, _number, index_cache_path, index_local, index_remote,
+    BLOCK, DEFAULT_READAHEAD, TarIndex, index_cache_path, index_local, index_remote,
 )
 from seamless_interaction.remote.transfer import Transfer
 
@@ -28,7 +28,8 @@ def body_bytes(server: MirrorServer) -> int:
     return sum(r.body_bytes for r in server.requests)
 
 
-def write_tar(path: Path, members: list[tuple[str, int]], *, fmt: int = tarfile.PAX_FORMAT, seed: int = 0) -> dict[str, bytes]:
+def write_tar(path: Path, members: list[tuple[str, int]], *, fmt: int = tarfile.PAX_FORMAT,
+              seed: int = 0) -> dict[str, bytes]:
     """Write a tar like WebDataset does (float mtime -> PAX header per member); returns name -> bytes."""
     rng = random.Random(seed)
     contents: dict[str, bytes] = {}
@@ -75,7 +76,8 @@ def index_listing(index: TarIndex) -> list[tuple[str, int, int, int, str]]:
 
 @pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
 def test_index_local_equals_tarfile(tmp_path: Path, fmt: int) -> None:
-    members = ODD_MEMBERS if fmt != tarfile.USTAR_FORMAT else [m for m in ODD_MEMBERS if len(m[0]) < 100 and m[0].isascii()]
+    ustar_ok = [m for m in ODD_MEMBERS if len(m[0]) < 100 and m[0].isascii()]
+    members = ODD_MEMBERS if fmt != tarfile.USTAR_FORMAT else ustar_ok
     path = tmp_path / "a.tar"
     write_tar(path, members, fmt=fmt)
     index = index_local(path)
@@ -102,7 +104,8 @@ def test_index_remote_equals_tarfile_and_reads_only_headers(hub: MirrorServer, t
     assert all(r.body_bytes <= DEFAULT_READAHEAD for r in gets)
 
 
-def test_index_cache_built_once_and_invalidated_by_new_etag(hub: MirrorServer, transfer: Transfer, tmp_path: Path) -> None:
+def test_index_cache_built_once_and_invalidated_by_new_etag(hub: MirrorServer, transfer: Transfer,
+                                                            tmp_path: Path) -> None:
     path = hub_dir(hub) / "a.tar"
     write_tar(path, ODD_MEMBERS, seed=1)
     url = f"{hub.hf_url}/a.tar"
@@ -151,8 +154,6 @@ def test_not_a_tar_is_an_integrity_error(tmp_path: Path) -> None:
 
 def test_base256_size_field(tmp_path: Path) -> None:
     # GNU tar writes sizes >= 8 GiB in base-256; a header alone is enough to check we read it.
-    assert _number(tarfile.itn(9 * 1024**3, 12, tarfile.GNU_FORMAT)) == 9 * 1024**3
-    assert _number(tarfile.itn(-5, 8, tarfile.GNU_FORMAT)) == -5
     info = tarfile.TarInfo("huge.mp4")
     info.size = 9 * 1024**3
     header = info.tobuf(tarfile.GNU_FORMAT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tarfile
 from pathlib import Path
 
@@ -10,7 +11,9 @@ from test_tarindex import body_bytes, hub_dir, write_tar  # shared with the inde
 
 from seamless_interaction.catalog.tables import Catalog
 from seamless_interaction.base.errors import IntegrityError, MissingPartError, TransferError, UnsafeArchiveError
+from seamless_interaction.base.ids import ArchiveRef
 from seamless_interaction.local.layout import archive_dir
+from seamless_interaction.local.manifest import Manifest, sha256_file
 from seamless_interaction.mirror import MirrorServer
 from seamless_interaction.routes.members import (
     fetch_archive_members, fetch_file_ids, fetch_members, plan_bytes, plan_members, plan_ranges,
@@ -134,6 +137,24 @@ def test_big_member_is_fetched_in_concurrent_chunks(hub: MirrorServer, transfer:
     assert len([r for r in hub.requests if r.method == "GET"]) == 11
 
 
+def test_members_are_recorded_with_the_sha256_of_their_bytes_even_when_chunks_race(
+    hub: MirrorServer, transfer: Transfer, tmp_path: Path
+) -> None:
+    path = hub_dir(hub) / "big.tar"
+    contents = write_tar(path, [("V00_S0001_I00000001_P0001.json", 301), ("V00_S0001_I00000001_P0001.mp4", 1_000_003),
+                                ("V00_S0001_I00000001_P0001.npz", 0)])
+    url = f"{hub.hf_url}/big.tar"
+    index = index_remote(transfer, url)
+    local = tmp_path / "local"
+    manifest = Manifest(local)
+    paths = fetch_members(transfer, url, index, local, index.files(), max_span=30_000, max_workers=8,
+                          manifest=manifest)
+    for p in paths:
+        entry = manifest.get(p)
+        assert entry is not None and entry.url == f"{url}#{p.name}" and entry.size == len(contents[p.name])
+        assert entry.sha256 == hashlib.sha256(contents[p.name]).hexdigest() == sha256_file(p)
+
+
 def test_remote_changed_since_indexing_fails_cleanly(hub: MirrorServer, transfer: Transfer,
                                                      archives: dict[str, bytes], tmp_path: Path) -> None:
     url = f"{hub.hf_url}/improvised/dev/0000/0000.tar"
@@ -177,8 +198,8 @@ def test_fetch_file_ids_uses_the_catalog_and_the_layout(
     pair = catalog.interaction_file_ids("V00_S0809_I00000309")
     assert sorted(pair) == sorted([IDS_A[0], IDS_B[0]])  # partners in archives 0 and 1
     paths = fetch_file_ids(transfer, catalog, hub.hf_url, local, pair, ("npz",), cache_dir=cache)
-    assert sorted(paths) == sorted([archive_dir(local, "improvised", "dev", 0, 0) / f"{IDS_A[0]}.npz",
-                                    archive_dir(local, "improvised", "dev", 0, 1) / f"{IDS_B[0]}.npz"])
+    assert sorted(paths) == sorted([archive_dir(local, ArchiveRef("improvised", "dev", 0, 0)) / f"{IDS_A[0]}.npz",
+                                    archive_dir(local, ArchiveRef("improvised", "dev", 0, 1)) / f"{IDS_B[0]}.npz"])
     for p in paths:
         assert p.read_bytes() == archives[p.name]
 
@@ -198,7 +219,21 @@ def test_plan_bytes_counts_selected_and_whole_archives(
     refs = [("improvised", "dev", 0, 0), ("improvised", "dev", 0, 1)]
     assert plan_bytes(transfer, catalog, hub.hf_url, archives=refs) == (npz_json, whole)
     one = len(archives[f"{IDS_A[1]}.npz"])
-    assert plan_bytes(transfer, catalog, hub.hf_url, file_ids=[IDS_A[1]], modalities=("npz",)) == (one, tars[0].stat().st_size)
+    got = plan_bytes(transfer, catalog, hub.hf_url, file_ids=[IDS_A[1]], modalities=("npz",))
+    assert got == (one, tars[0].stat().st_size)
     local = tmp_path / "local"
     fetch_file_ids(transfer, catalog, hub.hf_url, local, [IDS_A[1]], ("npz",))
     assert plan_bytes(transfer, catalog, hub.hf_url, file_ids=[IDS_A[1]], modalities=("npz",), local_dir=local)[0] == 0
+
+
+def test_member_digest_reads_back_what_arrived_out_of_order(tmp_path: Path) -> None:
+    from seamless_interaction.routes.members import _Digest
+
+    data = bytes(range(256)) * 40
+    tmp = tmp_path / "m.part"
+    tmp.write_bytes(data)
+    d = _Digest()
+    d.feed(memoryview(data)[5000:7000], 5000)  # ahead of the cursor: read back later
+    d.feed(memoryview(data)[:3000], 0)
+    d.feed(memoryview(data)[3000:5000], 3000)
+    assert d.finish(str(tmp), len(data)) == hashlib.sha256(data).hexdigest()

@@ -1,1 +1,4 @@
 """Access layer: reading local or remote data aligned in time, and the streaming loader."""
+
+__all__ = []
+

@@ -16,49 +16,76 @@ video is decoded only by :meth:`Participant.video_frames`.
 
 from __future__ import annotations
 
-import io
+import contextvars
 import json
 import logging
 import math
-import re
-import struct
+import numbers
 import warnings
-import zipfile
-import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Executor
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import Any, overload
 
 import numpy as np
 
 from seamless_interaction.base import formats
+from seamless_interaction.base.npz import NpzReader, Source, read_source
 
 from seamless_interaction.local import layout
 from seamless_interaction.constants import AUDIO_SAMPLE_RATE, HYPERNET_STRIDE, VAD_RATE
 from seamless_interaction.base.errors import IntegrityError, NotDownloadedError
 from seamless_interaction.base.ids import FileId, validate_interaction_key
-from seamless_interaction.access.video import VideoReader, decode_frames, probe_video, time_to_index
+from seamless_interaction.access.video import (VideoReader, VideoSize, decode_frames, open_window_decoder, probe_video,
+                                               time_to_index)
 
-try:  # optional: libdeflate (PyPI "deflate") inflates about 2x and checksums about 10x faster than zlib
-    import deflate as _libdeflate
-except ImportError:
-    _libdeflate = None
+__all__ = [
+    "EmptyMediaWarning",
+    "EmptySpanWarning",
+    "Interaction",
+    "Participant",
+    "check_span",
+    "load_interaction_data",
+    "open_interaction",
+    "open_participant",
+    "span_indices",
+    "windows",
+]
 
 logger = logging.getLogger(__name__)
 
-# A file given as a path, as its bytes, or as a callable opening a seekable binary file object.
-Source = Union[str, Path, bytes, Callable[[], IO[bytes]]]
+# Set while Interaction.window cuts its participants, which then leave the span warning to it.
+_warned_span: contextvars.ContextVar[bool] = contextvars.ContextVar("_warned_span", default=False)
+
 
 HYPERNET_KEY_SUFFIX = ":hypernet_features"
 MODALITIES = ("audio", "features", "vad", "words", "video")
+# What ``window`` returns unless asked: video is decoded only on request (it is the costly one).
+DEFAULT_WINDOW_MODALITIES = ("audio", "features", "vad", "words")
 
 
 class EmptyMediaWarning(UserWarning):
     """A placeholder bundle (58-byte WAV, 261/708-byte MP4, zero-length arrays) was read."""
+
+
+class EmptySpanWarning(UserWarning):
+    """A span that lies past the end of the recording: every modality comes back empty."""
+
+
+def check_span(start_s: float | None, end_s: float | None) -> None:
+    """ValueError naming the span unless both ends are finite (or None) and ``start_s <= end_s``."""
+    for t in (start_s, end_s):
+        if t is not None and not (isinstance(t, numbers.Real) and math.isfinite(t)):
+            raise ValueError(f"span [{start_s!r}, {end_s!r}): times must be finite numbers of seconds")
+    if start_s is not None and end_s is not None and start_s > end_s:
+        raise ValueError(f"span [{start_s!r}, {end_s!r}): start is after end")
+
+
+def _warn_past_end(what: str, start_s: float, end_s: float, duration_s: float) -> None:
+    if start_s >= duration_s:
+        warnings.warn(f"{what}: span [{start_s}, {end_s}) starts at or after the end of the recording "
+                      f"({duration_s:.3f} s); every modality is empty", EmptySpanWarning, stacklevel=3)
 
 
 def span_indices(start_s: float | None, end_s: float | None, rate: float | Fraction, length: int) -> tuple[int, int]:
@@ -77,8 +104,8 @@ def windows(duration_s: float, window_s: float, hop_s: float | None = None, *,
     ``duration_s``. Starts are computed as ``k * hop`` (not by accumulation) so they stay exact.
     """
     hop = window_s if hop_s is None else hop_s
-    if window_s <= 0 or hop <= 0:
-        raise ValueError(f"window_s and hop_s must be > 0, got {window_s!r} and {hop!r}")
+    if not (math.isfinite(window_s) and math.isfinite(hop)) or window_s <= 0 or hop <= 0:
+        raise ValueError(f"window_s and hop_s must be finite and > 0, got {window_s!r} and {hop!r}")
     out, k = [], 0
     while True:
         start = k * hop
@@ -90,346 +117,6 @@ def windows(duration_s: float, window_s: float, hop_s: float | None = None, *,
             break
         k += 1
     return out
-
-
-def _read_source(src: Source) -> bytes:
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        return bytes(src)
-    if callable(src):
-        with src() as fh:
-            return fh.read()
-    return Path(src).read_bytes()
-
-
-def _open_source(src: Source) -> IO[bytes]:
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        return io.BytesIO(bytes(src))
-    if callable(src):
-        return src()
-    return open(src, "rb")
-
-
-# ------------------------------------------------------------------------------------------------ npz
-@dataclass(frozen=True)
-class _Member:
-    name: str
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    fortran: bool
-    compressed: bool
-    data_offset: int | None  # absolute offset of the array bytes in the file (stored members only)
-
-
-@dataclass(frozen=True)
-class _ZipEntry:
-    """One member as the central directory describes it (plain zip only: see :func:`_zip_entries`)."""
-
-    name: str
-    method: int  # 0 stored, 8 DEFLATE
-    crc: int
-    compressed_size: int
-    size: int
-    data_start: int  # offset of the member's (compressed) bytes in the archive
-
-
-_EOCD = struct.Struct("<4sHHHHIIH")
-_CDIR = struct.Struct("<4sHHHHHHIIIHHHHHII")
-_LOCAL = struct.Struct("<4sHHHHHIIIHH")
-_NPY_HEADER = re.compile(
-    r"\{'descr': '([<>|=]?[a-zA-Z]\d*)', 'fortran_order': (True|False), 'shape': \(((?:\d+, ?)*\d*)\), *\} *\n?")
-
-
-def _zip_entries(buf: bytes) -> dict[str, _ZipEntry] | None:
-    """Members of a plain zip from its central directory, or None when anything is unusual.
-
-    None (the caller then uses :mod:`zipfile`, which handles or rejects it) for: no end record,
-    multi-disk or zip64 archives, encrypted members, members with a data descriptor (bit 3), methods
-    other than stored/DEFLATE, duplicate names, or offsets outside the buffer. ``np.savez`` writes a
-    zip64 extra into the *local* headers only; the central directory's sizes stay 32-bit and are
-    what is used here, so those files take this path.
-    """
-    n = len(buf)
-    pos = buf.rfind(b"PK\x05\x06", max(0, n - _EOCD.size - 0xFFFF))
-    if pos < 0 or pos + _EOCD.size > n:
-        return None
-    _, disk, cd_disk, _, count, cd_size, cd_off, _ = _EOCD.unpack_from(buf, pos)
-    if disk or cd_disk or count == 0xFFFF or cd_size == 0xFFFFFFFF or cd_off == 0xFFFFFFFF \
-            or cd_off + cd_size > pos:
-        return None
-    out: dict[str, _ZipEntry] = {}
-    p = cd_off
-    for _ in range(count):
-        if p + _CDIR.size > n:
-            return None
-        (sig, _, _, flags, method, _, _, crc, csize, size, name_len, extra_len, comment_len,
-         _, _, _, local) = _CDIR.unpack_from(buf, p)
-        if sig != b"PK\x01\x02" or flags & 0x9 or method not in (0, 8) or 0xFFFFFFFF in (csize, size, local):
-            return None
-        name = bytes(buf[p + _CDIR.size:p + _CDIR.size + name_len]).decode("utf-8" if flags & 0x800 else "cp437")
-        p += _CDIR.size + name_len + extra_len + comment_len
-        if local + _LOCAL.size > n or name in out:
-            return None
-        lsig, *_, lname_len, lextra_len = _LOCAL.unpack_from(buf, local)
-        start = local + _LOCAL.size + lname_len + lextra_len
-        if lsig != b"PK\x03\x04" or start + csize > n or (method == 0 and csize != size):
-            return None
-        out[name] = _ZipEntry(name, method, crc, csize, size, start)
-    return out
-
-
-def _parse_npy_header(data: bytes | memoryview) -> tuple[tuple[int, ...], bool, np.dtype, int] | None:
-    """``(shape, fortran, dtype, header_length)`` of a .npy prefix in the canonical form numpy writes,
-    or None (the caller lets numpy parse it): other spellings, version 3 headers, structured or object
-    dtypes. A regex instead of ``np.lib.format``'s ``ast``-based parse: that parse costs as much as
-    inflating a small member."""
-    if len(data) < 10 or bytes(data[:6]) != b"\x93NUMPY" or data[6] not in (1, 2):
-        return None
-    if data[6] == 1:
-        hlen, start = int.from_bytes(data[8:10], "little"), 10
-    else:
-        hlen, start = int.from_bytes(data[8:12], "little"), 12
-    if len(data) < start + hlen:
-        return None
-    m = _NPY_HEADER.fullmatch(bytes(data[start:start + hlen]).decode("latin1"))
-    if m is None:
-        return None
-    dtype = np.dtype(m[1])
-    if dtype.hasobject:
-        return None
-    shape = tuple(int(x) for x in m[3].replace(" ", "").split(",") if x)
-    return shape, m[2] == "True", dtype, start + hlen
-
-
-def _inflate(buf: bytes, e: _ZipEntry, where: str) -> bytes | bytearray | memoryview:
-    """A member's bytes: one C call for DEFLATE (both backends release the GIL, so members inflate in
-    parallel threads), a zero-copy view for stored members; the CRC-32 is checked either way."""
-    raw = memoryview(buf)[e.data_start:e.data_start + e.compressed_size]
-    data: bytes | bytearray | memoryview
-    if e.method == 0:
-        data = raw
-    elif _libdeflate is not None:
-        try:  # a bytearray: the array can use it in place
-            data = _libdeflate.deflate_decompress(raw, e.size)
-        except _libdeflate.DeflateError as exc:
-            raise IntegrityError(f"{where}: member {e.name} does not inflate to {e.size} bytes ({exc})") from exc
-    else:
-        try:
-            data = zlib.decompress(raw, -15, max(e.size, 1))
-        except zlib.error as exc:
-            raise IntegrityError(f"{where}: member {e.name} does not inflate ({exc})") from exc
-    crc32 = zlib.crc32 if _libdeflate is None else _libdeflate.crc32
-    if len(data) != e.size or crc32(data) != e.crc:
-        raise IntegrityError(f"{where}: member {e.name} is corrupt (size or CRC-32 differs from the zip directory)")
-    return data
-
-
-def _decode_npy(data: bytes | bytearray | memoryview, where: str) -> np.ndarray:
-    """An owned, writable array from a whole .npy (in place for a bytearray, else a copy); pickled
-    (object) arrays are refused."""
-    head = _parse_npy_header(data[:4096])
-    if head is None:
-        try:
-            return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
-        except ValueError as exc:
-            raise IntegrityError(f"{where}: {exc}") from exc
-    shape, fortran, dtype, offset = head
-    count = math.prod(shape)
-    if len(data) != offset + count * dtype.itemsize:
-        raise IntegrityError(f"{where}: {len(data) - offset} array bytes, header says {shape} of {dtype}")
-    flat = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
-    arr = flat.reshape(shape, order="F" if fortran else "C")
-    return arr if isinstance(data, bytearray) else arr.copy(order="K")
-
-
-class NpzReader:
-    """Read npz arrays lazily: headers first, then only the rows asked for.
-
-    Stored (uncompressed, the CDN route's ``np.savez``) members of an npz on disk are memory-mapped.
-    DEFLATE members (``savez_compressed``, the archives) cannot be, so :meth:`rows` decompresses in
-    a stream that stops after the last requested row, and :meth:`arrays` (whole arrays, the loader's
-    path) inflates each member in one zlib call, optionally on a thread pool.
-    """
-
-    def __init__(self, source: Source, *, name: str = "npz"):
-        self._src = source
-        self._name = name
-        self._members: dict[str, _Member] | None = None
-
-    @property
-    def members(self) -> dict[str, _Member]:
-        if self._members is None:
-            self._members = self._scan()
-        return self._members
-
-    def keys(self) -> list[str]:
-        return list(self.members)
-
-    def shape(self, key: str) -> tuple[int, ...]:
-        return self._member(key).shape
-
-    def _member(self, key: str) -> _Member:
-        try:
-            return self.members[key]
-        except KeyError:
-            raise KeyError(f"{self._name}: no array {key!r}; it has {sorted(self.members)}") from None
-
-    def _held_bytes(self) -> bytes | None:
-        """The npz when the source is already in memory (the streaming loader's case)."""
-        return self._src if isinstance(self._src, bytes) else None
-
-    def _scan(self) -> dict[str, _Member]:
-        buf = self._held_bytes()
-        fast = self._scan_buffer(buf) if buf is not None else None
-        return fast if fast is not None else self._scan_zipfile()
-
-    def _scan_buffer(self, buf: bytes) -> dict[str, _Member] | None:
-        """Headers from the held bytes, inflating only each member's first block; None means unusual."""
-        entries = _zip_entries(buf)
-        if entries is None:
-            return None
-        out: dict[str, _Member] = {}
-        for e in entries.values():
-            if not e.name.endswith(".npy"):
-                continue
-            raw = memoryview(buf)[e.data_start:e.data_start + e.compressed_size]
-            if e.method == 0:
-                prefix: bytes | memoryview = raw[:4096]
-            else:
-                d, prefix, fed = zlib.decompressobj(-15), b"", 0
-                try:  # feed small slices: a whole-member input would be copied into unconsumed_tail
-                    while len(prefix) < 4096 and fed < len(raw):
-                        prefix += d.decompress(raw[fed:fed + 4096], 4096 - len(prefix))
-                        fed += 4096
-                except zlib.error:
-                    return None
-            head = _parse_npy_header(prefix)
-            if head is None:
-                return None
-            shape, fortran, dtype, hlen = head
-            out[e.name[:-4]] = _Member(e.name, shape, dtype, fortran, e.method != 0,
-                                       e.data_start + hlen if e.method == 0 else None)
-        return out
-
-    def _scan_zipfile(self) -> dict[str, _Member]:
-        out: dict[str, _Member] = {}
-        try:
-            with _open_source(self._src) as fh, zipfile.ZipFile(fh) as zf:
-                for info in zf.infolist():
-                    if not info.filename.endswith(".npy"):
-                        continue
-                    with zf.open(info) as member:
-                        shape, fortran, dtype = _read_npy_header(member)
-                        header_len = member.tell() if info.compress_type == zipfile.ZIP_STORED else None
-                    offset = None
-                    if info.compress_type == zipfile.ZIP_STORED:
-                        fh.seek(info.header_offset)
-                        local = fh.read(30)
-                        name_len = int.from_bytes(local[26:28], "little")
-                        extra_len = int.from_bytes(local[28:30], "little")
-                        offset = info.header_offset + 30 + name_len + extra_len + header_len
-                    out[info.filename[:-4]] = _Member(info.filename, shape, dtype, fortran,
-                                                      info.compress_type != zipfile.ZIP_STORED, offset)
-        except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
-            raise IntegrityError(f"{self._name}: not a readable npz ({exc})") from exc
-        return out
-
-    def rows(self, key: str, start: int | None = None, stop: int | None = None) -> np.ndarray:
-        """Rows ``[start, stop)`` of one array (a copy the caller owns)."""
-        m = self._member(key)
-        n = m.shape[0] if m.shape else 1
-        a = 0 if start is None else min(max(start, 0), n)
-        b = n if stop is None else min(max(stop, a), n)
-        if not m.shape or m.fortran or m.dtype.hasobject:
-            return self._full(key)[a:b] if m.shape else self._full(key)
-        row_shape = m.shape[1:]
-        row_bytes = int(np.prod(row_shape, dtype=np.int64)) * m.dtype.itemsize
-        if m.data_offset is not None and isinstance(self._src, (str, Path)):
-            mm = np.memmap(self._src, dtype=m.dtype, mode="r", offset=m.data_offset, shape=m.shape)
-            return np.array(mm[a:b])
-        with _open_source(self._src) as fh, zipfile.ZipFile(fh) as zf, zf.open(m.name) as member:
-            _read_npy_header(member)
-            _skip(member, a * row_bytes)
-            raw = member.read((b - a) * row_bytes)
-        if len(raw) != (b - a) * row_bytes:
-            raise IntegrityError(f"{self._name}: array {key!r} is shorter than its header says")
-        return np.frombuffer(raw, dtype=m.dtype).reshape((b - a, *row_shape)).copy()
-
-    def arrays(self, keys: Iterable[str] | None = None, *, executor: Executor | None = None
-               ) -> dict[str, np.ndarray]:
-        """Whole arrays of ``keys`` (default all), each an owned writable copy: the loader's fast path.
-
-        The npz is read once; with ``executor`` (a thread pool) members inflate concurrently, the
-        largest first. Archives that are not plain zips (see :func:`_zip_entries`) go through
-        :mod:`zipfile` instead.
-        """
-        return self.submit_arrays(keys, executor)()
-
-    def submit_arrays(self, keys: Iterable[str] | None = None, executor: Executor | None = None
-                      ) -> Callable[[], dict[str, np.ndarray]]:
-        """Start :meth:`arrays` on ``executor`` and return the call that waits for it (and raises its
-        errors), so a caller can read the next sample while this one inflates."""
-        buf = self._held_bytes()
-        if buf is None:
-            wanted = self.keys() if keys is None else list(keys)
-            members = [self._member(k) for k in wanted]
-            if len(set(wanted)) < len(self.members):
-                return lambda: self._arrays_zipfile(wanted, members)  # a subset of a file: do not read it all
-            try:
-                buf = _read_source(self._src)
-            except OSError as exc:
-                raise IntegrityError(f"{self._name}: not a readable npz ({exc})") from exc
-        entries = _zip_entries(buf)
-        if entries is None:
-            wanted = self.keys() if keys is None else list(keys)
-            members = [self._member(k) for k in wanted]
-            return lambda: self._arrays_zipfile(wanted, members)
-        # The directory names the members: no header scan needed before inflating.
-        names = [n for n in entries if n.endswith(".npy")]
-        wanted = [n[:-4] for n in names] if keys is None else list(keys)
-        missing = [k for k in wanted if k + ".npy" not in entries]
-        if missing:
-            raise KeyError(f"{self._name}: no array {missing[0]!r}; it has {sorted(n[:-4] for n in names)}")
-        where = self._name
-
-        def one(key: str) -> np.ndarray:
-            name = key + ".npy"
-            return _decode_npy(_inflate(buf, entries[name], where), f"{where}: {name}")
-
-        if executor is None:
-            return lambda: {key: one(key) for key in wanted}
-        futures = {key: executor.submit(one, key)  # largest first: the pool's threads finish together
-                   for key in sorted(set(wanted), key=lambda k: -entries[k + ".npy"].size)}
-        return lambda: {key: futures[key].result() for key in wanted}
-
-    def _arrays_zipfile(self, wanted: list[str], members: list[_Member]) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
-        try:
-            with _open_source(self._src) as fh, zipfile.ZipFile(fh) as zf:
-                for key, m in zip(wanted, members):
-                    with zf.open(m.name) as member:
-                        out[key] = np.lib.format.read_array(member, allow_pickle=False)
-        except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
-            raise IntegrityError(f"{self._name}: not a readable npz ({exc})") from exc
-        return out
-
-    def _full(self, key: str) -> np.ndarray:
-        with _open_source(self._src) as fh, np.load(fh, allow_pickle=False) as npz:
-            return npz[key]
-
-
-def _read_npy_header(fh: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
-    version = np.lib.format.read_magic(fh)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(fh)
-    return np.lib.format.read_array_header_2_0(fh)
-
-
-def _skip(fh: IO[bytes], n: int) -> None:
-    while n > 0:
-        chunk = fh.read(min(n, 1 << 22))
-        if not chunk:
-            return
-        n -= len(chunk)
 
 
 # ------------------------------------------------------------------------------------------ participant
@@ -445,15 +132,16 @@ class Participant:
         self._src = dict(sources)
         self._wav_header_only = wav_header_only
         self._npz = NpzReader(self._src["npz"], name=f"{file_id}.npz") if "npz" in self._src else None
+        self._video_dec: tuple[tuple, Any] | None = None
 
     @classmethod
-    def from_paths(cls, file_id: str, paths: Mapping[str, Path | str]) -> "Participant":
+    def from_paths(cls, file_id: str, paths: Mapping[str, Path | str]) -> Participant:
         """``paths`` keyed by extension (wav, mp4, npz, json); absent or non-existent ones are left out."""
         return cls(file_id, {ext: Path(p) for ext, p in paths.items() if p is not None and Path(p).exists()})
 
     @classmethod
     def from_sources(cls, file_id: str, sources: Mapping[str, Source], *, wav_header_only: bool = False
-                     ) -> "Participant":
+                     ) -> Participant:
         return cls(file_id, sources, wav_header_only=wav_header_only)
 
     def __repr__(self) -> str:
@@ -474,12 +162,13 @@ class Participant:
         if "wav" not in self._src:
             return None
         src = self._src["wav"]
+        size: int | None
         if isinstance(src, (str, Path)):
             size = Path(src).stat().st_size
             with open(src, "rb") as fh:
                 head = fh.read(1 << 16)
         else:
-            head = _read_source(src)
+            head = read_source(src)
             size = None if self._wav_header_only else len(head)
         return formats.read_wav_info(head, name=f"{self.file_id}.wav", total_size=size)
 
@@ -547,6 +236,7 @@ class Participant:
     # ---- modalities
     def audio(self, start_s: float | None = None, end_s: float | None = None) -> np.ndarray:
         """float32 samples at the WAV's native rate; ``(n,)`` mono or ``(n, channels)``."""
+        check_span(start_s, end_s)
         src = self._need("wav")
         if self._wav_header_only:
             raise NotDownloadedError(f"{self.file_id}: only the WAV header was read; request the audio modality")
@@ -568,7 +258,7 @@ class Participant:
                     fh.seek(lo)
                     raw = fh.read(hi - lo)
             else:
-                raw = _read_source(src)[lo:hi]
+                raw = read_source(src)[lo:hi]
             out = formats.pcm_to_float(raw, info, f"{self.file_id}.wav").astype(np.float32, copy=True)
             return out
         return out.reshape(-1, info.channels) if info.channels > 1 else out
@@ -585,6 +275,7 @@ class Participant:
     def features(self, keys: Iterable[str] | None = None, start_s: float | None = None,
                  end_s: float | None = None) -> dict[str, np.ndarray]:
         """``"group:feature" -> rows in the span``; hypernet features are cut at frame_rate/15."""
+        check_span(start_s, end_s)
         if self._npz is None:
             raise NotDownloadedError(f"{self.file_id}: no local .npz file; download the bundle first")
         wanted = list(self._npz.keys() if keys is None else keys)
@@ -604,7 +295,7 @@ class Participant:
 
     @cached_property
     def json(self) -> dict[str, Any]:
-        raw = _read_source(self._need("json"))
+        raw = read_source(self._need("json"))
         try:
             doc = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -618,6 +309,7 @@ class Participant:
 
     def vad_mask(self, rate: int = VAD_RATE, start_s: float | None = None, end_s: float | None = None) -> np.ndarray:
         """Boolean speech mask; cell k covers ``[k/rate, (k+1)/rate)``; segments are cut like any span."""
+        check_span(start_s, end_s)
         total = math.ceil(self.duration_s * rate - 1e-6)
         mask = np.zeros(total, dtype=bool)
         for seg in self.vad_segments():
@@ -641,6 +333,7 @@ class Participant:
 
         Words whose times are null are never placed on the clock; see :meth:`untimed_words`.
         """
+        check_span(start_s, end_s)
         lo = -math.inf if start_s is None else start_s
         hi = math.inf if end_s is None else end_s
         return [w for w in self._all_words()
@@ -650,22 +343,63 @@ class Participant:
         """Words with a null start or end (WhisperX could not align them), with their ``segment`` index."""
         return [w for w in self._all_words() if w.get("start") is None or w.get("end") is None]
 
-    def annotations(self, kind: str | None = None) -> dict[str, list] | list:
+    @overload
+    def annotations(self, kind: None = None) -> dict[str, list[Any]]: ...
+
+    @overload
+    def annotations(self, kind: str) -> list[Any]: ...
+
+    def annotations(self, kind: str | None = None) -> dict[str, list[Any]] | list[Any]:
         """All ``{kind: records}`` present, or the records of one kind (``[]`` when absent)."""
         found = {k.split(":", 1)[1]: v for k, v in self.json.items() if k.startswith("annotations:")}
         return found if kind is None else list(found.get(kind, []))
 
     def video_frames(self, start_s: float, end_s: float) -> np.ndarray:
         """uint8 RGB ``(T, H, W, 3)`` of frames in the span, decoded from the keyframe before ``start_s``."""
+        check_span(start_s, end_s)
         return decode_frames(self._need("mp4"), start_s, end_s, frame_rate=self.frame_rate,
                              name=f"{self.file_id}.mp4")
 
-    def window(self, start_s: float, end_s: float, modalities: Sequence[str] = MODALITIES, *,
-               feature_keys: Iterable[str] | None = None, vad_rate: int = VAD_RATE) -> dict[str, Any]:
-        """Every requested modality for one span, as a dict keyed by modality name plus ``file_id``."""
+    def video_window(self, start_s: float, end_s: float, *, fps: float | Fraction | None = None,
+                     size: VideoSize = None, channels_first: bool = False, device: str = "cpu"):
+        """Frames of ``[start_s, end_s)``: frame k is the last frame shown at ``start_s + k / fps``
+        (``fps`` defaults to the file's own rate), scaled to ``size`` (None native, an int the short
+        side, or ``(height, width)``) in display orientation; uint8 ``(T, H, W, 3)`` (``(T, 3, H, W)``
+        with ``channels_first``), a numpy array on the CPU or a CUDA tensor with ``device="cuda"``.
+
+        The decoder stays open between calls with the same settings, so consecutive windows continue
+        decoding instead of seeking; :meth:`close` releases it.
+        """
+        key = (None if fps is None else Fraction(fps), size if not isinstance(size, list) else tuple(size),
+               bool(channels_first), str(device))
+        if self._video_dec is None or self._video_dec[0] != key:
+            self.close()
+            dec = open_window_decoder(self._need("mp4"), device=str(device), name=f"{self.file_id}.mp4", fps=fps,
+                                      size=size, channels_first=channels_first)
+            self._video_dec = (key, dec)
+        return self._video_dec[1].window(start_s, end_s)
+
+    def close(self) -> None:
+        """Release the open video decoder, if any (other modalities hold nothing open)."""
+        if self._video_dec is not None:
+            self._video_dec[1].close()
+            self._video_dec = None
+
+    def window(self, start_s: float, end_s: float, modalities: Sequence[str] = DEFAULT_WINDOW_MODALITIES, *,
+               feature_keys: Iterable[str] | None = None, vad_rate: int = VAD_RATE,
+               video_fps: float | Fraction | None = None, video_size: VideoSize = None,
+               video_channels_first: bool = False, video_device: str = "cpu") -> dict[str, Any]:
+        """Every requested modality for one span, as a dict keyed by modality name plus ``file_id``.
+
+        ``"video"`` is decoded only when listed (see :meth:`video_window` for its options). A span past
+        the end of the recording gives empty modalities and an :class:`EmptySpanWarning`.
+        """
         unknown = set(modalities) - set(MODALITIES)
         if unknown:
             raise ValueError(f"unknown modalities {sorted(unknown)}; expected some of {list(MODALITIES)}")
+        check_span(start_s, end_s)
+        if not _warned_span.get():
+            _warn_past_end(self.file_id, start_s, end_s, self.duration_s)
         out: dict[str, Any] = {"file_id": self.file_id, "start_s": start_s, "end_s": end_s}
         if "audio" in modalities:
             out["audio"] = self.audio(start_s, end_s)
@@ -676,7 +410,8 @@ class Participant:
         if "words" in modalities:
             out["words"] = self.words(start_s, end_s)
         if "video" in modalities:
-            out["video"] = self.video_frames(start_s, end_s)
+            out["video"] = self.video_window(start_s, end_s, fps=video_fps, size=video_size,
+                                             channels_first=video_channels_first, device=video_device)
         return out
 
 
@@ -697,19 +432,34 @@ class Interaction:
         """The shortest participant's duration: the span both can fill."""
         return min(p.duration_s for p in self.participants)
 
-    def window(self, start_s: float, end_s: float, modalities: Sequence[str] = MODALITIES, **kwargs) -> dict:
-        """``{"key", "start_s", "end_s", "participants": [per-participant window, ...]}`` for one span."""
-        return {"key": self.key, "start_s": start_s, "end_s": end_s,
-                "participants": [p.window(start_s, end_s, modalities, **kwargs) for p in self.participants]}
+    def window(self, start_s: float, end_s: float, modalities: Sequence[str] = DEFAULT_WINDOW_MODALITIES,
+               **kwargs) -> dict:
+        """``{"key", "start_s", "end_s", "participants": [per-participant window, ...]}`` for one span;
+        keyword options as :meth:`Participant.window` (``video_size``, ``video_fps``, ...).
+
+        A span past the end of the interaction gives empty modalities and an :class:`EmptySpanWarning`.
+        """
+        check_span(start_s, end_s)
+        _warn_past_end(self.key, start_s, end_s, self.duration_s)
+        token = _warned_span.set(True)  # one warning for the interaction, not one per participant
+        try:
+            parts = [p.window(start_s, end_s, modalities, **kwargs) for p in self.participants]
+        finally:
+            _warned_span.reset(token)
+        return {"key": self.key, "start_s": start_s, "end_s": end_s, "participants": parts}
 
     def windows(self, window_s: float, hop_s: float | None = None, **kwargs) -> list[tuple[float, float]]:
         return windows(self.duration_s, window_s, hop_s, **kwargs)
+
+    def close(self) -> None:
+        for p in self.participants:
+            p.close()
 
 
 # ------------------------------------------------------------------------------------------ openers
 def _bundle_from_catalog(local_dir: Path, file_id: str, catalog) -> dict[str, Path]:
     rec = catalog.record(file_id)
-    paths = layout.bundle_paths(local_dir, rec.label, rec.split, rec.batch, rec.archive, file_id)
+    paths = layout.bundle_paths(local_dir, rec.ref, file_id)
     return {ext: p for ext, p in paths.items() if p.exists()}
 
 

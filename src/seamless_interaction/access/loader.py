@@ -33,7 +33,6 @@ without converting them. So at most one participant beyond the join buffer is he
 from __future__ import annotations
 
 import io
-import logging
 import os
 import random
 import re
@@ -44,7 +43,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -57,17 +56,29 @@ except ImportError as exc:  # torch is an optional extra
 
 from seamless_interaction.access.aligned import (EmptyMediaWarning, Interaction, NpzReader, Participant, span_indices,
                                          windows)
+from seamless_interaction.access.video import VideoSize, open_window_decoder
 from seamless_interaction.constants import VAD_RATE
-from seamless_interaction.base.errors import IntegrityError, TransferError
 from seamless_interaction.base.config import DatasetConfig
+from seamless_interaction.base.errors import IntegrityError, SeamlessError, TransferError
+from seamless_interaction.base.tarfmt import iter_tar
 from seamless_interaction.remote.transfer import Transfer
 from seamless_interaction.remote.urls import hub_archive_url
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "Shard",
+    "ShardWarning",
+    "WindowDataset",
+    "collate_windows",
+    "iter_members",
+    "iter_samples",
+    "resolve_shards",
+]
 
-LOADER_MODALITIES = ("features", "audio", "vad", "words")
+LOADER_MODALITIES = ("features", "audio", "vad", "words", "video")
 RANGE_SKIP_MIN = 1 << 20  # over HTTP, skips larger than this reopen the stream at an offset (Range)
 WAV_HEAD_BYTES = 4096
+# What a bad member can raise while it is decoded (corrupt npz/json/wav/mp4): its sample is skipped.
+_SAMPLE_ERRORS = (SeamlessError, KeyError, ValueError, TypeError, AttributeError, OSError, EOFError, zlib.error)
 _SHARD_RE = re.compile(r"(?P<label>[a-z]+)/(?P<split>[a-z]+)/(?P<batch>\d{4})/(?P<archive>\d{4})\.tar$")
 
 
@@ -91,7 +102,7 @@ class Shard:
         return self.location.startswith(("http://", "https://"))
 
     @classmethod
-    def parse(cls, location: str | Path) -> "Shard":
+    def parse(cls, location: str | Path) -> Shard:
         loc = str(location)
         m = _SHARD_RE.search(loc.split("?", 1)[0])
         if m is None:
@@ -108,7 +119,9 @@ def resolve_shards(sources: Iterable[Any] | str | Path | tuple, *, catalog=None,
         sources = [sources]
     out: list[Shard] = []
     for src in sources:
-        if isinstance(src, tuple):
+        if isinstance(src, Shard):
+            out.append(src)
+        elif isinstance(src, tuple):
             label, split, batches = src
             if catalog is None or hf_url is None:
                 raise ValueError(f"source {src!r} needs catalog= and hf_url= to list its archives")
@@ -118,6 +131,34 @@ def resolve_shards(sources: Iterable[Any] | str | Path | tuple, *, catalog=None,
         else:
             out.append(Shard.parse(src))
     return out
+
+
+def _file_selection(sources: Any, catalog, hf_url: str | None, dyadic: bool
+                    ) -> tuple[Any, frozenset[str] | None]:
+    """File ids given as sources (a list of ids, or a table with a ``file_id`` column such as a
+    ``fs.query`` result) become the Hub shards that hold them plus the set of ids to keep; a
+    dyadic dataset keeps both partners of each selected interaction. Other sources pass through."""
+    ids: list[str] | None = None
+    names = getattr(sources, "column_names", None) or list(getattr(sources, "columns", []) or [])
+    if "file_id" in names:
+        col = sources["file_id"]
+        ids = [str(f) for f in (col.to_pylist() if hasattr(col, "to_pylist") else list(col)) if f is not None]
+    elif isinstance(sources, (list, tuple)) and sources and all(
+            isinstance(x, str) and _FILE_ID_RE.match(x) for x in sources):
+        ids = list(sources)
+    if ids is None:
+        return sources, None
+    if catalog is None or hf_url is None:
+        raise ValueError("file ids as sources need catalog= and hf_url= to find the archives holding them")
+    keep = set(ids)
+    if dyadic:
+        keep |= {p for f in ids for p in catalog.interaction_file_ids(f[:19])}
+    refs = sorted({(r.label, r.split, r.batch, r.archive) for r in map(catalog.record, keep)})
+    shards = [Shard(hub_archive_url(hf_url, *ref), ref[0], ref[1], ref[2], ref[3]) for ref in refs]
+    return shards, frozenset(keep)
+
+
+_FILE_ID_RE = re.compile(r"^V\d{2}_S\d{4}_I\d{8}_P\d{4}[A-Z]?$")
 
 
 def _looks_like_shard(text: str) -> bool:
@@ -142,7 +183,8 @@ class _LocalReader:
 
     def opener(self, offset: int, size: int) -> Callable[[], IO[bytes]]:
         path = self.path
-        return lambda: _SubFile(open(path, "rb"), offset, size)
+        # A RawIOBase is a binary file object at run time; typeshed does not count it as IO[bytes].
+        return lambda: cast(IO[bytes], _SubFile(open(path, "rb"), offset, size))
 
     def size_ok(self, end: int) -> bool:
         return end <= os.fstat(self._fh.fileno()).st_size
@@ -280,79 +322,34 @@ class _HttpRangeFile(_MemberView):
         return len(data)
 
 
-# ------------------------------------------------------------------------------------------ tar parsing
-def _tar_number(field: bytes) -> int:
-    if field and field[0] & 0x80:  # base-256 (GNU) for sizes >= 8 GiB
-        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
-    text = field.split(b"\0", 1)[0].strip()
-    return int(text, 8) if text else 0
-
-
-def _pax_records(data: bytes) -> dict[str, str]:
-    out, pos = {}, 0
-    while pos < len(data):
-        sp = data.index(b" ", pos)
-        length = int(data[pos:sp])
-        key, _, value = data[sp + 1:pos + length - 1].partition(b"=")
-        out[key.decode("utf-8")] = value.decode("utf-8")
-        pos += length
-    return out
-
-
+# ------------------------------------------------------------------------------------------ tar members
 def iter_members(reader, want: Callable[[str, str], str], where: str) -> Iterator[tuple[str, str, Any]]:
     """Yield ``(file_id, ext, payload)`` for every regular member; ``want(file_id, ext)`` says how to take it:
     ``"data"`` (bytes), ``"head"`` (the first WAV_HEAD_BYTES), ``"open"`` (an opener of a seekable
-    view) or ``"skip"`` (payload None). Raises IntegrityError on a bad header or a truncated member."""
-    pax: dict[str, str] = {}
-    long_name: str | None = None
-    while True:
-        header = reader.read(512)
-        if len(header) == 0:
-            return  # tolerate a missing end-of-archive marker
-        if len(header) < 512:
-            raise IntegrityError(f"{where}: truncated tar header at byte {reader.pos - len(header)}")
-        if header == b"\0" * 512:
-            return
-        stored = _tar_number(header[148:156])
-        if stored != sum(header[:148]) + 256 + sum(header[156:]):
-            raise IntegrityError(f"{where}: corrupt tar header at byte {reader.pos - 512}")
-        size = _tar_number(header[124:136])
-        kind = header[156:157]
-        name = header[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
-        if header[257:262] == b"ustar" and header[345:500].strip(b"\0"):
-            name = header[345:500].split(b"\0", 1)[0].decode("utf-8", "replace") + "/" + name
-        padded = (size + 511) // 512 * 512
-        if kind in (b"x", b"g", b"L"):
-            data = reader.read(padded)
-            if len(data) < padded:
-                raise IntegrityError(f"{where}: truncated tar extended header at byte {reader.pos}")
-            if kind == b"x":
-                pax = _pax_records(data[:size])
-            elif kind == b"L":
-                long_name = data[:size].split(b"\0", 1)[0].decode("utf-8", "replace")
+    view) or ``"skip"`` (payload None). Headers are read by :func:`~seamless_interaction.base.tarfmt.iter_tar`;
+    raises IntegrityError on a bad header (not a tar) or a truncated member."""
+    def read_at(offset: int, n: int) -> bytes:
+        # iter_tar asks for growing offsets; what lies between (bodies not taken, padding) is skipped.
+        if offset < reader.pos:
+            raise IntegrityError(f"{where}: tar reader asked to go back to byte {offset} from {reader.pos}")
+        if offset > reader.pos:
+            reader.skip(offset - reader.pos)
+        return reader.read(n)
+
+    for member in iter_tar(read_at, where=where):
+        if not member.is_file:
             continue
-        name = pax.get("path", long_name or name)
-        size = int(pax.get("size", size))
-        padded = (size + 511) // 512 * 512
-        pax, long_name = {}, None
-        if kind not in (b"0", b"\0", b"7"):
-            reader.skip(padded)
-            continue
-        base = name.rsplit("/", 1)[-1]
-        file_id, _, ext = base.partition(".")
+        name, size, start = member.name, member.size, member.offset_data
+        file_id, _, ext = name.rsplit("/", 1)[-1].partition(".")
         how = want(file_id, ext)
-        start = reader.pos
         if how == "data":
             payload: Any = reader.read(size)
             if len(payload) < size:
                 raise IntegrityError(f"{where}: member {name} truncated ({len(payload)} of {size} bytes)")
-            reader.skip(padded - size)
         elif how == "head":
             payload = reader.read(min(size, WAV_HEAD_BYTES))
-            reader.skip(padded - len(payload))
         else:
             payload = reader.opener(start, size) if how == "open" else None
-            reader.skip(padded)
         if not reader.size_ok(start + size):
             raise IntegrityError(f"{where}: member {name} runs past the end of the file")
         yield file_id, ext, payload
@@ -387,7 +384,7 @@ class WindowDataset(IterableDataset):
 
     Each item: ``{"key", "file_ids", "start_s", "end_s", "participants": [{"file_id", "features":
     {key: rows}, "audio": samples, "vad": mask, "words": [...]}, ...]}`` with only the requested
-    modalities (``"features"``, ``"audio"``, ``"vad"``, ``"words"``). Use :func:`collate_windows`.
+    modalities (``"features"``, ``"audio"``, ``"vad"``, ``"words"``, ``"video"``). Use :func:`collate_windows`.
 
     Args:
         sources: shard paths or URLs, or ``(label, split, batches)`` tuples (need ``catalog`` and ``hf_url``).
@@ -403,6 +400,19 @@ class WindowDataset(IterableDataset):
             and 1 (no thread) inside a DataLoader worker, where the workers already use the cores.
         transfer: the :class:`~seamless_interaction.remote.transfer.Transfer` for HTTP shards (its
             token scope, retries and resolves); by default one per iteration, from the environment.
+        video_fps: frames per second of the ``"video"`` windows (default: each file's own rate); frame k
+            is the last frame shown at ``start + k / video_fps``.
+        video_size: short side in pixels (default 224), or ``(height, width)`` (stretches, as
+            torchvision's ``Resize``), or None for the native size; of the displayed (rotated) frame.
+        video_channels_first: video windows ``(T, 3, H, W)`` instead of ``(T, H, W, 3)``.
+        video_device: ``"cpu"`` (PyAV) or ``"cuda"`` (NVDEC through PyNvVideoCodec, the ``gpu`` extra;
+            frames stay on the GPU; DataLoader workers must use the ``spawn`` start method).
+        video_threads: FFmpeg threads per decoder; default 0 (FFmpeg's choice) in the main process and
+            1 in a DataLoader worker.
+    Participants whose mp4 has no video stream or cannot be read (placeholders) are skipped with a
+    warning when ``"video"`` is requested. With ``shuffle``, every window in the shuffle buffer holds its
+    frames (4 s at 30 fps and 224x398 is about 32 MB; on the GPU with ``video_device="cuda"``), so keep
+    ``shuffle_buffer`` small (tens) when asking for video.
     """
 
     def __init__(self, sources, modalities: Sequence[str] = ("features",), window_s: float = 4.0,
@@ -410,11 +420,15 @@ class WindowDataset(IterableDataset):
                  strict: bool = False, catalog=None, feature_keys: Sequence[str] | None = None, *,
                  hf_url: str | None = None, rank: int | None = None, world_size: int | None = None,
                  drop_last: bool = True, max_pending: int = 256, shuffle_buffer: int = 512,
-                 transfer: Transfer | None = None, vad_rate: int = VAD_RATE, decode_threads: int | None = None):
+                 transfer: Transfer | None = None, vad_rate: int = VAD_RATE, decode_threads: int | None = None,
+                 video_fps: float | None = None, video_size: VideoSize = 224, video_channels_first: bool = False,
+                 video_device: str = "cpu", video_threads: int | None = None):
         super().__init__()
         bad = set(modalities) - set(LOADER_MODALITIES)
         if bad:
             raise ValueError(f"unknown modalities {sorted(bad)}; the loader supports {list(LOADER_MODALITIES)}")
+        sources, self._selected = _file_selection(sources, catalog, hf_url, dyadic)
+        windows(1.0, window_s, hop_s)  # ValueError now, naming them, for a window or hop <= 0, NaN or inf
         self.shards = resolve_shards(sources, catalog=catalog, hf_url=hf_url)
         self.modalities = tuple(modalities)
         self.window_s, self.hop_s = window_s, hop_s
@@ -426,7 +440,16 @@ class WindowDataset(IterableDataset):
         self._transfer = transfer
         self._own_transfer: Transfer | None = None
         self.decode_threads = decode_threads
+        self.video = {"fps": video_fps, "size": video_size, "channels_first": video_channels_first,
+                      "device": str(video_device), "threads": video_threads}
+        if "video" in self.modalities:
+            open_window_decoder(b"", **self._video_options(0))  # validates the options (opens nothing)
         self.epoch = 0
+
+    def _video_options(self, threads: int) -> dict[str, Any]:
+        v = self.video
+        return {"device": v["device"], "fps": v["fps"], "size": v["size"], "channels_first": v["channels_first"],
+                "threads": threads if v["threads"] is None else v["threads"]}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -445,7 +468,8 @@ class WindowDataset(IterableDataset):
         if shard.batch is None:
             raise ValueError(f"{shard.location}: not a {{label}}/{{split}}/{{batch}}/{{archive}}.tar path; "
                              "the catalog cannot say what it holds")
-        return list(self.catalog.archive_file_ids(shard.label, shard.split, shard.batch, shard.archive))
+        ids = self.catalog.archive_file_ids(shard.label, shard.split, shard.batch, shard.archive)
+        return [f for f in ids if self._selected is None or f in self._selected]
 
     def plan(self, worker: int, world: int) -> tuple[list[list[Shard]], Callable[[str], bool], dict[str, int]]:
         """(shard groups in read order, ownership test on a unit, expected participants per unit)."""
@@ -526,6 +550,8 @@ class WindowDataset(IterableDataset):
 
     def _problem(self, message: str, exc: Exception | None = None) -> None:
         if self.strict:
+            if isinstance(exc, TransferError):
+                raise TransferError(message, url=exc.url, status=exc.status) from exc
             raise IntegrityError(message) from exc
         warnings.warn(message, ShardWarning, stacklevel=3)
 
@@ -540,13 +566,18 @@ class WindowDataset(IterableDataset):
                 if owned(self._unit(file_id)):
                     yield (Participant.from_sources(file_id, parts, wav_header_only="audio" not in self.modalities),
                            parts)
-        except (IntegrityError, TransferError, OSError) as exc:
-            self._problem(f"{shard.location}: {exc}; rest of the shard skipped", exc)
+        except (SeamlessError, OSError) as exc:
+            # Not a tar (an HTML error page saved as .tar, random bytes), truncated, unreachable: the
+            # participants read so far stand, the rest of this shard is skipped, the next shard is read.
+            text = str(exc)
+            named = text if shard.location in text else f"{shard.location}: {text}"
+            self._problem(f"{named}; rest of the shard skipped", exc)
         finally:
             if reader is not None:
                 reader.close()
 
-    def _start(self, p: Participant, parts: dict, pool: Executor | None) -> Callable[[], dict[str, Any] | None]:
+    def _start(self, p: Participant, parts: dict, pool: Executor | None, where: str = ""
+               ) -> Callable[[], dict[str, Any] | None]:
         """Check a participant and start inflating its features; the returned call waits for them.
 
         The result is what its windows are cut from: ``features`` (the requested arrays, each inflated
@@ -554,6 +585,8 @@ class WindowDataset(IterableDataset):
         cannot be used (a warning, or an error in strict mode, raised by the returned call so that
         problems surface in stream order).
         """
+        name = f"{where}: {p.file_id}" if where else p.file_id
+
         def fail(message: str, exc: Exception | None = None) -> Callable[[], None]:
             return lambda: self._problem(message, exc)
 
@@ -561,14 +594,21 @@ class WindowDataset(IterableDataset):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", EmptyMediaWarning)
                 if p.is_placeholder or not p.frame_rate or p.duration_s <= 0:
-                    return fail(f"{p.file_id}: placeholder or empty media; skipped")
+                    return fail(f"{name}: placeholder or empty media; skipped")
+            if "video" in self.modalities:
+                if "mp4" not in parts:
+                    return fail(f"{name}: no mp4 member; skipped")
+                if p.video_info is None:
+                    return fail(f"{name}: the mp4 has no video stream; skipped")
             pending = None
             if "features" in self.modalities:
                 if "npz" not in parts:
-                    return fail(f"{p.file_id}: no npz member; skipped")
+                    return fail(f"{name}: no npz member; skipped")
                 pending = NpzReader(parts["npz"], name=f"{p.file_id}.npz").submit_arrays(self.feature_keys, pool)
-        except (IntegrityError, KeyError, ValueError) as exc:
-            return fail(f"{p.file_id}: {exc}; skipped", exc)
+            if "vad" in self.modalities or "words" in self.modalities:
+                p.json  # noqa: B018 - parse now: a corrupt json member skips its sample, not the stream
+        except _SAMPLE_ERRORS as exc:
+            return fail(f"{name}: {exc}; skipped", exc)
 
         def finish() -> dict[str, Any] | None:
             try:
@@ -576,15 +616,23 @@ class WindowDataset(IterableDataset):
                 if pending is not None:
                     got = pending()
                     if any(len(v) == 0 for v in got.values()):
-                        self._problem(f"{p.file_id}: zero-length feature arrays; skipped")
+                        self._problem(f"{name}: zero-length feature arrays; skipped")
                         return None
                     out["features"] = got
                     out["rates"] = {k: float(p.feature_rate(k)) for k in got}
                 if "audio" in self.modalities:
                     out["audio"] = _audio_track(p, parts.get("wav"))
+                # Cut once over the whole span so that a malformed json (segments that are not records)
+                # fails here, per sample, and not halfway through its windows.
+                if "vad" in self.modalities:
+                    p.vad_mask(self.vad_rate)
+                if "words" in self.modalities:
+                    p.words()
+                if "video" in self.modalities:
+                    out["mp4"] = parts["mp4"]  # opened when its first window is cut
                 return out
-            except (IntegrityError, KeyError, ValueError) as exc:
-                self._problem(f"{p.file_id}: {exc}; skipped", exc)
+            except _SAMPLE_ERRORS as exc:
+                self._problem(f"{name}: {exc}; skipped", exc)
                 return None
 
         return finish
@@ -596,7 +644,7 @@ class WindowDataset(IterableDataset):
         ahead: deque[tuple[Participant, Callable[[], dict[str, Any] | None]]] = deque()
         for shard in shards:
             for p, parts in self._read_shard(shard, owned):
-                ahead.append((p, self._start(p, parts, pool)))
+                ahead.append((p, self._start(p, parts, pool, shard.location)))
                 if len(ahead) > 1:
                     q, finish = ahead.popleft()
                     yield q, finish()
@@ -605,6 +653,26 @@ class WindowDataset(IterableDataset):
             yield q, finish()
 
     def _window_items(self, group: list[tuple[Participant, dict]]) -> Iterator[dict]:
+        decoders: dict[str, Any] = {}
+        try:
+            yield from self._cut_group(group, decoders)
+        except IntegrityError as exc:  # a video that stops decoding part-way
+            self._problem(f"{group[0][0].file_id[:19]}: {exc}; its remaining windows skipped", exc)
+        finally:
+            for dec in decoders.values():
+                dec.close()
+
+    def _video_window(self, p: Participant, data: dict, decoders: dict, start: float, end: float):
+        """One participant's frames; its decoder stays open across its windows (consecutive windows
+        continue decoding instead of seeking)."""
+        dec = decoders.get(p.file_id)
+        if dec is None:
+            threads = 0 if get_worker_info() is None else 1
+            dec = decoders[p.file_id] = open_window_decoder(data["mp4"], name=f"{p.file_id}.mp4",
+                                                            **self._video_options(threads))
+        return dec.window(start, end)
+
+    def _cut_group(self, group: list[tuple[Participant, dict]], decoders: dict) -> Iterator[dict]:
         loaded = {p.file_id: data for p, data in group}
         it = Interaction(self._unit(group[0][0].file_id), [p for p, _ in group])
         for start, end in windows(it.duration_s, self.window_s, self.hop_s, drop_last=self.drop_last):
@@ -621,6 +689,8 @@ class WindowDataset(IterableDataset):
                     d["vad"] = p.vad_mask(self.vad_rate, start, end)
                 if "words" in self.modalities:
                     d["words"] = p.words(start, end)
+                if "video" in self.modalities:
+                    d["video"] = self._video_window(p, data, decoders, start, end)
                 parts.append(d)
             yield {"key": it.key, "file_ids": [p.file_id for p in it.participants], "start_s": start,
                    "end_s": end, "participants": parts}
@@ -662,17 +732,28 @@ class WindowDataset(IterableDataset):
         if threads is None:
             threads = 2 if get_worker_info() is None else 1
         pool = ThreadPoolExecutor(threads, thread_name_prefix="npz-inflate") if threads > 1 else None
+        short: list[str] = []  # units too short for one window: said once at the end, not silently dropped
         try:
             for group in self._groups(read_groups, owned, dict(expected), pool):
+                n = 0
                 for item in self._window_items(group):
+                    n += 1
                     if not self.shuffle:
                         yield item
                         continue
                     buf.append(item)
                     if len(buf) >= self.shuffle_buffer:
                         yield buf.pop(rng.randrange(len(buf)))
+                if n == 0:
+                    short.append(f"{self._unit(group[0][0].file_id)} "
+                                 f"({min(p.duration_s for p, _ in group):.2f} s)")
             rng.shuffle(buf)
             yield from buf
+            if short:
+                unit = "interaction(s)" if self.dyadic else "file id(s)"
+                warnings.warn(f"{len(short)} {unit} shorter than window_s={self.window_s} gave no windows "
+                              f"(e.g. {', '.join(short[:3])}); lower window_s or pass drop_last=False",
+                              ShardWarning, stacklevel=2)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -711,7 +792,9 @@ def _audio_track(p: Participant, wav: Any) -> np.ndarray | None:
 def _cut_audio(track: np.ndarray, p: Participant, start: float, end: float) -> np.ndarray:
     if len(track) == 0:
         warnings.warn(f"{p.file_id}: audio is empty (placeholder media)", EmptyMediaWarning, stacklevel=3)
-    a, b = span_indices(start, end, p.wav_info.sample_rate, len(track))
+    info = p.wav_info
+    assert info is not None  # a track exists only where the WAV header was read
+    a, b = span_indices(start, end, info.sample_rate, len(track))
     return track[a:b].copy()  # owned and writable, as Participant.audio returns; the member's bytes can go
 
 
@@ -733,13 +816,36 @@ def _pad(arrays: list[list[np.ndarray | None]], dtype=None) -> tuple[torch.Tenso
     return torch.from_numpy(values), torch.from_numpy(mask)
 
 
+def _pad_video(arrays: list[list[Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad a (B, P) grid of frame windows (numpy arrays or torch tensors, CPU or CUDA) on every axis
+    to the largest (files of other rasters keep their own size with ``video_size`` an int); the mask
+    (B, P, T) marks real frames. The result stays on the device of the windows."""
+    present = [torch.as_tensor(a) for row in arrays for a in row if a is not None]
+    B, P = len(arrays), max(len(r) for r in arrays)
+    if not present:
+        return torch.zeros((B, P, 0, 0, 0, 3), dtype=torch.uint8), torch.zeros((B, P, 0), dtype=torch.bool)
+    ref = present[0]
+    shape = [max(a.shape[d] for a in present) for d in range(ref.ndim)]
+    values = torch.zeros((B, P, *shape), dtype=ref.dtype, device=ref.device)
+    mask = torch.zeros((B, P, shape[0]), dtype=torch.bool, device=ref.device)
+    for i, row in enumerate(arrays):
+        for j, a in enumerate(row):
+            if a is not None:
+                t = torch.as_tensor(a)
+                values[(i, j, *(slice(0, n) for n in t.shape))] = t
+                mask[i, j, : len(t)] = True
+    return values, mask
+
+
 def collate_windows(items: list[dict]) -> dict[str, Any]:
     """Batch window items into padded tensors with masks.
 
     Returns ``key`` (list), ``file_ids`` (list of lists), ``start_s``/``end_s`` (B,) float64,
     ``participant_mask`` (B, P) bool, and per requested modality: ``features[k]`` (B, P, T_k, ...) with
     ``features_mask[k]`` (B, P, T_k); ``audio`` (B, P, S) with ``audio_mask``; ``vad`` (B, P, V) with
-    ``vad_mask``; ``words`` as nested lists. P is 2 in dyadic mode (1 otherwise); absent slots are masked.
+    ``vad_mask``; ``words`` as nested lists; ``video`` (B, P, T, H, W, 3) uint8 (or (B, P, T, 3, H, W))
+    with ``video_mask`` (B, P, T), on the windows' device. P is 2 in dyadic mode (1 otherwise); absent
+    slots are masked.
     """
     P = max(len(it["participants"]) for it in items)
     grid = [it["participants"] + [None] * (P - len(it["participants"])) for it in items]
@@ -759,6 +865,8 @@ def collate_windows(items: list[dict]) -> dict[str, Any]:
     for name in ("audio", "vad"):
         if name in first:
             out[name], out[f"{name}_mask"] = _pad([[p[name] if p else None for p in row] for row in grid])
+    if "video" in first:
+        out["video"], out["video_mask"] = _pad_video([[p["video"] if p else None for p in row] for row in grid])
     if "words" in first:
         out["words"] = [[p["words"] if p else [] for p in row] for row in grid]
     return out

@@ -34,7 +34,7 @@ with st.sidebar:
     inv = data.inventory()
     st.caption(f"{len(inv.complete_ids)} complete file id(s), {format_bytes(inv.size_bytes)} on disk")
     if data.is_mirror(cfg):
-        st.caption(f"Data source: mirror at `{cfg.cdn_url.rsplit('/', 1)[0]}`")
+        st.caption(f"Data source: mirror at `{str(cfg.cdn_url).rsplit('/', 1)[0]}`")
     else:
         st.caption("Data source: dl.fbaipublicfiles.com (files) and huggingface.co (archives)")
 

@@ -9,7 +9,6 @@ real dataset or to a mirror with no code change; the local folder comes from
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,20 @@ from seamless_interaction.base.config import DatasetConfig, default_local_dir
 from seamless_interaction.constants import DEFAULT_CDN_URL
 from seamless_interaction.local.manifest import MANIFEST_NAME
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "archive_size",
+    "catalog",
+    "config",
+    "file_signature",
+    "initial_local_dir",
+    "invalidate_inventory",
+    "inventory",
+    "is_mirror",
+    "local_dir",
+    "make_fs",
+    "media_server",
+    "require_catalog",
+]
 
 LOCAL_DIR_KEY = "local_dir"
 
@@ -83,7 +95,7 @@ def make_fs(progress: Any = None, local: Path | None = None):
     from seamless_interaction.fs import SeamlessInteractionFS
 
     cfg = config(local)
-    return SeamlessInteractionFS(cfg, catalog=catalog(cfg), quiet=True, progress=progress)
+    return SeamlessInteractionFS(cfg, catalog=catalog(cfg), quiet=True, progress=progress, lazy=True)
 
 
 @st.cache_data(show_spinner=False, ttl=3600, max_entries=4096)
@@ -91,7 +103,7 @@ def archive_size(hf_url: str, label: str, split: str, batch: int, archive: int) 
     """Bytes of one Hub archive (a HEAD request), cached for an hour."""
     fs = make_fs()
     try:
-        return fs.get_tar_archive_size(label, split, batch, archive)
+        return fs.get_tar_archive_bytes(label, split, batch, archive)
     finally:
         fs.close()
 
@@ -137,4 +149,3 @@ def file_signature(paths: list[Path]) -> tuple:
         except OSError:
             out.append((str(p), -1, -1))
     return tuple(out)
-

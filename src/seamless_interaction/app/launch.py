@@ -9,17 +9,18 @@ with no network.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from seamless_interaction.constants import ENV_ASSETS, ENV_CDN_URL, ENV_HF_URL
 
 __all__ = ["ENTRY_POINT", "launch_app", "streamlit_command"]
 
-logger = logging.getLogger(__name__)
 
 ENTRY_POINT = Path(__file__).with_name("Welcome.py")
 ENV_LOCAL_DIR = "SEAMLESS_INTERACTION_LOCAL_DIR"  # read by app/data.py
@@ -66,12 +67,40 @@ def launch_app(local_dir: Path | str | None = None, mirror_root: Path | str | No
             env[ENV_ASSETS] = str(Path(mirror_root).resolve() / "assets")
             print(f"Serving the mirror {mirror_root} at {server.url}", file=sys.stderr)
         proc = subprocess.Popen(streamlit_command(port=port, headless=not open_browser), env=env)
-        try:
-            return proc.wait()
-        except KeyboardInterrupt:
-            proc.terminate()
+        with _terminate_raises():
             try:
-                return proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
                 return proc.wait()
+            except (KeyboardInterrupt, _Terminated):
+                # Ctrl-C reaches the child too (same process group); SIGTERM only us: pass it on.
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                return 130 if sys.exc_info()[0] is KeyboardInterrupt else 128 + signal.SIGTERM
+            finally:
+                if proc.poll() is None:  # any other way out must not leave the server running
+                    proc.kill()
+                    proc.wait()
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived while the app ran."""
+
+
+@contextlib.contextmanager
+def _terminate_raises() -> Iterator[None]:
+    """Turn SIGTERM into :class:`_Terminated` in the main thread, so the child is stopped with us."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: object) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

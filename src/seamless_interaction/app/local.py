@@ -15,11 +15,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from seamless_interaction.constants import BUNDLE_EXTENSIONS
-from seamless_interaction.base.ids import FILE_ID_RE
-from seamless_interaction.local.layout import TMP_SUFFIX
+from seamless_interaction.base.ids import FILE_ID_RE, ArchiveRef
+from seamless_interaction.constants import ALL_LABELS, ALL_SPLITS, BUNDLE_EXTENSIONS
+from seamless_interaction.local import layout
 
-__all__ = ["LocalBundle", "LocalInventory", "delete_bundles", "scan_local_dir"]
+__all__ = ["LocalBundle", "LocalInventory", "delete_bundles", "disk_free_bytes", "scan_local_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +36,12 @@ class LocalBundle:
     sizes: dict[str, int]  # extension -> bytes, only for files that exist
 
     @property
+    def ref(self) -> ArchiveRef:
+        return ArchiveRef(self.label, self.split, self.batch, self.archive)
+
+    @property
     def folder(self) -> str:
-        return f"{self.label}/{self.split}/{self.batch:04d}/{self.archive:04d}"
+        return str(self.ref)
 
     @property
     def complete(self) -> bool:
@@ -57,8 +61,8 @@ class LocalBundle:
         return self.file_id[:19]
 
     def paths(self, root: Path | str) -> dict[str, Path]:
-        base = Path(root) / self.folder
-        return {ext: base / f"{self.file_id}.{ext}" for ext in self.sizes}
+        every = layout.bundle_paths(root, self.ref, self.file_id)
+        return {ext: every[ext] for ext in self.sizes}
 
 
 @dataclass(frozen=True)
@@ -108,15 +112,16 @@ def scan_local_dir(root: Path | str) -> LocalInventory:
     tars: list[tuple[str, int]] = []
     if not root.is_dir():
         return LocalInventory(root, [])
-    for label_dir in _subdirs(root):
-        for split_dir in _subdirs(label_dir):
+    # Only the layout's own folders: anything else under the root is the user's and not a bundle.
+    for label_dir in (d for d in _subdirs(root) if d.name in ALL_LABELS):
+        for split_dir in (d for d in _subdirs(label_dir) if d.name in ALL_SPLITS):
             for batch_dir in _subdirs(split_dir):
                 if not _is_numbered(batch_dir.name):
                     continue
                 for entry in _entries(batch_dir):
-                    if entry.is_file() and entry.name.endswith((".tar", ".tar" + TMP_SUFFIX)):
+                    if entry.is_file() and entry.name.endswith((".tar", ".tar" + layout.TMP_SUFFIX)):
                         rel = f"{label_dir.name}/{split_dir.name}/{batch_dir.name}/{entry.name}"
-                        (partial if entry.name.endswith(TMP_SUFFIX) else tars).append((rel, _size(entry)))
+                        (partial if layout.is_temp_name(entry.name) else tars).append((rel, _size(entry)))
                     if not (entry.is_dir() and _is_numbered(entry.name)):
                         continue
                     for f in _entries(entry):
@@ -124,7 +129,7 @@ def scan_local_dir(root: Path | str) -> LocalInventory:
                             continue
                         stem, _, ext = f.name.partition(".")
                         rel = f"{label_dir.name}/{split_dir.name}/{batch_dir.name}/{entry.name}/{f.name}"
-                        if ext.endswith(TMP_SUFFIX.lstrip(".")) or f.name.startswith("."):
+                        if layout.is_temp_name(f.name) or f.name.startswith("."):
                             partial.append((rel, _size(f)))
                             continue
                         if ext not in BUNDLE_EXTENSIONS or not FILE_ID_RE.match(stem):
@@ -159,11 +164,14 @@ def delete_bundles(root: Path | str, bundles: Iterable[LocalBundle], manifest=No
     """Delete the files of ``bundles`` under ``root`` (and their manifest lines); returns what was removed.
 
     Empty archive folders left behind are removed too. ``manifest`` is a
-    :class:`~seamless_interaction.local.manifest.Manifest` of the same root, or None.
+    :class:`~seamless_interaction.local.manifest.Manifest` of the same root, or None; the deleted
+    file ids are withdrawn from its requests, so ``verify`` does not call them missing.
     """
     removed: list[Path] = []
     folders: set[Path] = set()
     for bundle in bundles:
+        if manifest is not None:
+            manifest.withdraw(bundle.file_id)  # the bundle is gone on purpose, whatever was asked for
         for path in bundle.paths(root).values():
             try:
                 path.unlink()

@@ -9,7 +9,6 @@ other local users of the loopback interface cannot browse the data folder.
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import threading
 import urllib.parse
@@ -17,17 +16,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from seamless_interaction.base.ranges import answer_range
+
 __all__ = ["MediaServer"]
 
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPES = {".mp4": "video/mp4", ".wav": "audio/wav"}
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _CHUNK = 1 << 20
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -51,31 +51,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._fail(404)
             return
         size = path.stat().st_size
-        start, end, status = 0, size - 1, 200
-        spec = self.headers.get("Range")
-        m = _RANGE_RE.match(spec.strip()) if spec else None
-        if m and (m.group(1) or m.group(2)):
-            if m.group(1):
-                start = int(m.group(1))
-                end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
-            else:  # suffix range: the last n bytes
-                start = max(0, size - int(m.group(2)))
-            if start >= size or end < start:
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{size}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            status = 206
-        length = end - start + 1
-        self.send_response(status)
+        answer = answer_range(self.headers.get("Range"), size)
+        if answer.status == 416:
+            self.send_response(416)
+            self.send_header("Content-Range", str(answer.content_range))
+            self.send_header("Content-Length", "0")
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.end_headers()
+            return
+        start, length = answer.start, answer.length
+        self.send_response(answer.status)
         self.send_header("Content-Type", CONTENT_TYPES[path.suffix])
         self.send_header("Content-Length", str(length))
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Access-Control-Allow-Origin", "*")
         self.send_header("Cache-Control", "no-cache")
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        if answer.content_range is not None:
+            self.send_header("Content-Range", answer.content_range)
         self.end_headers()
         if head:
             return
@@ -95,7 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], owner: "MediaServer"):
+    def __init__(self, address: tuple[str, int], owner: MediaServer):
         super().__init__(address, _Handler)
         self.owner = owner
 
@@ -111,7 +103,8 @@ class MediaServer:
         self.root = Path(root).expanduser().resolve()
         self.token = secrets.token_urlsafe(12)
         self._httpd = _Server((host, port), self)
-        self.host, self.port = self._httpd.server_address[:2]
+        address = self._httpd.server_address
+        self.host, self.port = str(address[0]), int(address[1])
         self._thread: threading.Thread | None = None
 
     @property
@@ -139,7 +132,7 @@ class MediaServer:
             return None
         return path
 
-    def start(self) -> "MediaServer":
+    def start(self) -> MediaServer:
         if self._thread is None:
             self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                             name=f"media-{self.port}", daemon=True)
@@ -154,7 +147,7 @@ class MediaServer:
             self._thread = None
         self._httpd.server_close()
 
-    def __enter__(self) -> "MediaServer":
+    def __enter__(self) -> MediaServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

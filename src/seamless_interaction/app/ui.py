@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import threading
 import traceback
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import streamlit as st
 
 from seamless_interaction.routes import cdn
 from seamless_interaction.app import data
 from seamless_interaction.app.progress import ProgressRecorder, format_bytes, format_duration
+
+__all__ = ["describe", "gather_job", "run_download", "show_result"]
 
 RESULT_KEY = "download_result"
 

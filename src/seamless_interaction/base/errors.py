@@ -1,11 +1,30 @@
 """Typed errors, all rooted in :class:`SeamlessError`.
 
 Each error also derives from the builtin a caller would naturally catch (``ValueError`` for malformed
-input, ``KeyError`` for unknown ids, ``OSError`` for transfer failures) so that code written against
-the official toolkit keeps working.
+input, ``KeyError`` and ``ValueError`` for unknown ids, ``OSError`` for transfer failures) so that code
+written against the official toolkit, which raised ``ValueError`` for all of these inputs, keeps working.
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "AccessDeniedError",
+    "CatalogError",
+    "ExportError",
+    "InsufficientSpaceError",
+    "IntegrityError",
+    "InvalidIdError",
+    "MissingPartError",
+    "NoCandidatesError",
+    "NotDownloadedError",
+    "SeamlessError",
+    "TransferCancelled",
+    "TransferError",
+    "UnknownIdError",
+    "UnsafeArchiveError",
+    "UnsafePathError",
+    "VideoDeviceError",
+]
 
 
 class SeamlessError(Exception):
@@ -13,14 +32,21 @@ class SeamlessError(Exception):
 
 
 class InvalidIdError(SeamlessError, ValueError):
-    """A file id, interaction key or session key that does not follow the grammar."""
+    """A file id, key, label, split or batch/archive number that does not follow the grammar."""
 
 
-class UnknownIdError(SeamlessError, KeyError):
-    """A well-formed id or key that the catalog does not contain."""
+class UnknownIdError(SeamlessError, KeyError, ValueError):
+    """A well-formed id or key that the catalog does not contain.
+
+    A ``KeyError`` (a lookup that missed) and a ``ValueError`` (what the official toolkit raised).
+    """
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+class NoCandidatesError(SeamlessError, ValueError):
+    """A sampling request that no file, interaction or session of the catalog satisfies."""
 
 
 class CatalogError(SeamlessError):
@@ -51,6 +77,10 @@ class UnsafeArchiveError(SeamlessError):
     """A tar archive with members that would escape the extraction folder, links or devices."""
 
 
+class UnsafePathError(SeamlessError, ValueError):
+    """A path we were about to write that is not inside the dataset folder (``local_dir``)."""
+
+
 class InsufficientSpaceError(SeamlessError, OSError):
     """Not enough free disk space for the planned download."""
 
@@ -61,6 +91,16 @@ class NotDownloadedError(SeamlessError, FileNotFoundError):
 
 class TransferCancelled(SeamlessError):
     """A transfer stopped on request (a cancel token was set); its partial files stay, resumable."""
+
+
+class ExportError(SeamlessError, ValueError):
+    """An export that cannot be made: unknown format, bad time range, nothing local to export, or a
+    format library (an optional extra) that is not installed."""
+
+
+class VideoDeviceError(SeamlessError, RuntimeError):
+    """A video decoding device that cannot be used here: the GPU extra or a GPU is missing, or CUDA
+    was asked for inside a forked process."""
 
 
 class AccessDeniedError(TransferError):

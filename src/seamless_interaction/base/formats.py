@@ -14,12 +14,29 @@ import json
 import struct
 import zipfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from seamless_interaction.constants import ANNOTATION_TYPES
 from seamless_interaction.base.errors import IntegrityError
+from seamless_interaction.base.npz import NpzReader
+
+__all__ = [
+    "WavInfo",
+    "bundle_json",
+    "cast_float32",
+    "decode_npz",
+    "decode_wav",
+    "encode_json",
+    "encode_jsonl",
+    "encode_npz",
+    "encode_wav_float32",
+    "parse_jsonl",
+    "pcm_to_float",
+    "read_wav_info",
+]
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -46,21 +63,20 @@ def encode_npz(arrays: Mapping[str, np.ndarray], compress: bool = True) -> bytes
     return buf.getvalue()
 
 
-def decode_npz(data: bytes | str, *, name: str = "npz") -> dict[str, np.ndarray]:
-    """Load every array of an npz (bytes or path) with pickles refused."""
+def decode_npz(data: bytes | str | Path, *, name: str = "npz") -> dict[str, np.ndarray]:
+    """Load every array of an npz (bytes or path) with pickles refused; IntegrityError when unreadable."""
+    src = bytes(data) if isinstance(data, (bytearray, memoryview)) else data
     try:
-        src = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
-        with np.load(src, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except Exception as exc:  # zipfile.BadZipFile, ValueError, EOFError...
+        return NpzReader(src, name=name).arrays()
+    except KeyError as exc:
         raise IntegrityError(f"{name}: not a readable npz ({exc})") from exc
 
 
 def bundle_json(
     file_id: str,
-    transcript: list | None,
-    vad: list | None,
-    annotations: Mapping[str, list] | None = None,
+    transcript: list[Any] | None,
+    vad: list[Any] | None,
+    annotations: Mapping[str, list[Any]] | None = None,
 ) -> dict[str, Any]:
     """Assemble the json dict in the archives' key order: id, transcript, vad, annotations."""
     doc: dict[str, Any] = {"id": file_id}
@@ -79,9 +95,9 @@ def encode_json(doc: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, indent=2 if annotated else 4).encode("utf-8")
 
 
-def parse_jsonl(data: bytes, *, name: str = "jsonl") -> list:
+def parse_jsonl(data: bytes, *, name: str = "jsonl") -> list[Any]:
     """Parse JSON Lines into a list of records; blank lines are skipped."""
-    out = []
+    out: list[Any] = []
     for lineno, line in enumerate(data.decode("utf-8").splitlines(), 1):
         if line.strip():
             try:
@@ -91,7 +107,7 @@ def parse_jsonl(data: bytes, *, name: str = "jsonl") -> list:
     return out
 
 
-def encode_jsonl(records: list) -> bytes:
+def encode_jsonl(records: list[Any]) -> bytes:
     return "".join(json.dumps(r) + "\n" for r in records).encode("utf-8")
 
 
@@ -112,7 +128,8 @@ def encode_wav_float32(samples: np.ndarray, sample_rate: int = 48_000) -> bytes:
 class WavInfo:
     __slots__ = ("sample_rate", "channels", "bits", "format_tag", "data_offset", "data_size", "frames")
 
-    def __init__(self, sample_rate, channels, bits, format_tag, data_offset, data_size):
+    def __init__(self, sample_rate: int, channels: int, bits: int, format_tag: int, data_offset: int,
+                 data_size: int) -> None:
         self.sample_rate = sample_rate
         self.channels = channels
         self.bits = bits

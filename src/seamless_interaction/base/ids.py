@@ -10,6 +10,21 @@ import re
 from dataclasses import dataclass
 
 from seamless_interaction.base.errors import InvalidIdError
+from seamless_interaction.constants import ALL_LABELS, ALL_SPLITS, BUNDLE_EXTENSIONS
+
+__all__ = [
+    "ArchiveRef",
+    "FileId",
+    "InteractionKey",
+    "classify_key",
+    "validate_file_id",
+    "validate_index",
+    "validate_interaction_key",
+    "validate_label",
+    "validate_modalities",
+    "validate_session_key",
+    "validate_split",
+]
 
 FILE_ID_RE = re.compile(r"^V(\d{2})_S(\d{4})_I(\d{8})_P(\d{4}[A-Z]?)$")
 INTERACTION_KEY_RE = re.compile(r"^V(\d{2})_S(\d{4})_I(\d{8})$")
@@ -26,7 +41,7 @@ class FileId:
     participant: str  # "0299A" (suffix kept)
 
     @classmethod
-    def parse(cls, text: str) -> "FileId":
+    def parse(cls, text: str) -> FileId:
         if not isinstance(text, str):
             raise InvalidIdError(f"file id must be a string, got {type(text).__name__}: {text!r}")
         m = FILE_ID_RE.match(text.strip())
@@ -53,8 +68,64 @@ class FileId:
         return f"V{self.vendor}"
 
 
-def parse_file_id(text: str) -> FileId:
-    return FileId.parse(text)
+@dataclass
+class InteractionKey:
+    """The official toolkit's parsed identifier: vendor, session and optional interaction and participant.
+
+    Fields hold digits without their letter (``vendor="00"``, ``session="0809"``), the participant with
+    its suffix (``"0299A"``). Parsing follows this package's grammar (fixed widths, suffix kept) where the
+    official pattern accepted any digit count and dropped the suffix. Errors are :class:`InvalidIdError`,
+    a ``ValueError`` whose message starts as the official one did ("Invalid file ID format", ...).
+    """
+
+    vendor: str
+    session: str
+    interaction: str | None = None
+    participant: str | None = None
+
+    @classmethod
+    def from_file_id(cls, file_id: str) -> InteractionKey:
+        m = FILE_ID_RE.match(file_id.strip()) if isinstance(file_id, str) else None
+        if m is None:
+            raise InvalidIdError(f"Invalid file ID format: {file_id!r}; expected V##_S####_I########_P####[A-Z], "
+                                 "e.g. V00_S0809_I00000582_P0947")
+        return cls(*m.groups())
+
+    @classmethod
+    def from_interaction_key(cls, interaction_key: str) -> InteractionKey:
+        """An interaction key, or the interaction of a file id (the official parser matched a prefix too)."""
+        text = interaction_key.strip() if isinstance(interaction_key, str) else None
+        m = text is not None and (INTERACTION_KEY_RE.match(text) or FILE_ID_RE.match(text))
+        if not m:
+            raise InvalidIdError(f"Invalid interaction key format: {interaction_key!r}; expected "
+                                 "V##_S####_I######## (8-digit I field), e.g. V00_S0809_I00000582")
+        return cls(*m.groups()[:3])
+
+    @classmethod
+    def from_session_key(cls, session_key: str) -> InteractionKey:
+        """A session key, or the session of an interaction key or file id."""
+        text = session_key.strip() if isinstance(session_key, str) else None
+        m = text is not None and (SESSION_KEY_RE.match(text) or INTERACTION_KEY_RE.match(text)
+                                  or FILE_ID_RE.match(text))
+        if not m:
+            raise InvalidIdError(f"Invalid session key format: {session_key!r}; expected V##_S####, e.g. V00_S0809")
+        return cls(*m.groups()[:2])
+
+    @property
+    def file_id(self) -> str:
+        if not self.participant or not self.interaction:
+            raise InvalidIdError(f"Participant required for file ID: {self!r} has none")
+        return f"V{self.vendor}_S{self.session}_I{self.interaction}_P{self.participant}"
+
+    @property
+    def interaction_key(self) -> str:
+        if not self.interaction:
+            raise InvalidIdError(f"Interaction required for interaction key: {self!r} has none")
+        return f"V{self.vendor}_S{self.session}_I{self.interaction}"
+
+    @property
+    def session_key(self) -> str:
+        return f"V{self.vendor}_S{self.session}"
 
 
 def validate_file_id(text: str) -> str:
@@ -91,3 +162,86 @@ def classify_key(text: str) -> str:
         f"malformed key {text!r}: expected a file id (V##_S####_I########_P####[A]), "
         "an interaction key (V##_S####_I########) or a session key (V##_S####)"
     )
+
+
+# ---------------------------------------------------------------------------------------- labels, splits, archives
+# The label and split become folder names of the local tree and segments of URLs: only these exact values are
+# accepted anywhere (a split like "../../x" would otherwise escape the dataset folder).
+LABELS = ALL_LABELS
+SPLITS = ALL_SPLITS
+MAX_INDEX = 9999  # batch and archive numbers are four zero-padded digits (FORMAT.md 2.2)
+
+
+def validate_label(label: object) -> str:
+    if not isinstance(label, str) or label not in LABELS:
+        raise InvalidIdError(f"label {label!r} is not one of {list(LABELS)}")
+    return label
+
+
+def validate_split(split: object) -> str:
+    if not isinstance(split, str) or split not in SPLITS:
+        raise InvalidIdError(f"split {split!r} is not one of {list(SPLITS)}")
+    return split
+
+
+def validate_index(value: object, what: str = "batch") -> int:
+    """A batch or archive number: an int (or integral string) in ``0..9999``."""
+    if isinstance(value, bool):
+        raise InvalidIdError(f"{what} {value!r} is not an integer in 0..{MAX_INDEX}")
+    try:
+        n: int = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise InvalidIdError(f"{what} {value!r} is not an integer in 0..{MAX_INDEX}") from None
+    if n != value and not (isinstance(value, str) and value.strip().isdigit()):
+        raise InvalidIdError(f"{what} {value!r} is not an integer in 0..{MAX_INDEX}")
+    if not 0 <= n <= MAX_INDEX:
+        raise InvalidIdError(f"{what} {n} is out of range: expected 0..{MAX_INDEX}")
+    return n
+
+
+@dataclass(frozen=True, order=True)
+class ArchiveRef:
+    """One Hub archive, ``{label}/{split}/{batch:04d}/{archive:04d}``; every field is checked when it is made.
+
+    Iterating gives the four fields, so ``label, split, batch, archive = ref`` works.
+    """
+
+    label: str
+    split: str
+    batch: int
+    archive: int
+
+    def __post_init__(self) -> None:
+        validate_label(self.label)
+        validate_split(self.split)
+        object.__setattr__(self, "batch", validate_index(self.batch, "batch"))
+        object.__setattr__(self, "archive", validate_index(self.archive, "archive"))
+
+    @classmethod
+    def parse(cls, text: str) -> ArchiveRef:
+        """``"improvised/dev/0/3"`` (or zero-padded, ``.../0000/0003``)."""
+        bits = text.strip().strip("/").split("/") if isinstance(text, str) else []
+        if len(bits) != 4:
+            raise InvalidIdError(f"{text!r}: expected LABEL/SPLIT/BATCH/ARCHIVE, e.g. improvised/dev/0/3")
+        return cls(*bits)  # type: ignore[arg-type]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter((self.label, self.split, self.batch, self.archive))
+
+    def __str__(self) -> str:
+        return f"{self.label}/{self.split}/{self.batch:04d}/{self.archive:04d}"
+
+
+def validate_modalities(modalities: object) -> tuple[str, ...]:
+    """The distinct modalities (file extensions of a bundle: json, mp4, npz, wav) asked for, in order given.
+
+    A single string is one modality; an empty selection or an unknown name raises InvalidIdError.
+    """
+    items = (modalities,) if isinstance(modalities, str) else modalities
+    try:
+        wanted = tuple(dict.fromkeys(items))  # type: ignore[call-overload]
+    except TypeError:
+        wanted = ()
+    if not wanted or any(m not in BUNDLE_EXTENSIONS for m in wanted):
+        raise InvalidIdError(f"modalities {modalities!r}: expected a non-empty subset of {list(BUNDLE_EXTENSIONS)}")
+    return wanted

@@ -40,10 +40,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from seamless_interaction.catalog.assets import load_tables, source_cache_dir
-from seamless_interaction.constants import ALL_LABELS, ALL_SPLITS, ASSET_TABLES
+from seamless_interaction.constants import ASSET_TABLES
 from seamless_interaction.base.errors import CatalogError, InvalidIdError, UnknownIdError
 from seamless_interaction.base.ids import (
-    FILE_ID_RE, INTERACTION_KEY_RE, validate_interaction_key, validate_session_key,
+    FILE_ID_RE, INTERACTION_KEY_RE, LABELS, MAX_INDEX, SPLITS, ArchiveRef, validate_interaction_key, validate_label, validate_split,
+    validate_session_key,
 )
 
 __all__ = ["Catalog", "FileRecord", "FLAG_COLUMNS", "TRAIT_COLUMNS"]
@@ -57,7 +58,7 @@ PROMPT_COLUMNS = ("prompt_hash", "prompt_id_unique", "participant_a_prompt_text"
 TABLE_NAMES = tuple(name.removesuffix(".csv") for name in ASSET_TABLES)
 
 # Bump when the prepared (cached) schema changes, so stale copies are ignored.
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 _FILELIST_BASE = ("file_id", "label", "split", "batch_idx", "archive_idx")
 # Arguments must be exact (V00 or 00); table cells are read tolerantly (a CSV round-tripped through a
 # numeric type may have lost its zeros), hence two sets of patterns.
@@ -86,6 +87,11 @@ class FileRecord:
     has_imitator_movement: bool | None
     has_annotation_1p: bool | None
     has_annotation_3p: bool | None
+
+    @property
+    def ref(self) -> ArchiveRef:
+        """The Hub archive holding this file id (raises InvalidIdError for a row the layout cannot hold)."""
+        return ArchiveRef(self.label, self.split, self.batch, self.archive)
 
     @property
     def vendor(self) -> str:
@@ -150,7 +156,7 @@ class Catalog:
         refresh: bool = False,
         headers: Mapping[str, str] | None = None,
         timeout_s: float = 60.0,
-    ) -> "Catalog":
+    ) -> Catalog:
         """Fetch (once) and parse (once) the tables of ``source``; later calls read the on-disk cache."""
         paths = load_tables(source, cache_dir, refresh=refresh, headers=headers, timeout_s=timeout_s)
         catalog = cls.from_paths(paths, cache_dir=source_cache_dir(source, cache_dir))
@@ -161,7 +167,7 @@ class Catalog:
         return catalog
 
     @classmethod
-    def from_paths(cls, paths: Mapping[str, Path | str], cache_dir: Path | str | None = None) -> "Catalog":
+    def from_paths(cls, paths: Mapping[str, Path | str], cache_dir: Path | str | None = None) -> Catalog:
         """Build from CSV paths keyed ``"filelist.csv"`` or ``"filelist"`` (and so on).
 
         ``cache_dir`` is where parsed Arrow copies are kept; ``None`` parses without caching.
@@ -175,6 +181,22 @@ class Catalog:
         folder = Path(cache_dir) if cache_dir is not None else None
         tables = {name: _load_prepared(name, path, folder) for name, path in by_name.items()}
         return cls(tables, source=str(by_name["filelist"].parent))
+
+    @classmethod
+    def from_filelist(cls, filelist: pa.Table, *, joins_from: Catalog | None = None,
+                      source: str = "<filelist>") -> Catalog:
+        """Build from a filelist table already in memory (any column types: every cell is read as text).
+
+        The interactions, participants and relationships tables are taken from ``joins_from`` when
+        given, else left empty. A table without any column is an empty filelist.
+        """
+        if filelist.num_columns == 0:
+            raw = pa.table({c: pa.array([], pa.string()) for c in _FILELIST_BASE})
+        else:
+            raw = pa.table({name: _as_text(filelist.column(name)) for name in filelist.column_names})
+        tables = dict(joins_from._tables) if joins_from is not None else {}
+        tables["filelist"] = _prepare_filelist(raw, Path(source))
+        return cls(tables, source=source)
 
     # ------------------------------------------------------------------ files
 
@@ -376,7 +398,7 @@ class Catalog:
             )
         i = self._row.get(file_id.strip())
         if i is None:
-            raise UnknownIdError(f"file id {file_id!r} is not in the catalog loaded from {self.source}")
+            raise UnknownIdError(f"File ID {file_id!r} not found in the catalog loaded from {self.source}")
         return i
 
     def _interaction_range(self, key: str) -> tuple[int, int]:
@@ -420,7 +442,7 @@ class Catalog:
         return np.add.reduceat(mask.astype(np.int64), np.asarray(starts[:-1]))
 
     @cached_property
-    def _archive_index(self) -> tuple[dict, dict, dict]:
+    def _archive_index(self) -> tuple[dict[Any, Any], dict[Any, Any], dict[Any, Any]]:
         """(label, split) -> batches, (label, split, batch) -> archives, (..., archive) -> rows; built on first use."""
         if not self._ids:
             return {}, {}, {}
@@ -494,9 +516,10 @@ def _codes(column: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
 
 def _eq_code(codes: np.ndarray, names: list[str], value: str) -> np.ndarray:
     try:
-        return codes == names.index(value)
+        code = names.index(value)
     except ValueError:
         return np.zeros(len(codes), dtype=bool)
+    return np.asarray(codes == code)
 
 
 def _runs(column: pa.ChunkedArray) -> tuple[list[str], list[int]]:
@@ -510,10 +533,10 @@ def _runs(column: pa.ChunkedArray) -> tuple[list[str], list[int]]:
 
 
 def _check_label_split(label: str | None, split: str | None) -> None:
-    if label is not None and label not in ALL_LABELS:
-        raise ValueError(f"label {label!r} is not one of {list(ALL_LABELS)}")
-    if split is not None and split not in ALL_SPLITS:
-        raise ValueError(f"split {split!r} is not one of {list(ALL_SPLITS)}")
+    if label is not None:
+        validate_label(label)
+    if split is not None:
+        validate_split(split)
 
 
 def _norm_vendor(value: str) -> str:
@@ -616,6 +639,16 @@ def _read_csv(path: Path) -> pa.Table:
     return table.drop_columns(drop) if drop else table
 
 
+def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+    """A column as strings, nulls as empty cells, the way a CSV would have carried it."""
+    if pa.types.is_floating(column.type):
+        # A pandas int column with a missing value arrives as float: 5.0 must read as 5.
+        return pa.array(["" if v is None or v != v else str(int(v)) if float(v).is_integer() else str(v)
+                         for v in column.to_pylist()], pa.string())
+    text = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+    return pc.fill_null(text, "")
+
+
 def _require(table: pa.Table, columns: Iterable[str], path: Path) -> None:
     missing = [c for c in columns if c not in table.column_names]
     if missing:
@@ -632,6 +665,13 @@ def _prepare_filelist(raw: pa.Table, path: Path) -> pa.Table:
     valid = pc.match_substring_regex(fid, FILE_ID_RE.pattern)
     batch, archive = _int_column(raw, "batch_idx", path), _int_column(raw, "archive_idx", path)
     valid = pc.and_(valid, pc.and_(pc.is_valid(batch), pc.is_valid(archive)))
+    # Label, split, batch and archive become local folder names: rows the layout cannot hold
+    # (ArchiveRef's grammar) are dropped here, so every record's .ref is valid.
+    valid = pc.and_(valid, pc.and_(pc.is_in(_trimmed(raw, "label"), pa.array(LABELS)),
+                                   pc.is_in(_trimmed(raw, "split"), pa.array(SPLITS))))
+    for column in (batch, archive):
+        valid = pc.and_(valid, pc.and_(pc.greater_equal(column, 0), pc.less_equal(column, MAX_INDEX)))
+    valid = pc.fill_null(valid, False)
     table = pa.table({
         "file_id": fid,
         "label": _trimmed(raw, "label"),
@@ -643,7 +683,8 @@ def _prepare_filelist(raw: pa.Table, path: Path) -> pa.Table:
     n_bad = table.num_rows - pc.sum(pc.cast(valid, pa.int64())).as_py() if table.num_rows else 0
     if n_bad:
         bad = table.filter(pc.invert(valid)).column("file_id").to_pylist()[:3]
-        logger.warning("%s: dropped %d row(s) with a malformed file id or missing batch/archive, e.g. %s",
+        logger.warning("%s: dropped %d row(s) with a malformed file id, an unknown label or split, or a missing "
+                       "or out-of-range batch/archive, e.g. %s",
                        path, n_bad, bad)
         table = table.filter(valid)
     # Stable sort on (file_id, original row) so that duplicate ids keep their first occurrence.
@@ -706,7 +747,7 @@ def _prepare_participants(raw: pa.Table, path: Path) -> pa.Table:
 
 def _parse_trait(column: pa.ChunkedArray) -> pa.Array:
     # BFI-2 domain means, or the literal "Undisclosed" (FORMAT.md 8.3): anything non-numeric becomes null.
-    out = []
+    out: list[float | None] = []
     for text in column.to_pylist():
         try:
             out.append(float(text))

@@ -9,6 +9,7 @@ moved into place one ``os.replace`` at a time, and completion is recorded separa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -16,10 +17,14 @@ import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from seamless_interaction.base.errors import IntegrityError, UnsafeArchiveError
+from seamless_interaction.base.ids import ArchiveRef
+from seamless_interaction.local import layout
 
-STATE_DIR = ".seamless_interaction"
+__all__ = ["ExtractedMember", "check_member", "extraction_complete", "read_extraction_record", "safe_extract",
+           "write_extraction_record"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class ExtractedMember:
     name: str
     path: Path
     size: int
+    sha256: str  # of the bytes written, hashed while they were copied
 
 
 def check_member(member: tarfile.TarInfo, archive: str) -> str:
@@ -51,10 +57,10 @@ def safe_extract(tar_path: Path | str, dest_dir: Path | str) -> list[ExtractedMe
     """
     tar_path, dest_dir = Path(tar_path), Path(dest_dir)
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = dest_dir.parent / f".{dest_dir.name}.extracting-{os.getpid()}"
+    staging = layout.staging_dir(dest_dir.parent, dest_dir.name, "extracting")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    extracted: list[tuple[str, int]] = []
+    extracted: list[tuple[str, int, str]] = []
     try:
         try:
             with tarfile.open(tar_path, "r:") as tar:
@@ -66,34 +72,33 @@ def safe_extract(tar_path: Path | str, dest_dir: Path | str) -> list[ExtractedMe
                     target.parent.mkdir(parents=True, exist_ok=True)
                     src = tar.extractfile(member)
                     assert src is not None
+                    digest = hashlib.sha256()
                     with src, open(target, "wb") as out:
-                        shutil.copyfileobj(src, out, 1 << 20)
+                        while block := src.read(1 << 20):
+                            digest.update(block)
+                            out.write(block)
                         written = out.tell()
                     if written != member.size:
                         raise IntegrityError(f"{tar_path}: member {rel!r} is truncated "
                                              f"({written} of {member.size} bytes)")
-                    extracted.append((rel, member.size))
+                    extracted.append((rel, member.size, digest.hexdigest()))
         except (tarfile.TarError, EOFError) as exc:
             raise IntegrityError(f"{tar_path}: not a complete tar archive ({exc})") from exc
         dest_dir.mkdir(parents=True, exist_ok=True)
-        out = []
-        for rel, size in extracted:
-            final = dest_dir / rel
+        placed: list[ExtractedMember] = []
+        for rel, size, sha in extracted:
+            final = layout.inside(dest_dir, dest_dir / rel)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / rel, final)
-            out.append(ExtractedMember(rel, final, size))
-        return out
+            placed.append(ExtractedMember(rel, final, size, sha))
+        return placed
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _record_path(local_dir: Path, label: str, split: str, batch: int, archive: int) -> Path:
-    return Path(local_dir) / STATE_DIR / "archives" / label / split / f"{int(batch):04d}" / f"{int(archive):04d}.json"
-
-
-def write_extraction_record(local_dir: Path, label: str, split: str, batch: int, archive: int,
-                            members: list[ExtractedMember], source: str, sha256: str | None) -> Path:
-    path = _record_path(local_dir, label, split, batch, archive)
+def write_extraction_record(local_dir: Path, ref: ArchiveRef, members: list[ExtractedMember], source: str,
+                            sha256: str | None) -> Path:
+    path = layout.inside(local_dir, layout.extraction_record(local_dir, ref))
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"source": source, "sha256": sha256, "time": time.time(),
            "members": {m.name: m.size for m in members}}
@@ -103,16 +108,17 @@ def write_extraction_record(local_dir: Path, label: str, split: str, batch: int,
     return path
 
 
-def read_extraction_record(local_dir: Path, label: str, split: str, batch: int, archive: int) -> dict | None:
+def read_extraction_record(local_dir: Path, ref: ArchiveRef) -> dict[str, Any] | None:
     try:
-        return json.loads(_record_path(local_dir, label, split, batch, archive).read_text())
+        doc = json.loads(layout.extraction_record(local_dir, ref).read_text())
     except (OSError, ValueError):
         return None
+    return doc if isinstance(doc, dict) else None
 
 
-def extraction_complete(local_dir: Path, dest_dir: Path, label: str, split: str, batch: int, archive: int) -> bool:
+def extraction_complete(local_dir: Path, dest_dir: Path, ref: ArchiveRef) -> bool:
     """True when a completion record exists and every member it lists is on disk at its size."""
-    record = read_extraction_record(local_dir, label, split, batch, archive)
+    record = read_extraction_record(local_dir, ref)
     if not record:
         return False
     for name, size in record.get("members", {}).items():

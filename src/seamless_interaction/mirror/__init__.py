@@ -1,6 +1,8 @@
 """Local stand-in for the remote dataset: a synthetic build in the real formats and a loopback server."""
 
 from seamless_interaction.mirror.generate import (
+    EMBEDDED_DURATION_S,
+    QUICK_SPEC,
     FileRecord,
     MirrorInfo,
     MirrorSpec,
@@ -11,6 +13,8 @@ from seamless_interaction.mirror.generate import (
 from seamless_interaction.mirror.server import MirrorServer, RequestRecord, serve
 
 __all__ = [
+    "EMBEDDED_DURATION_S",
+    "QUICK_SPEC",
     "FileRecord",
     "MirrorInfo",
     "MirrorServer",

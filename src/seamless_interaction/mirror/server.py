@@ -9,7 +9,7 @@ Routes (``{url}`` is ``http://host:port``):
   target serves the bytes with its own 64-hex ETag, which is *not* the sha256 (as Xet targets do). Other
   repo files are served directly. Missing: 404 with ``X-Error-Code: EntryNotFound``.
 * ``{url}/api/datasets/facebook/seamless-interaction/{revision/R, tree/R/path, paths-info/R}``: the
-  Hub API's commit, listing (paginated with ``Link: rel="next"``) and paths-info endpoints.
+  Hub API's commit (``MirrorServer.repo_commit``), listing (paginated with ``Link: rel="next"``) and paths-info endpoints.
 * ``{url}/assets/{table}.csv``: the metadata tables.
 * ``{url}/_mirror/requests``: the request log as JSON (``DELETE`` clears it).
 
@@ -37,7 +37,6 @@ import logging
 import math
 import os
 import random
-import re
 import sys
 import threading
 import time
@@ -47,7 +46,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
-from seamless_interaction.mirror.generate import sha256_file
+from seamless_interaction.base.digest import sha256_file
+from seamless_interaction.base.ranges import answer_range
 
 __all__ = ["HubBehaviour", "MirrorServer", "RequestRecord", "serve"]
 
@@ -65,7 +65,6 @@ LFS_SUFFIXES = (".tar",)
 # Any fixed 40-hex value: clients read X-Repo-Commit to name their cache folders.
 REPO_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 _CHUNK = 1 << 20
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _SIGN_KEY = b"mirror-signing-key"
 
 
@@ -261,12 +260,12 @@ class _Handler(BaseHTTPRequestHandler):
         kind, _, rest = rel.partition("/")
         rev, _, sub = rest.partition("/")
         rev = urllib.parse.unquote(rev)
-        if kind in ("revision", "tree", "paths-info") and rev not in ("main", REPO_COMMIT):
+        if kind in ("revision", "tree", "paths-info") and rev not in ("main", owner.repo_commit):
             self._send_bytes(404, b'{"error":"Invalid rev id"}', "application/json", head=head,
                              headers={"X-Error-Code": "RevisionNotFound"})
             return
         if kind == "revision":
-            data: Any = {"id": REPO_ID, "sha": REPO_COMMIT, "private": False, "gated": owner.behaviour.gated}
+            data: Any = {"id": REPO_ID, "sha": owner.repo_commit, "private": False, "gated": owner.behaviour.gated}
         elif kind == "tree":
             entries = owner.listing(sub.strip("/"), self._query().get("recursive") in ("true", "1", "True"))
             if entries is None:
@@ -297,7 +296,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _json(self, data: Any, head: bool, headers: dict[str, str]) -> None:
         self._send_bytes(200, json.dumps(data).encode(), "application/json", head=head,
-                         headers={"X-Repo-Commit": REPO_COMMIT, **headers})
+                         headers={"X-Repo-Commit": self.server.owner.repo_commit, **headers})
 
     def _begin(self, status: int, length: int, ctype: str, headers: dict[str, str], log: bool = True) -> _Entry:
         """Send status and headers; the log entry exists before the client can see any of it."""
@@ -351,11 +350,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = None if synthetic is not None else self._safe_file(owner.root / "hub", rel)
         if path is None and synthetic is None:
             self._send_bytes(404, b"Entry not found\n", "text/plain", head=head,
-                             headers={"X-Error-Code": "EntryNotFound", "X-Repo-Commit": REPO_COMMIT})
+                             headers={"X-Error-Code": "EntryNotFound", "X-Repo-Commit": owner.repo_commit})
             return
         if path is not None and not rel.endswith(LFS_SUFFIXES):
             self._serve_file(owner.root / "hub", rel, head, missing=404, etag=True,
-                             extra={"X-Repo-Commit": REPO_COMMIT})
+                             extra={"X-Repo-Commit": owner.repo_commit})
             return
         if synthetic is not None:
             size, sha = synthetic
@@ -367,7 +366,7 @@ class _Handler(BaseHTTPRequestHandler):
             "Location": owner.target_url(rel, self.headers.get("Host")),
             "X-Linked-Size": str(size),
             "X-Linked-Etag": f'"{sha}"',
-            "X-Repo-Commit": REPO_COMMIT,
+            "X-Repo-Commit": owner.repo_commit,
         })
 
     def _target(self, rel: str, head: bool) -> None:
@@ -401,19 +400,13 @@ class _Handler(BaseHTTPRequestHandler):
             tag = hashlib.sha256(b"xet:" + sha.encode()).hexdigest() if target else _git_blob_id(path)
             headers["ETag"] = f'"{tag}"'
         headers.update(extra or {})
-        start, end, status = 0, size - 1, 200
-        spec = self.headers.get("Range")
-        if spec is not None:
-            parsed = _parse_range(spec, size)
-            if parsed == "unsatisfiable":
-                headers["Content-Range"] = f"bytes */{size}"
-                self._send_bytes(416, b"", "text/plain", head=head, headers=headers)
-                return
-            if parsed is not None:  # an unparsable or multi-range header is ignored, as RFC 9110 allows
-                start, end = parsed
-                status = 206
-                headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        length = end - start + 1
+        answer = answer_range(self.headers.get("Range"), size)
+        if answer.content_range is not None:
+            headers["Content-Range"] = answer.content_range
+        if answer.status == 416:
+            self._send_bytes(416, b"", "text/plain", head=head, headers=headers)
+            return
+        status, start, length = answer.status, answer.start, answer.length
         entry = self._begin(status, length, "application/octet-stream", headers)
         if not head and length > 0:
             with open(path, "rb") as fh:
@@ -473,26 +466,6 @@ def _git_blob_id(path: Path) -> str:
     return h.hexdigest()
 
 
-def _parse_range(spec: str, size: int) -> tuple[int, int] | str | None:
-    """(start, end) inclusive, "unsatisfiable", or None for a header to ignore."""
-    m = _RANGE_RE.match(spec.strip())
-    if m is None or (not m.group(1) and not m.group(2)):
-        return None
-    first, last = m.group(1), m.group(2)
-    if not first:  # suffix range: the last n bytes
-        n = int(last)
-        if n == 0 or size == 0:
-            return "unsatisfiable"
-        return max(0, size - n), size - 1
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if last and int(last) < start:
-        return None
-    if start >= size:
-        return "unsatisfiable"
-    return start, end
-
-
 class MirrorServer:
     """Serve a mirror build on loopback in a background thread.
 
@@ -510,6 +483,9 @@ class MirrorServer:
         self.port = port
         self.latency_s = float(latency_s)
         self.bandwidth_bps = bandwidth_bps
+        # The Hub commit the mirror reports (X-Repo-Commit, revision API); tests change it to
+        # simulate a new release.
+        self.repo_commit = REPO_COMMIT
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -714,11 +690,19 @@ class MirrorServer:
         return sorted(out, key=lambda e: e["path"])
 
 def serve(root: Path | str, host: str = "127.0.0.1", port: int = 8000, *, latency_s: float = 0.0,
-          bandwidth_bps: float | None = None, out: IO[str] | None = None) -> None:
-    """Serve ``root`` until Ctrl-C, after printing the three base URLs (for ``mirror serve``)."""
+          bandwidth_bps: float | None = None, out: IO[str] | None = None, banner: str | None = None) -> None:
+    """Serve ``root`` until Ctrl-C, after printing ``banner`` and the three base URLs (for ``mirror serve``).
+
+    Nothing is printed before the port is bound: a port in use is an OSError naming it.
+    """
     server = MirrorServer(root, host, port, latency_s=latency_s, bandwidth_bps=bandwidth_bps)
-    server._bind()
+    try:
+        server._bind()
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot serve on {host}:{port}: {exc.strerror or exc}") from exc
     out = out or sys.stdout
+    if banner:
+        print(banner, file=out)
     print(f"CDN:    {server.cdn_url}", file=out)
     print(f"Hub:    {server.hf_url}", file=out)
     print(f"Assets: {server.assets_url}", file=out, flush=True)

@@ -160,6 +160,7 @@ def _run_job(job: DownloadJob, config: DatasetConfig, catalog_ref, limiter,
              transfer_options: dict[str, Any]) -> dict[str, Any]:
     """One task: the route's own code with a fresh engine (token from this worker's environment)."""
     cfg = config.resolved()
+    assert cfg.local_dir is not None  # resolved() fills it
     dest = Path(cfg.local_dir)
     manifest = _Collected(dest)
     # Files an earlier attempt of this task completed are skipped by this one (complete on disk), so
@@ -262,6 +263,7 @@ def download(
         assert cfg.assets and cfg.cache_dir  # resolved() fills both
         catalog = Catalog.load(cfg.assets, cfg.cache_dir)
     jobs = plan_download(selection, catalog, only=only, source=source, keep_tar=keep_tar, ids_per_task=ids_per_task)
+    assert cfg.local_dir is not None  # resolved() fills it
     root = Path(cfg.local_dir)
     root.mkdir(parents=True, exist_ok=True)
     connect(address)

@@ -1,7 +1,10 @@
-"""``build_index`` on Ray: the hook for the metadata index (``operations/index.py``).
+"""``build_index`` on Ray: the hook for the conversation index (``operations/index.py``).
 
-The index operation is not in this tree yet; until it lands, the hook raises
-:class:`IndexUnavailableError` (rather than a silent single-machine fallback).
+Distributing the build needs one step per archive that returns its part (a table) instead of writing it,
+so that the driver alone writes the parts and consolidates (as ``download`` does with the manifest).
+:func:`seamless_interaction.operations.index.build_index` keeps that step inside itself and writes into
+the index folder from every thread, so until it exposes one the hook raises
+:class:`IndexUnavailableError` rather than fall back silently to one machine.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class IndexUnavailableError(SeamlessError, NotImplementedError):
 
 
 def build_index(selection: Any = None, **kwargs: Any) -> Any:
-    """Build the metadata index of ``selection`` with one Ray task per archive (not available yet)."""
-    raise IndexUnavailableError("build_index on Ray needs seamless_interaction.operations.index, which this "
-                                "version does not have; build the index on one machine or upgrade")
+    """Build the conversation index of ``selection`` with one Ray task per archive (not available yet)."""
+    raise IndexUnavailableError("build_index on Ray needs a per-archive step from seamless_interaction."
+                                "operations.index, which this version does not expose; build the index on one "
+                                "machine with `seamless-interaction index build`")

@@ -448,7 +448,8 @@ def read_windows(
 
     bad = set(modalities) - set(LOADER_MODALITIES)
     if bad:
-        raise WindowsSelectionError(f"unknown modalities {sorted(bad)}; read_windows supports {list(LOADER_MODALITIES)}")
+        raise WindowsSelectionError(f"unknown modalities {sorted(bad)}; read_windows supports "
+                                    f"{list(LOADER_MODALITIES)}")
     try:
         shards = resolve_shards(selection, catalog=catalog, hf_url=hf_url)
     except ValueError as exc:

@@ -1,1 +1,4 @@
 """Remote layer: the HTTP engine, remote tar indexes and URL layouts."""
+
+__all__ = []
+

@@ -21,9 +21,10 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any
 
 from seamless_interaction.base.errors import IntegrityError, TransferError
+from seamless_interaction.base.tarfmt import BLOCK, ReadAt, TarMember, iter_tar
 
 if TYPE_CHECKING:
     from seamless_interaction.remote.transfer import Transfer
@@ -32,43 +33,10 @@ __all__ = ["TarIndex", "TarMember", "index_local", "index_remote", "index_cache_
 
 logger = logging.getLogger(__name__)
 
-BLOCK = 512
 # One Range request per hop reads this much: a PAX header (512), its records (512), the ustar header (512)
 # and a small following member (a json is a few KB) with the headers after it. Real bodies are MBs.
 DEFAULT_READAHEAD = 8 * 1024
 _CACHE_VERSION = 1
-_GNU_MAGIC = b"ustar  \x00"
-_PAX_TYPES = (b"x", b"X")  # 'X' is the Solaris spelling of a per-member extended header
-_GLOBAL_PAX = b"g"
-_GNU_LONGNAME, _GNU_LONGLINK = b"L", b"K"
-_REGULAR_TYPES = (b"0", b"\x00", b"7", b"S")
-# Types whose size field does not describe a body that follows (tarfile treats them the same way).
-_NO_BODY_TYPES = (b"1", b"2", b"3", b"4", b"5", b"6")
-
-
-@dataclass(frozen=True)
-class TarMember:
-    """One member: its final name (PAX/GNU overrides applied) and where its bytes are.
-
-    ``header_offset`` is the first header block that belongs to the member (a PAX or GNU long-name header
-    when there is one), like ``tarfile.TarInfo.offset``; ``offset_data`` is where the body starts.
-    ``type`` is the one-character tar type flag (``"0"`` regular file, ``"5"`` directory, ...).
-    """
-
-    name: str
-    offset_data: int
-    size: int
-    header_offset: int
-    type: str = "0"
-
-    @property
-    def end(self) -> int:
-        """One past the last body byte: the member is ``[offset_data, end)`` of the archive."""
-        return self.offset_data + self.size
-
-    @property
-    def is_file(self) -> bool:
-        return self.type in ("0", "7", "S")
 
 
 @dataclass
@@ -94,7 +62,7 @@ class TarIndex:
     def files(self) -> list[TarMember]:
         return [m for m in self.members if m.is_file]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "version": _CACHE_VERSION,
             "url": self.url,
@@ -104,147 +72,16 @@ class TarIndex:
         }
 
     @classmethod
-    def from_json(cls, data: dict) -> TarIndex:
+    def from_json(cls, data: dict[str, Any]) -> TarIndex:
         if data.get("version") != _CACHE_VERSION:
             raise ValueError(f"tar index version {data.get('version')!r}, expected {_CACHE_VERSION}")
         members = [TarMember(str(n), int(o), int(s), int(h), str(t)) for n, o, s, h, t in data["members"]]
         return cls(members, int(data["total_size"]), str(data["validator"]), str(data.get("url", "")))
 
 
-# ---------------------------------------------------------------------------------------------------------
-# header parsing (pure)
-
-
-def _nts(raw: bytes) -> bytes:
-    nul = raw.find(b"\x00")
-    return raw if nul < 0 else raw[:nul]
-
-
-def _number(raw: bytes) -> int:
-    """A numeric header field: octal text, or base-256 (GNU) when the high bit of the first byte is set."""
-    if raw[:1] in (b"\x80", b"\xff"):
-        n = int.from_bytes(raw[1:], "big")
-        return n - 256 ** (len(raw) - 1) if raw[:1] == b"\xff" else n
-    text = _nts(raw).decode("ascii").strip()
-    return int(text, 8) if text else 0
-
-
-def _checksum_ok(header: bytes) -> bool:
-    try:
-        stored = _number(header[148:156])
-    except ValueError:
-        return False
-    unsigned = sum(header[:148]) + 256 + sum(header[156:])  # the checksum field itself counts as 8 spaces
-    signed = unsigned - 256 * sum(1 for b in header[:148] + header[156:] if b > 127)
-    return stored in (unsigned, signed)
-
-
-def _decode_name(raw: bytes) -> str:
-    return raw.decode("utf-8", "surrogateescape")
-
-
-def _parse_pax(data: bytes) -> dict[str, str]:
-    """PAX records ``"<len> <key>=<value>\\n"``; ``len`` counts the whole record."""
-    records: dict[str, str] = {}
-    pos = 0
-    while pos < len(data) and data[pos:pos + 1] not in (b"", b"\x00"):
-        space = data.index(b" ", pos)
-        length = int(data[pos:space])
-        if length <= 0:
-            raise ValueError(f"bad PAX record length {length}")
-        key, _, value = data[space + 1:pos + length - 1].partition(b"=")
-        records[key.decode("utf-8")] = value.decode("utf-8", "surrogateescape")
-        pos += length
-    return records
-
-
-def _blocks(size: int) -> int:
-    return -(-size // BLOCK) * BLOCK
-
-
-ReadAt = Callable[[int, int], bytes]
-
-
 def _walk(read_at: ReadAt, total_size: int, where: str) -> list[TarMember]:
-    """Hop through the headers of a tar of ``total_size`` bytes; ``read_at(offset, n)`` returns bytes."""
-    members: list[TarMember] = []
-    global_pax: dict[str, str] = {}
-    pending_pax: dict[str, str] = {}
-    long_name: str | None = None
-    first_header: int | None = None
-    offset = 0
-    while True:
-        if offset + BLOCK > total_size:
-            if offset < total_size:
-                raise IntegrityError(f"{where}: truncated tar header at offset {offset} (archive is {total_size} bytes)")
-            # Missing end-of-archive blocks: tolerated, as tarfile does.
-            logger.debug("%s ends at %d without end-of-archive blocks", where, offset)
-            break
-        header = read_at(offset, BLOCK)
-        if header.count(0) == BLOCK:
-            break  # end-of-archive marker
-        if not _checksum_ok(header):
-            raise IntegrityError(f"{where}: bad tar header checksum at offset {offset}; not a tar archive or corrupt")
-        start = offset if first_header is None else first_header
-        typeflag = header[156:157]
-        try:
-            size = _number(header[124:136])
-        except ValueError:
-            raise IntegrityError(f"{where}: unreadable size field in the tar header at offset {offset}") from None
-        if typeflag in _PAX_TYPES or typeflag == _GLOBAL_PAX or typeflag in (_GNU_LONGNAME, _GNU_LONGLINK):
-            if offset + BLOCK + size > total_size:
-                raise IntegrityError(
-                    f"{where}: truncated: extended header at offset {offset} needs {size} bytes past the end "
-                    f"of the archive ({total_size} bytes)"
-                )
-            data = read_at(offset + BLOCK, size)
-            try:
-                records = _parse_pax(data) if typeflag in _PAX_TYPES or typeflag == _GLOBAL_PAX else {}
-            except ValueError as e:
-                raise IntegrityError(f"{where}: bad PAX header at offset {offset}: {e}") from None
-            if typeflag == _GLOBAL_PAX:
-                global_pax.update(records)
-            elif typeflag in _PAX_TYPES:
-                pending_pax.update(records)
-                first_header = start
-            elif typeflag == _GNU_LONGNAME:
-                long_name = _decode_name(_nts(data))
-                first_header = start
-            else:
-                first_header = start  # long link name: we keep names only, but the member starts here
-            offset += BLOCK + _blocks(size)
-            continue
-
-        name = _decode_name(_nts(header[0:100]))
-        prefix = _nts(header[345:500])
-        if prefix and header[257:265] != _GNU_MAGIC:
-            name = _decode_name(prefix) + "/" + name
-        if long_name is not None:
-            name = long_name
-        pax = {**global_pax, **pending_pax}
-        if "path" in pax:
-            name = pax["path"]
-        if "size" in pax:
-            try:
-                size = int(pax["size"])
-            except ValueError:
-                raise IntegrityError(f"{where}: bad PAX size {pax['size']!r} for member {name!r}") from None
-        if typeflag == b"\x00" and name.endswith("/"):
-            typeflag = b"5"  # old V7 directory spelling
-        if typeflag == b"5":
-            name = name.rstrip("/")
-        kind = "0" if typeflag == b"\x00" else typeflag.decode("latin-1")
-        member = TarMember(name, offset + BLOCK, size, start, kind)
-        body = 0 if typeflag in _NO_BODY_TYPES else _blocks(size)
-        if body and member.end > total_size:
-            raise IntegrityError(
-                f"{where}: truncated archive: member {name!r} needs bytes [{member.offset_data}, {member.end}) "
-                f"but the archive is {total_size} bytes"
-            )
-        members.append(member)
-        pending_pax, long_name, first_header = {}, None, None
-        offset += BLOCK + body
-    return members
+    """Every member of a tar of ``total_size`` bytes; ``read_at(offset, n)`` returns exactly n bytes."""
+    return list(iter_tar(read_at, where=where, total_size=total_size))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from seamless_interaction.base.ids import ArchiveRef
 from seamless_interaction.constants import ANNOTATION_TYPES, FEATURE_GROUPS
+
+__all__ = ["Part", "cdn_parts", "cdn_urls", "hub_archive_path", "hub_archive_url"]
 
 
 class Part(NamedTuple):
@@ -55,7 +58,9 @@ def cdn_urls(cdn_url: str, label: str, split: str, file_id: str, *, movement_v4:
 
 
 def hub_archive_path(label: str, split: str, batch: int, archive: int) -> str:
-    return f"{label}/{split}/{int(batch):04d}/{int(archive):04d}.tar"
+    """``{label}/{split}/{batch:04d}/{archive:04d}.tar`` (FORMAT.md 2.2); raises InvalidIdError on bad parts."""
+    ref = ArchiveRef(label, split, batch, archive)
+    return f"{ref.label}/{ref.split}/{ref.batch:04d}/{ref.archive:04d}.tar"
 
 
 def hub_archive_url(hf_url: str, label: str, split: str, batch: int, archive: int) -> str:

@@ -1,1 +1,4 @@
 """Routes: the ways to bring files home (CDN per file, Hub archives, Hub members by Range)."""
+
+__all__ = []
+

@@ -31,10 +31,13 @@ import numpy as np
 from seamless_interaction.catalog.tables import Catalog, FileRecord
 from seamless_interaction.base.errors import IntegrityError
 from seamless_interaction.base.formats import bundle_json, encode_json, encode_npz, parse_jsonl
-from seamless_interaction.local.layout import archive_dir, bundle_paths
-from seamless_interaction.local.manifest import Manifest
+from seamless_interaction.constants import BUNDLE_EXTENSIONS
+from seamless_interaction.local import layout
+from seamless_interaction.local.manifest import Manifest, sha256_file
 from seamless_interaction.remote.transfer import FetchResult, Job, Transfer
 from seamless_interaction.remote.urls import Part, cdn_parts
+
+__all__ = ["BundleResult", "bundle_complete", "gather_file_id", "gather_many", "plan_file_id"]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,8 @@ class BundleResult:
     absent: tuple[str, ...] = ()  # optional parts the CDN did not have
 
 
-def plan_file_id(catalog: Catalog, cdn_url: str, file_id: str, *, movement_v4: bool = True) -> tuple[FileRecord, list[Part]]:
+def plan_file_id(catalog: Catalog, cdn_url: str, file_id: str, *,
+                 movement_v4: bool = True) -> tuple[FileRecord, list[Part]]:
     """Catalog lookup first: an unknown id fails here, before any request or write."""
     rec = catalog.record(file_id)
     return rec, cdn_parts(cdn_url, rec.label, rec.split, rec.file_id, movement_v4=movement_v4)
@@ -82,14 +86,13 @@ def _stage(catalog: Catalog, cdn_url: str, local_dir: Path, file_id: str, *, man
            force: bool, movement_v4: bool) -> _Staged | BundleResult:
     """The skipped result if the bundle is complete, else a fresh staging folder and its jobs."""
     rec, parts = plan_file_id(catalog, cdn_url, file_id, movement_v4=movement_v4)
-    final = bundle_paths(local_dir, rec.label, rec.split, rec.batch, rec.archive, rec.file_id)
+    final = layout.bundle_paths(local_dir, rec.ref, rec.file_id)  # rec.ref checks the catalog's label/split
     if not force and bundle_complete(final, manifest, Path(local_dir)):
         return BundleResult(rec.file_id, final, skipped=True)
-    target = archive_dir(local_dir, rec.label, rec.split, rec.batch, rec.archive)
-    target.mkdir(parents=True, exist_ok=True)
+    target = layout.make_archive_dir(local_dir, rec.ref)
     # A staging folder per file id, inside the target folder so that the final renames stay on one
     # filesystem; hidden, and removed whatever happens.
-    staging = target / f".{rec.file_id}.cdn-{os.getpid()}"
+    staging = layout.staging_dir(target, rec.file_id, "cdn")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     # Media go straight to disk (large); npy/jsonl are small enough to hold in memory but take the
@@ -126,6 +129,8 @@ def gather_file_id(
     movement_v4: bool = True,
 ) -> BundleResult:
     staged = _stage(catalog, cdn_url, local_dir, file_id, manifest=manifest, force=force, movement_v4=movement_v4)
+    if manifest is not None:
+        manifest.request([file_id], BUNDLE_EXTENSIONS)
     if isinstance(staged, BundleResult):
         return staged
     try:
@@ -184,17 +189,23 @@ def _commit(staged: _Staged, results: list[FetchResult | None], absent: tuple[st
     sources = {"wav": media["wav"], "mp4": media["mp4"],
                "npz": staged.staging / "bundle.npz", "json": staged.staging / "bundle.json"}
     urls = {"wav": parts[0].url, "mp4": parts[1].url, "npz": cdn_url, "json": cdn_url}
+    media_sha = {part.name: res.sha256 for part, res in zip(parts, results) if part.kind in _MEDIA and res is not None}
+    # The media were hashed while they streamed; npz and json are small and hashed here, once written.
+    digests = {"wav": media_sha["wav"], "mp4": media_sha["mp4"],
+               "npz": sha256_file(sources["npz"]), "json": sha256_file(sources["json"])}
     for ext in ("wav", "mp4", "npz", "json"):
         _fsync(sources[ext])
         os.replace(sources[ext], final[ext])
-        if manifest is not None:
-            manifest.record(final[ext], urls[ext], final[ext].stat().st_size, None)
+    if manifest is not None:
+        manifest.record_many([(final[e], urls[e], final[e].stat().st_size, digests[e])
+                              for e in ("wav", "mp4", "npz", "json")])
     return BundleResult(staged.rec.file_id, final, skipped=False, absent=absent)
 
 
 def _load_npy(path: Path, url: str) -> np.ndarray:
     try:
-        return np.load(io.BytesIO(path.read_bytes()), allow_pickle=False)
+        arr: np.ndarray = np.load(io.BytesIO(path.read_bytes()), allow_pickle=False)
+        return arr
     except Exception as exc:
         raise IntegrityError(f"{url}: not a readable .npy ({exc})") from exc
 
@@ -228,8 +239,11 @@ def gather_many(
     it completes (from a worker thread, one call at a time). On a failure the first error is
     raised; ids already assembled stay, the others leave nothing at a final path.
     """
-    for fid in file_ids:
-        catalog.record(fid)
+    # Unknown ids, or rows the layout cannot hold (ArchiveRef checks them), fail before any write.
+    refs = [catalog.record(fid).ref for fid in file_ids]
+    del refs
+    if manifest is not None:
+        manifest.request(file_ids, BUNDLE_EXTENSIONS)
     results: list[BundleResult | None] = [None] * len(file_ids)
     staged: dict[int, _Staged] = {}
     for k, fid in enumerate(file_ids):

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seamless_interaction.base.errors import TransferError
-from seamless_interaction.local.archive import (
-    extraction_complete,
-    safe_extract,
-    write_extraction_record,
-)
-from seamless_interaction.local.layout import archive_dir
-from seamless_interaction.local.manifest import Manifest
+from seamless_interaction.base.ids import FILE_ID_RE, ArchiveRef
+from seamless_interaction.constants import BUNDLE_EXTENSIONS
+from seamless_interaction.local import layout
+from seamless_interaction.local.archive import extraction_complete, safe_extract, write_extraction_record
+from seamless_interaction.local.manifest import Manifest, member_source
 from seamless_interaction.remote.transfer import Transfer, check_free_space
 from seamless_interaction.remote.urls import hub_archive_url
+
+__all__ = ["ArchiveResult", "archive_size", "download_archive"]
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ class ArchiveResult:
 
 def archive_size(transfer: Transfer, hf_url: str, label: str, split: str, batch: int, archive: int) -> int:
     """Bytes of one archive, from a HEAD request that follows the Hub's redirect."""
-    info = transfer.head(hub_archive_url(hf_url, label, split, batch, archive))
+    ref = ArchiveRef(label, split, batch, archive)  # checked before the request
+    info = transfer.head(hub_archive_url(hf_url, *ref))
     assert info is not None  # non-optional head raises on 403/404
     if info.size is None:
         raise TransferError(f"{info.url}: the server sent no Content-Length", url=info.url)
@@ -59,26 +60,29 @@ def download_archive(
     extract: bool = True,
     manifest: Manifest | None = None,
 ) -> ArchiveResult:
+    ref = ArchiveRef(label, split, batch, archive)  # checked before any request or write
+    label, split, batch, archive = ref
     local_dir = Path(local_dir)
-    dest_dir = archive_dir(local_dir, label, split, batch, archive)
-    tar_path = dest_dir.parent / f"{int(archive):04d}.tar"
-    if extract and extraction_complete(local_dir, dest_dir, label, split, batch, archive):
+    dest_dir = layout.inside(local_dir, layout.archive_dir(local_dir, ref))
+    tar_path = layout.inside(local_dir, layout.tar_path(local_dir, ref))
+    if extract and extraction_complete(local_dir, dest_dir, ref):
         return ArchiveResult(label, split, batch, archive, dest_dir, None, skipped=True)
 
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
     # Two identical downloads at once: the second waits here, then finds the first's work done.
-    with transfer.lock(tar_path.with_name(tar_path.name + ".archive.lock")):
-        if extract and extraction_complete(local_dir, dest_dir, label, split, batch, archive):
+    with transfer.lock(layout.lock_path(tar_path.with_name(tar_path.name + ".archive"))):
+        if extract and extraction_complete(local_dir, dest_dir, ref):
             return ArchiveResult(label, split, batch, archive, dest_dir, None, skipped=True)
-        return _download_locked(transfer, hf_url, local_dir, dest_dir, tar_path, label, split, batch, archive,
+        return _download_locked(transfer, hf_url, local_dir, dest_dir, tar_path, ref,
                                 extract=extract, manifest=manifest)
 
 
 def _download_locked(
-    transfer: Transfer, hf_url: str, local_dir: Path, dest_dir: Path, tar_path: Path, label: str, split: str,
-    batch: int, archive: int, *, extract: bool, manifest: Manifest | None,
+    transfer: Transfer, hf_url: str, local_dir: Path, dest_dir: Path, tar_path: Path, ref: ArchiveRef, *,
+    extract: bool, manifest: Manifest | None,
 ) -> ArchiveResult:
-    url = hub_archive_url(hf_url, label, split, batch, archive)
+    label, split, batch, archive = ref
+    url = hub_archive_url(hf_url, *ref)
     info = transfer.head(url)
     assert info is not None
     tar_done = tar_path.exists() and info.size is not None and tar_path.stat().st_size == info.size
@@ -96,9 +100,11 @@ def _download_locked(
         return ArchiveResult(label, split, batch, archive, tar_path, res.size, skipped=res.skipped and tar_done)
     members = safe_extract(tar_path, dest_dir)
     if manifest is not None:
-        for m in members:
-            manifest.record(m.path, f"{url}#{m.name}", m.size, None)
-    write_extraction_record(local_dir, label, split, batch, archive, members, url, res.sha256)
+        manifest.record_many([(m.path, member_source(url, m.name), m.size, m.sha256) for m in members])
+        # An extracted archive asks for every file id in it, whole.
+        stems = {m.name.partition(".")[0] for m in members if m.name.partition(".")[2] in BUNDLE_EXTENSIONS}
+        manifest.request(sorted(f for f in stems if FILE_ID_RE.match(f)), BUNDLE_EXTENSIONS)
+    write_extraction_record(local_dir, ref, members, url, res.sha256)
     os.remove(tar_path)
     if manifest is not None:
         manifest.remove(tar_path)

@@ -3,7 +3,7 @@
 A Hub archive is ~1 GB holding 4-11 file ids, and npz features are ~8% of its bytes. Here an archive's
 :class:`~seamless_interaction.remote.tarindex.TarIndex` says where each member's bytes sit, :func:`plan_members`
 picks the members, and :func:`fetch_members` reads just those byte ranges into the standard local layout
-(``layout.archive_dir``), the same place whole-archive extraction puts them. Nearby members are read with
+(:mod:`~seamless_interaction.local.layout`), the same place whole-archive extraction puts them. Nearby members are read with
 one merged request, big members in concurrent chunks; every file is written under a temp name, checked
 against the size in its tar header, then renamed into place.
 """
@@ -22,19 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from seamless_interaction.base.errors import (
-    IntegrityError,
-    MissingPartError,
-    TransferError,
-    UnsafeArchiveError,
+    IntegrityError, MissingPartError, TransferError, UnsafeArchiveError, UnsafePathError,
 )
-from seamless_interaction.constants import BUNDLE_EXTENSIONS
-from seamless_interaction.local.layout import TMP_SUFFIX, archive_dir
-from seamless_interaction.remote.tarindex import (
-    TarIndex,
-    TarMember,
-    _validator,
-    index_remote,
-)
+from seamless_interaction.base.ids import ArchiveRef, validate_file_id, validate_modalities
+from seamless_interaction.local import layout
+from seamless_interaction.local.manifest import Manifest, member_source
+from seamless_interaction.remote.tarindex import TarIndex, TarMember, _validator, index_remote
 from seamless_interaction.remote.urls import hub_archive_url
 
 if TYPE_CHECKING:
@@ -72,7 +65,6 @@ MAX_SPAN = 16 * 1024 * 1024
 DEFAULT_WORKERS = 8
 ARCHIVE_WORKERS = 4  # archives fetched at once by fetch_file_ids; indexing one archive is latency bound
 
-ArchiveRef = tuple[str, str, int, int]  # (label, split, batch, archive)
 
 
 @dataclass(frozen=True)
@@ -102,13 +94,10 @@ def plan_members(
     ``file_ids=None`` selects every file id in the archive. Members come in archive order.
 
     Raises:
-        ValueError: a modality that is not one of json, mp4, npz, wav.
+        InvalidIdError: a modality that is not one of json, mp4, npz, wav (a ValueError).
         MissingPartError: a requested file id lacks a requested member in this archive.
     """
-    wanted = tuple(dict.fromkeys(modalities))
-    unknown = [m for m in wanted if m not in BUNDLE_EXTENSIONS]
-    if unknown or not wanted:
-        raise ValueError(f"modalities {list(modalities)!r}: expected a non-empty subset of {list(BUNDLE_EXTENSIONS)}")
+    wanted = validate_modalities(modalities)
     ids = None if file_ids is None else set(file_ids)
     chosen = []
     for m in index.members:
@@ -161,8 +150,10 @@ def plan_ranges(members: Sequence[TarMember], *, max_gap: int = MAX_GAP, max_spa
 
 def _check_name(name: str, url: str) -> None:
     # Members land flat in one folder (FORMAT.md 4): anything else could escape it or shadow a temp file.
-    if not name or "/" in name or "\\" in name or name.startswith(".") or "\x00" in name:
-        raise UnsafeArchiveError(f"{url}: member name {name!r} is not a plain file name")
+    try:
+        layout.member_path(".", name)
+    except UnsafePathError:
+        raise UnsafeArchiveError(f"{url}: member name {name!r} is not a plain file name") from None
 
 
 def _complete(path: Path, size: int) -> bool:
@@ -172,6 +163,41 @@ def _complete(path: Path, size: int) -> bool:
         return False
 
 
+class _Digest:
+    """sha256 of a member fed while its bytes arrive: in-order bytes are hashed from memory, and what came
+    out of order (chunks of a big member racing each other) is read back from the temp file at the end."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sha = hashlib.sha256()
+        self._pos = 0
+
+    def feed(self, data: memoryview, at: int) -> None:
+        with self._lock:
+            if at == self._pos:
+                self._sha.update(data)
+                self._pos += len(data)
+
+    def finish(self, tmp: str, size: int) -> str:
+        with self._lock, open(tmp, "rb") as fh:
+            fh.seek(self._pos)
+            while self._pos < size and (block := fh.read(min(4 << 20, size - self._pos))):
+                self._sha.update(block)
+                self._pos += len(block)
+            return self._sha.hexdigest()
+
+
+def _create_temp(dest_dir: Path, name: str) -> tuple[int, str]:
+    """A new temp file for member ``name``: mode 0666 less the umask (mkstemp's 0600 would not be)."""
+    for _ in range(100):
+        tmp = str(dest_dir / f".{name}.{secrets.token_hex(4)}{layout.TMP_SUFFIX}")
+        try:
+            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{dest_dir}: no free temp name for {name}")
+
+
 class _Sink:
     """Temp files of the members being fetched; a member is renamed into place once all its bytes are in.
 
@@ -179,35 +205,26 @@ class _Sink:
     stays shared); each member's sha256 is fed while its bytes arrive in order, the rest read back.
     """
 
-    def __init__(self, dest_dir: Path, members: Sequence[TarMember], url: str):
+    def __init__(self, dest_dir: Path, members: Sequence[TarMember], url: str, manifest: Manifest | None):
         self._dest = dest_dir
         self._url = url
+        self._manifest = manifest
         self._lock = threading.Lock()
         self._fds: dict[str, int] = {}
         self._tmp: dict[str, str] = {}
         self._left: dict[str, int] = {}
-        self._hash: dict[str, tuple[hashlib._Hash, int]] = {}
-        self.digests: dict[str, str] = {}
+        self._digests: dict[str, _Digest] = {}
         for m in members:
-            for _ in range(100):
-                tmp = str(dest_dir / f".{m.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
-                try:
-                    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
-                    break
-                except FileExistsError:
-                    continue
-            else:
-                raise FileExistsError(f"{dest_dir}: no free temp name for {m.name}")
+            fd, tmp = _create_temp(dest_dir, m.name)
             self._fds[m.name], self._tmp[m.name], self._left[m.name] = fd, tmp, m.size
-            self._hash[m.name] = (hashlib.sha256(), 0)
+            if manifest is not None:
+                self._digests[m.name] = _Digest()
 
     def write(self, m: TarMember, data: memoryview, at: int) -> None:
         os.pwrite(self._fds[m.name], data, at)
+        if self._manifest is not None:
+            self._digests[m.name].feed(data, at)
         with self._lock:
-            h, pos = self._hash[m.name]
-            if pos == at:
-                h.update(data)
-                self._hash[m.name] = (h, pos + len(data))
             self._left[m.name] -= len(data)
             done = self._left[m.name] == 0
         if done:
@@ -217,27 +234,19 @@ class _Sink:
         with self._lock:
             fd = self._fds.pop(m.name)
             tmp = self._tmp.pop(m.name)
-            h, pos = self._hash.pop(m.name)
         try:
-            got = os.fstat(fd).st_size
+            os.close(fd)
+            got = os.path.getsize(tmp)
             if got != m.size:
                 raise IntegrityError(f"{self._url}: member {m.name!r} is {got} bytes, its tar header says {m.size}")
-            while pos < m.size:  # chunks of a big member that arrived out of order
-                block = os.pread(fd, min(4 << 20, m.size - pos), pos)
-                if not block:
-                    break
-                h.update(block)
-                pos += len(block)
-            os.close(fd)
-            fd = -1
-            os.replace(tmp, self._dest / m.name)
-            with self._lock:
-                self.digests[m.name] = h.hexdigest()
+            digest = self._digests[m.name].finish(tmp, m.size) if self._manifest is not None else None
+            final = self._dest / m.name
+            os.replace(tmp, final)
         except BaseException:
-            if fd >= 0:
-                os.close(fd)
             Path(tmp).unlink(missing_ok=True)
             raise
+        if self._manifest is not None and self._manifest.contains(final):
+            self._manifest.record(final, member_source(self._url, m.name), m.size, digest)
 
     def abort(self) -> None:
         with self._lock:
@@ -286,7 +295,7 @@ def fetch_members(
         return paths
     dest.mkdir(parents=True, exist_ok=True)
     # Two identical fetches at once: the second waits, then fetches only what the first did not.
-    with transfer.lock(dest / ".members.lock"):
+    with transfer.lock(layout.lock_path(dest / ".members")):
         todo = [m for m in todo if not _complete(dest / m.name, m.size)]
         if todo:
             _fetch_locked(transfer, url, index, dest, todo, max_gap=max_gap, max_span=max_span,
@@ -305,7 +314,9 @@ def _fetch_locked(
     ranges = plan_ranges(todo, max_gap=max_gap, max_span=max_span)
     logger.debug("%s: %d members in %d ranges, %d bytes", url, len(todo), len(ranges), sum(r.size for r in ranges))
 
-    sink = _Sink(dest, todo, url)
+    sink = _Sink(dest, todo, url, manifest)
+    # Bytes on the wire (merged ranges include the small gaps between members), on the transfer's bar.
+    transfer.progress.start(sum(r.size for r in ranges), f"{len(todo)} members of {url.rsplit('/', 1)[-1]}")
     try:
         for m in todo:
             if m.size == 0:
@@ -324,16 +335,14 @@ def _fetch_locked(
             for m in r.members:
                 a, b = max(m.offset_data, r.start), min(m.end, r.end)
                 sink.write(m, view[a - r.start:b - r.start], a - m.offset_data)
+            transfer.progress.advance(len(data))
             if progress is not None:
                 progress(len(data))
 
         _run_all(run, ranges, max_workers)
     finally:
+        transfer.progress.close()
         sink.abort()  # temp files of members that did not complete
-        if manifest is not None:
-            for m in todo:
-                if m.name in sink.digests:
-                    manifest.record(dest / m.name, f"{url}#{m.name}", m.size, sink.digests[m.name])
 
 
 def _check_unchanged(transfer: Transfer, url: str, index: TarIndex) -> str:
@@ -386,26 +395,37 @@ def fetch_archive_members(
     """Fetch ``modalities`` of ``file_ids`` (all when None) of one Hub archive into the local layout.
 
     ``file_ids=None`` takes every file id the archive holds (as extracting it would), so ``catalog`` is
-    not consulted; it is accepted so that every fetch function has the same shape.
+    not consulted; it is accepted so that every fetch function has the same shape. Every argument is
+    checked before any request. With ``manifest`` the request (file ids and modalities) and each file
+    written are recorded, so ``verify`` later expects exactly these.
 
     >>> fetch_archive_members(transfer, catalog, hf_url, "~/datasets/si", "improvised", "dev", 0, 0)
     [PosixPath('.../improvised/dev/0000/0000/V00_S0809_I00000309_P0947.json'), ...]
     """
     del catalog
-    ref = (label, split, int(batch), int(archive))
+    ref = ArchiveRef(label, split, batch, archive)
+    modalities = validate_modalities(modalities)
+    ids = None if file_ids is None else [validate_file_id(f) for f in _as_list(file_ids)]
+    dest = layout.inside(local_dir, layout.archive_dir(local_dir, ref))
     url, index = _archive_url_and_index(transfer, hf_url, ref, cache_dir)
-    chosen = plan_members(index, file_ids, modalities)
-    paths = fetch_members(transfer, url, index, archive_dir(local_dir, *ref), chosen, verify_remote=False,
-                          manifest=manifest)
+    chosen = plan_members(index, ids, modalities)
+    if manifest is not None:
+        manifest.request(sorted({_split_name(m.name)[0] for m in chosen}), modalities)
+    paths = fetch_members(transfer, url, index, dest, chosen, verify_remote=False, manifest=manifest)
     logger.info("fetched %d members (%s) of %s", len(paths), "+".join(modalities), url)
     return paths
 
 
+def _as_list(file_ids: Iterable[str]) -> list[str]:
+    if isinstance(file_ids, str):  # one id passed bare: not a sequence of one-letter ids
+        return [file_ids]
+    return list(file_ids)
+
+
 def _group_by_archive(catalog: Catalog, file_ids: Iterable[str]) -> dict[ArchiveRef, list[str]]:
     groups: dict[ArchiveRef, list[str]] = {}
-    for fid in dict.fromkeys(file_ids):
-        rec = catalog.record(fid)
-        groups.setdefault((rec.label, rec.split, int(rec.batch), int(rec.archive)), []).append(fid)
+    for fid in dict.fromkeys(validate_file_id(f) for f in _as_list(file_ids)):
+        groups.setdefault(catalog.record(fid).ref, []).append(fid)
     return groups
 
 
@@ -426,14 +446,23 @@ def fetch_file_ids(
     Archives are indexed and fetched ``archive_workers`` at a time. The caller adds both partners of an
     interaction (they usually sit in different archives). Returns paths grouped by archive.
     """
+    modalities = validate_modalities(modalities)
     groups = _group_by_archive(catalog, file_ids)
+    for ref in groups:
+        layout.inside(local_dir, layout.archive_dir(local_dir, ref))
 
     def one(item: tuple[ArchiveRef, list[str]]) -> list[Path]:
         ref, ids = item
-        return fetch_archive_members(transfer, None, hf_url, local_dir, *ref, file_ids=ids,
+        return fetch_archive_members(transfer, None, hf_url, local_dir, ref.label, ref.split, ref.batch, ref.archive,
+                                     file_ids=ids,
                                      modalities=modalities, cache_dir=cache_dir, manifest=manifest)
 
-    results = _run_all(one, list(groups.items()), archive_workers)
+    # One bar for all archives: the per-archive starts below nest into it.
+    transfer.progress.start(None, f"{len(groups)} archive(s)")
+    try:
+        results = _run_all(one, list(groups.items()), archive_workers)
+    finally:
+        transfer.progress.close()
     return [p for paths in results for p in paths]
 
 
@@ -455,18 +484,19 @@ def plan_bytes(
     (``(label, split, batch, archive)``, every file id in them). Builds or reuses the archives' indexes,
     which reads headers only. With ``local_dir``, members already complete there are not counted.
     """
+    modalities = validate_modalities(modalities)
     selection: dict[ArchiveRef, list[str] | None] = {}
     if file_ids is not None:
         selection.update(_group_by_archive(catalog, file_ids))
     for ref in archives or ():
-        selection[(ref[0], ref[1], int(ref[2]), int(ref[3]))] = None
+        selection[ArchiveRef(*ref)] = None
 
     def one(item: tuple[ArchiveRef, list[str] | None]) -> tuple[int, int]:
         ref, ids = item
         _, index = _archive_url_and_index(transfer, hf_url, ref, cache_dir)
         chosen = plan_members(index, ids, modalities)
         if local_dir is not None:
-            d = archive_dir(local_dir, *ref)
+            d = layout.archive_dir(local_dir, ref)
             chosen = [m for m in chosen if not _complete(d / m.name, m.size)]
         return sum(m.size for m in chosen), index.total_size
 

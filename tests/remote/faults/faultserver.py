@@ -181,7 +181,8 @@ class FaultServer:
         h.end_headers()
 
     def _respond(
-        self, h: BaseHTTPRequestHandler, method: str, rec: Record, route: Resource | Redirect | None, fault: Fault | None
+        self, h: BaseHTTPRequestHandler, method: str, rec: Record, route: Resource | Redirect | None,
+        fault: Fault | None,
     ) -> None:
         if route is None:
             body = b"not found"

@@ -13,6 +13,7 @@ import streamlit as st
 from seamless_interaction.app import data, ui
 from seamless_interaction.app.local import disk_free_bytes
 from seamless_interaction.app.progress import format_bytes
+from seamless_interaction.base.ids import ArchiveRef
 
 OPTION_LIMIT = 500  # options shown in one select box; the filter box narrows bigger lists
 
@@ -41,7 +42,8 @@ ui.show_result()
 pairs = cat.labels_splits()
 labels = sorted({lab for lab, _ in pairs})
 
-hub_tab, cdn_tab = st.tabs([":material/inventory_2: Archives (Hugging Face Hub)", ":material/person_search: Files, pairs and sessions (CDN)"])
+hub_tab, cdn_tab = st.tabs([":material/inventory_2: Archives (Hugging Face Hub)",
+                           ":material/person_search: Files, pairs and sessions (CDN)"])
 
 with hub_tab:
     st.caption("Whole WebDataset archives (~1 GB and a few hundred files each in the full release), "
@@ -50,13 +52,13 @@ with hub_tab:
     label = c[0].selectbox("Label", labels, key="hub_label")
     splits = sorted({s for lab, s in pairs if lab == label})
     split = c[1].selectbox("Split", splits, key="hub_split")
-    batches = cat.batches(label, split) if label and split else []
+    batches: list[int] = cat.batches(label, split) if label and split else []
     batch = c[2].selectbox("Batch", batches, key="hub_batch", format_func=lambda b: f"{b:04d}")
-    archives = cat.archives(label, split, batch) if batch is not None else []
+    archives: list[int] = cat.archives(label, split, batch) if batch is not None else []
     archive = c[3].selectbox("Archive", archives, key="hub_archive", format_func=lambda a: f"{a:04d}")
     if archive is not None:
-        name = f"{label}/{split}/{batch:04d}/{archive:04d}.tar"
-        ids = cat.archive_file_ids(label, split, batch, archive)
+        name = f"{ArchiveRef(label, split, batch, archive)}.tar"
+        in_archive = cat.archive_file_ids(label, split, batch, archive)
         size = None
         try:
             size = data.archive_size(str(cfg.hf_url), label, split, batch, archive)
@@ -65,24 +67,24 @@ with hub_tab:
         local = data.inventory().complete_ids
         m = st.columns(3)
         m[0].metric("Archive size", format_bytes(size) if size is not None else "unknown")
-        m[1].metric("File ids in it", len(ids))
-        m[2].metric("Already on disk", sum(1 for f in ids if f in local))
+        m[1].metric("File ids in it", len(in_archive))
+        m[2].metric("Already on disk", sum(1 for f in in_archive if f in local))
         with st.expander(f"File ids in {name}"):
-            st.dataframe({"file_id": ids, "on disk": ["yes" if f in local else "" for f in ids]},
+            st.dataframe({"file_id": in_archive, "on disk": ["yes" if f in local else "" for f in in_archive]},
                          hide_index=True, width="stretch")
         extract = st.checkbox("Extract after download (and delete the .tar)", value=True, key="hub_extract")
         if st.button(f"Download {name}", type="primary", key="hub_go", disabled=size is None):
-            ui.run_download(name, lambda fs, rec: fs.download_archive_from_hf(archive, label=label, split=split, batch=batch,
-                                                                    extract=extract)[1])
+            ui.run_download(name, lambda fs, rec: fs.download_archive_from_hf(
+                archive, label=label, split=split, batch=batch, extract=extract)[1])
             st.rerun()
 
 with cdn_tab:
     st.caption("Single participants, interaction pairs or whole sessions, fetched part by part from the "
                "CDN and assembled into the same `.wav/.mp4/.npz/.json` bundles as the archives hold.")
-    c = st.columns([1, 1, 2])
-    label_c = c[0].selectbox("Label", labels, key="cdn_label")
-    split_c = c[1].selectbox("Split", sorted({s for lab, s in pairs if lab == label_c}), key="cdn_split")
-    mode = c[2].radio("What", ["Interaction pair", "Single file", "Session", "Random pair"], horizontal=True,
+    cols = st.columns([1, 1, 2])
+    label_c = cols[0].selectbox("Label", labels, key="cdn_label")
+    split_c = cols[1].selectbox("Split", sorted({s for lab, s in pairs if lab == label_c}), key="cdn_split")
+    mode = cols[2].radio("What", ["Interaction pair", "Single file", "Session", "Random pair"], horizontal=True,
                       key="cdn_mode")
     ids: list[str] = []
     what = ""

@@ -31,7 +31,8 @@ m[4].metric("Free space", format_bytes(free) if free is not None else "unknown")
 st.caption(f"Folder: `{root}`")
 
 if not inv.bundles and not inv.partial_files and not inv.tar_files:
-    st.info("No dataset files here yet. Use the Download page, or point the sidebar at another folder.", icon=":material/inbox:")
+    st.info("No dataset files here yet. Use the Download page, or point the sidebar at another folder.",
+            icon=":material/inbox:")
     st.stop()
 
 rows = []
@@ -90,7 +91,7 @@ if pick:
                     st.error(f"{paths['json']}: {type(exc).__name__}: {exc}")
         if "npz" in paths:
             with st.expander(f"{pick}.npz · {format_bytes(bundle.sizes['npz'])}"):
-                from seamless_interaction.access.aligned import NpzReader
+                from seamless_interaction.base.npz import NpzReader
 
                 try:
                     members = NpzReader(paths["npz"], name=f"{pick}.npz").members

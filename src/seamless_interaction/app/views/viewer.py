@@ -23,9 +23,6 @@ from seamless_interaction.app.progress import format_bytes
 from seamless_interaction.base.errors import SeamlessError
 from seamless_interaction.base.ids import INTERACTION_KEY_RE
 
-NAV_KEYS = ("v_label", "v_split", "v_batch", "v_key")
-
-
 @st.cache_data(show_spinner="Reading the interaction…", max_entries=16)
 def _payload(root: str, key: str, signature: tuple, au_columns: tuple[int, ...]) -> dict[str, Any]:
     """Player data for one interaction; ``signature`` (paths, sizes, mtimes) invalidates it on change."""
@@ -118,7 +115,7 @@ def _facts(p: Participant) -> dict[str, Any]:
 
 
 def _npz_preview(p: Participant, fid: str, path: Path) -> None:
-    from seamless_interaction.access.aligned import NpzReader
+    from seamless_interaction.base.npz import NpzReader
 
     reader = NpzReader(path, name=f"{fid}.npz")
     members = reader.members
@@ -130,6 +127,8 @@ def _npz_preview(p: Participant, fid: str, path: Path) -> None:
         return
     default = next((i for i, k in enumerate(plottable) if k.endswith("emotion_valence")), 0)
     key = st.selectbox("Plot an array", plottable, index=default, key=f"npz_key_{fid}")
+    if key is None:
+        return
     arr = reader.rows(key).astype(np.float64).reshape(members[key].shape[0], -1)
     step = max(1, arr.shape[0] // 1500)
     fig = go.Figure()
@@ -179,11 +178,11 @@ if only_local:
 labels = sorted({lab for lab, _ in pairs})
 if st.session_state.get("v_label") not in labels:
     st.session_state.pop("v_label", None)
-label = top[0].selectbox("Label", labels, key="v_label")
+label: str | None = top[0].selectbox("Label", labels, key="v_label")
 splits = sorted({s for lab, s in pairs if lab == label})
 if st.session_state.get("v_split") not in splits:
     st.session_state.pop("v_split", None)
-split = top[1].selectbox("Split", splits, key="v_split")
+split: str | None = top[1].selectbox("Split", splits, key="v_split")
 if only_local:
     batches = sorted({r.batch for r in local_recs.values() if (r.label, r.split) == (label, split)})
 else:
@@ -191,7 +190,7 @@ else:
 if st.session_state.get("v_batch") not in batches:
     st.session_state.pop("v_batch", None)
 batch = top[2].selectbox("Batch", batches, key="v_batch", format_func=lambda b: f"{b:04d}")
-keys = sorted({f[:19] for f in cat.file_ids(label, split, batch=batch)}) if batch is not None else []
+keys: list[str] = sorted({f[:19] for f in cat.file_ids(label, split, batch=batch)}) if batch is not None else []
 if only_local:
     keys = [k for k in keys if k in local_keys]
 if st.session_state.get("v_key") not in keys:

@@ -51,7 +51,7 @@ from seamless_interaction.remote.transfer.policy import (
 )
 from seamless_interaction.remote.transfer.records import RemoteInfo
 
-__all__ = ["Answer", "HttpClient"]
+__all__ = ["Answer", "HttpClient", "cancellable_sleep", "check_cancel", "remote_info"]
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ keeps two downloads of one file (threads or processes) from writing the same par
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -19,12 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from seamless_interaction.base.errors import InsufficientSpaceError
+from seamless_interaction.local import filelock
+from seamless_interaction.base.digest import sha256_file  # the one file hash, re-exported for the engine
 from seamless_interaction.remote.transfer.policy import CancelLike, Stopped
 
-try:  # POSIX only: without fcntl (Windows) a download takes no cross-process lock
-    import fcntl
-except ImportError:  # pragma: no cover - exercised on non-POSIX platforms only
-    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -37,7 +34,6 @@ __all__ = [
     "gaps",
     "merge",
     "preallocate",
-    "sha256_fd",
     "sha256_file",
     "unlink",
     "write_atomic",
@@ -45,7 +41,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-HASH_CHUNK = 4 << 20
 _LOCK_POLL_S = 0.05
 
 
@@ -62,27 +57,6 @@ def check_free_space(path: Path | str, needed_bytes: int) -> None:
         raise InsufficientSpaceError(
             f"not enough free space for {path}: {needed_bytes} bytes needed, {free} bytes free on {p}"
         )
-
-
-def sha256_fd(fd: int, size: int, start: int = 0, h: hashlib._Hash | None = None) -> hashlib._Hash:
-    """``h`` (a new sha256 by default) fed with the bytes ``[start, size)`` of ``fd``."""
-    h = h if h is not None else hashlib.sha256()
-    pos = start
-    while pos < size:
-        chunk = os.pread(fd, min(HASH_CHUNK, size - pos), pos)
-        if not chunk:
-            break
-        h.update(chunk)
-        pos += len(chunk)
-    return h
-
-
-def sha256_file(path: Path) -> str:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return sha256_fd(fd, os.fstat(fd).st_size).hexdigest()
-    finally:
-        os.close(fd)
 
 
 def fsync_dir(path: Path) -> None:
@@ -160,17 +134,14 @@ class FileLock:
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
             try:
-                while fcntl is not None:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if self.cancel is not None and self.cancel.is_set():
-                            raise Stopped() from None
-                        if not self.waited:
-                            logger.info("waiting for another download of %s", self.path.with_suffix(""))
-                            self.waited = True
-                        time.sleep(_LOCK_POLL_S)
+                # Without flock (Windows) a download takes no cross-process lock (local.filelock).
+                while not filelock.lock(fd, blocking=False):
+                    if self.cancel is not None and self.cancel.is_set():
+                        raise Stopped() from None
+                    if not self.waited:
+                        logger.info("waiting for another download of %s", self.path.with_suffix(""))
+                        self.waited = True
+                    time.sleep(_LOCK_POLL_S)
                 try:
                     same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
                 except FileNotFoundError:

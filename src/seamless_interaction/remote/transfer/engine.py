@@ -19,6 +19,7 @@ from seamless_interaction.base.errors import (
     TransferCancelled,
     TransferError,
 )
+from seamless_interaction.local import layout
 from seamless_interaction.remote.transfer.client import (
     ATTEMPT_RESET_BYTES,
     HttpClient,
@@ -172,12 +173,15 @@ class Transfer:
 
     @classmethod
     def from_config(cls, config: DatasetConfig, **kw: Any) -> Transfer:
-        """An engine for a resolved :class:`DatasetConfig`: its token, Hub, timeout, workers and cache."""
+        """An engine for a :class:`DatasetConfig`: its token, Hub, timeout, connection budget and cache."""
         cfg = config if config.hf_url and config.num_workers else config.resolved()
         opts: dict[str, Any] = {
             "token": cfg.hf_token, "hub_url": cfg.hf_url, "timeout_s": cfg.timeout_s,
-            "max_connections": cfg.num_workers, "cache_dir": cfg.cache_dir,
+            "cache_dir": cfg.cache_dir,
         }
+        # num_workers is the official "file ids or archives at once"; connections have their own budget.
+        if cfg.max_connections is not None:
+            opts["max_connections"] = cfg.max_connections
         opts.update(kw)
         return cls(**opts)
 
@@ -465,7 +469,7 @@ class Transfer:
             raise Stopped()
         sha256 = sha256.lower() if sha256 else None
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(dest.with_name(dest.name + ".lock"), cancel):
+        with FileLock(layout.lock_path(dest), cancel):
             done = self._complete_locally(url, dest, expected_size, sha256)
             if done is not None:
                 self.progress.advance(done.size)
@@ -496,7 +500,9 @@ class Transfer:
         if self.manifest is not None and self.manifest.contains(dest):
             entry = self.manifest.get(dest)
             if entry is not None and entry.size == size and (sha256 is None or entry.sha256 == sha256):
-                return FetchResult(url, dest, size, entry.sha256, resumed=False, skipped=True)
+                # An entry written without a hash (older manifests) gets one now: the result always has it.
+                digest = entry.sha256 or sha256_file(dest)
+                return FetchResult(url, dest, size, digest, resumed=False, skipped=True)
         if expected_size is None:
             # No size to compare with: ask the remote (one HEAD beats a refetch).
             info = self.head(url, optional=True)

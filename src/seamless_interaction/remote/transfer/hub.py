@@ -41,7 +41,16 @@ from seamless_interaction.remote.transfer.policy import (
     retry_after_s,
 )
 
-__all__ = ["HubListing", "HubRepo", "ListedFile", "RateGate", "Resolved", "hub_error", "rate_limit_wait"]
+__all__ = [
+    "HubListing",
+    "HubRepo",
+    "ListedFile",
+    "RateGate",
+    "ResolveCache",
+    "Resolved",
+    "hub_error",
+    "rate_limit_wait",
+]
 
 logger = logging.getLogger(__name__)
 

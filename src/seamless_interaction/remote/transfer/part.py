@@ -24,21 +24,21 @@ from typing import Protocol
 
 import httpx
 
+from seamless_interaction.base.digest import sha256_fd, update_from_fd
 from seamless_interaction.base.errors import (
     InsufficientSpaceError,
     IntegrityError,
     TransferError,
 )
+from seamless_interaction.local import layout
 from seamless_interaction.remote.transfer.client import HttpClient
 from seamless_interaction.remote.transfer.disk import (
-    HASH_CHUNK,
     PartState,
     check_free_space,
     fsync_dir,
     gaps,
     merge,
     preallocate,
-    sha256_fd,
     unlink,
     write_atomic,
 )
@@ -175,8 +175,8 @@ class PartDownload:
         self.batch = batch
         self.url = url
         self.dest = dest
-        self.part = dest.with_name(dest.name + ".part")
-        self.side = dest.with_name(dest.name + ".part.json")
+        self.part = layout.part_path(dest)
+        self.side = layout.sidecar_path(dest)
         self.expected_size = expected_size
         self.sha256 = sha256
         self.optional = optional
@@ -508,14 +508,7 @@ class PartDownload:
             with self.lock:
                 written = merge(st.done + [(p.start, p.pos) for p in self.pieces])
             end = next((b for a, b in written if a <= self.hashed < b), self.hashed)
-            pos = self.hashed
-            while pos < end and not self.abort.is_set():
-                chunk = os.pread(self.fd, min(HASH_CHUNK, end - pos), pos)
-                if not chunk:
-                    break
-                self.hasher.update(chunk)
-                pos += len(chunk)
-            self.hashed = pos
+            self.hashed = update_from_fd(self.hasher, self.fd, self.hashed, end, self.abort.is_set)
         finally:
             self.hash_lock.release()
 
@@ -645,8 +638,9 @@ class PartDownload:
         with self.hash_lock:
             h, pos = self.hasher.copy(), self.hashed
         if pos > size:  # cannot happen with the bytes checked above; be safe rather than wrong
-            return sha256_fd(self.fd, size).hexdigest()
-        return sha256_fd(self.fd, size, pos, h).hexdigest()
+            return sha256_fd(self.fd, size)
+        update_from_fd(h, self.fd, pos, size)
+        return h.hexdigest()
 
     def _stream(self, piece: _Piece, resp: httpx.Response) -> None:
         for chunk in resp.iter_raw():

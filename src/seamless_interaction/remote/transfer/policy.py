@@ -17,14 +17,19 @@ from typing import Protocol
 import httpx
 
 __all__ = [
-    "RETRY_EXCEPTIONS",
-    "RETRY_STATUSES",
+    "Absent",
     "AnyOf",
     "CancelLike",
+    "RETRY_EXCEPTIONS",
+    "RETRY_STATUSES",
+    "Restart",
     "RetryPolicy",
+    "Retryable",
+    "Stopped",
     "TokenScope",
     "clean_etag",
     "parse_content_range",
+    "remote_sha256",
     "retry_after_s",
     "sha_from_etag",
 ]

@@ -1,0 +1,52 @@
+"""The one sha256-of-a-file: what the manifest records, ``verify --deep`` checks and the mirror serves.
+
+Files are hashed in 4 MiB blocks read with ``pread`` (the descriptor's offset is left alone, so a file
+being written through the same descriptor can be hashed in place).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+__all__ = ["HASH_CHUNK", "Hasher", "sha256_fd", "sha256_file", "update_from_fd"]
+
+HASH_CHUNK = 4 << 20
+
+
+class Hasher(Protocol):
+    """What :func:`update_from_fd` feeds: a ``hashlib`` object."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+
+def update_from_fd(hasher: Hasher, fd: int, start: int, end: int, stop: Callable[[], bool] | None = None) -> int:
+    """Feed bytes ``[start, end)`` of ``fd`` to ``hasher``; returns the offset reached (``end``, or less
+    at end of file or when ``stop()`` turned true between blocks)."""
+    pos = start
+    while pos < end and not (stop is not None and stop()):
+        chunk = os.pread(fd, min(HASH_CHUNK, end - pos), pos)
+        if not chunk:
+            break
+        hasher.update(chunk)
+        pos += len(chunk)
+    return pos
+
+
+def sha256_fd(fd: int, size: int) -> str:
+    """Hex sha256 of the first ``size`` bytes of an open file descriptor (fewer if the file is shorter)."""
+    h = hashlib.sha256()
+    update_from_fd(h, fd, 0, size)
+    return h.hexdigest()
+
+
+def sha256_file(path: Path | str) -> str:
+    """Hex sha256 of a whole file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return sha256_fd(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
