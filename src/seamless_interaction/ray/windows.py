@@ -190,16 +190,12 @@ def _consecutive(values: list[np.ndarray]) -> np.ndarray | None:
                                            writeable=False)
 
 
-def _feature_column_keys(items: list[dict], feature_keys: Sequence[str] | None) -> list[str]:
-    return list(feature_keys) if feature_keys else list(FEATURE_SCHEMA)
-
-
 def items_to_table(items: list[dict], slots: int, feature_keys: Sequence[str] | None = None,
                    audio: bool = False, vad: bool = False, words: bool = False, features: bool = True):
     """Loader items -> a pyarrow Table in the row schema of the module docstring."""
     import pyarrow as pa
 
-    keys = _feature_column_keys(items, feature_keys) if features else []
+    keys = (list(feature_keys) if feature_keys else list(FEATURE_SCHEMA)) if features else []
     cols: dict[str, Any] = {
         "key": pa.array([it["key"] for it in items], pa.string()),
         "file_ids": pa.array([[p["file_id"] for p in it["participants"]] + [""] * (slots - len(it["participants"]))
