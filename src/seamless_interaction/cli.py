@@ -334,8 +334,17 @@ def cmd_index(args) -> int:
         raise InvalidIdError("--batch needs --label and --split")
     with _make_fs(args) as fs:
         archives = [_parse_archive_spec(a, 4) for a in args.archive or []] or None
-        report = fs.build_index(label=args.label, split=args.split_name, batch=args.batch, archives=archives,
-                                route=args.route)
+        if args.ray is not None:
+            from seamless_interaction.ray import build_index
+
+            selection = archives or [(ls[0], ls[1], *([args.batch] if args.batch is not None else []))
+                                     for ls in fs.catalog.labels_splits()
+                                     if (args.label in (None, ls[0]) and args.split_name in (None, ls[1]))]
+            report = build_index(selection, config=fs.config, catalog=fs.catalog, route=args.route,
+                                 address=args.ray or None)
+        else:
+            report = fs.build_index(label=args.label, split=args.split_name, batch=args.batch, archives=archives,
+                                    route=args.route)
     print(report.summary())
     return 1 if report.failed else 0
 
@@ -508,6 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     ib.add_argument("--archive", action="append", metavar="L/S/B/A", help="only this archive")
     ib.add_argument("--route", choices=("auto", "hub", "cdn"), default="auto",
                     help="how to read each archive (default: the cheaper by estimate)")
+    ib.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                    help="build on the Ray cluster at ADDRESS (default: $RAY_ADDRESS, else a local Ray); "
+                         "one task per few archives, the driver writes the index")
     ib.set_defaults(func=cmd_index)
 
     qy = sub.add_parser("query", help="SQL over files, interactions, participants, relationships, file_stats, "

@@ -176,13 +176,24 @@ def test_cli_download_with_ray(ray_session, make_fs, tmp_path, sample_server, mo
     assert capsys.readouterr().err.startswith("error: nothing to download")
 
 
-def test_build_index_is_a_typed_hook_until_the_index_lands():
-    from seamless_interaction.base.errors import SeamlessError
-    from seamless_interaction.ray import IndexUnavailableError, build_index
+def test_build_index_on_ray_equals_the_single_machine_index(ray_session, make_fs, tmp_path, mirror_config):
+    """Parts built by the tasks, written by the driver: the final pass skips every archive (nothing
+    re-read) and the tables equal a build on one machine."""
+    import pyarrow.parquet as pq
 
-    with pytest.raises(IndexUnavailableError, match="operations.index") as info:
-        build_index([("improvised", "dev", 0)])
-    assert isinstance(info.value, SeamlessError)
+    from seamless_interaction.operations.index import index_dir
+    from seamless_interaction.ray import build_index
+
+    one = make_fs(tmp_path / "one")
+    single = one.build_index()
+    cfg = dataclasses.replace(mirror_config(tmp_path / "ray"), cache_dir=tmp_path / "ray-cache")
+    report = build_index(config=cfg, archives_per_task=3)
+    assert not report.failed and report.indexed == 0 and report.skipped == single.indexed + single.skipped
+    ours = index_dir(cfg.cache_dir, one.config.assets, one.config.hf_url)
+    theirs = index_dir(one.config.cache_dir, one.config.assets, one.config.hf_url)
+    for table in ("file_stats", "interaction_stats", "vad"):
+        assert pq.read_table(ours / f"{table}.parquet").equals(pq.read_table(theirs / f"{table}.parquet")), table
+
 
 
 def test_records_of_a_failed_attempt_come_back_with_the_retry(make_fs, tmp_path, mirror_config):
@@ -209,3 +220,18 @@ def test_records_of_a_failed_attempt_come_back_with_the_retry(make_fs, tmp_path,
     on_disk = {p.name for p in folder.iterdir()}
     assert recorded == on_disk and f"{fid}.npz" in recorded and len(on_disk) > 2
     assert not list((dest / ".seamless_interaction" / "ray").glob("*.json"))  # the carry is gone
+
+
+def test_cli_index_build_with_ray(ray_session, tmp_path, sample_server, monkeypatch, capsys):
+    from seamless_interaction.cli import main
+
+    monkeypatch.setenv("SEAMLESS_INTERACTION_CACHE", str(tmp_path / "cache"))
+    argv = ["index", "build", "--label", "improvised", "--split", "dev", "--ray", "-q", "--local-dir",
+            str(tmp_path / "data"), "--hf-url", sample_server.hf_url, "--cdn-url", sample_server.cdn_url,
+            "--assets", sample_server.assets_url]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    import re
+
+    files = re.search(r": (\d+) files, (\d+) interactions", out)
+    assert files and int(files[1]) > 0 and int(files[2]) > 0, out

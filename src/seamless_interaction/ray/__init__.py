@@ -5,7 +5,7 @@
   numpy batch back into the loader's items for ``collate_windows``.
 - :func:`download`: the CLI's download plan as Ray tasks writing into one (shared) folder; the
   driver writes the manifest; one Hub resolve limiter for the whole job.
-- :func:`build_index`: the index build distributed the same way (see its docstring).
+- :func:`build_index`: the conversation index built a few archives per task; the driver writes it.
 
 ``ray`` itself is imported only when these run, so importing this package costs nothing.
 """
