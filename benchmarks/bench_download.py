@@ -1,113 +1,245 @@
-"""Download benchmark (issue 4): our transfer engine against the limit, aria2c and the official toolkit's approach.
+"""Download benchmark (issue 12): whole commands in fresh processes, against aria2c, plain httpx and the limit.
 
-One command: ``.venv/bin/python benchmarks/bench_download.py`` (``--help`` for the knobs).
+One command: ``python benchmarks/bench_download.py`` (``--help`` for the knobs; ``--profile`` adds
+pyinstrument profiles of our two commands). A few minutes on 2 cores.
 
-It builds a mirror whose file ids have realistic proportions (mostly video: ``MirrorSpec.video_padding_bytes``
-and ``duration_s``), serves it on loopback with ``--latency-ms`` before each response's first byte and a
-``--bandwidth-mbps`` cap per connection, and in the same run fetches:
+The mirror (``seamless_interaction.mirror``) is served by a child process, as a remote server would
+be, with ``--latency-ms`` before each response's first byte (403s included), ``--conn-mbps`` per
+connection and ``--total-mbps`` for the whole server (defaults: 50 ms, 20 MB/s, 200 MB/s). Two sets:
 
-* the file-id set by the CDN route: ``--ids`` file ids x 33 URLs (no movement_v4; absent objects answer
-  403 and count as requests), by (1) ``Transfer.fetch_many`` over the URL list in its natural order (per
-  file id: audio, video, features...), (2) the full CDN route as users run it (``cdn.gather_many``, what
-  ``download_batch_from_s3`` and the app call: the same requests plus npz/json assembly), (3) ``aria2c -j16``
-  over the same list, (4) the official toolkit's approach: per file id, a ``multiprocessing.Pool`` of its default size
-  ``min(10, max(1, cpu_count - 2))`` (upstream fs.py) running one urllib GET per URL, and the same with 16;
-* the archives holding those ids by the Hub route (resolve URL -> 302 -> LFS target): ours
-  (``hub.download_archive(extract=False)``) against ``aria2c`` with the same concurrency.
+* CDN set: the first ``--ids`` file ids, every CDN URL of each (as the route asks; the optional objects
+  the mirror lacks answer 403 and count as requests);
+* Hub set: every archive of the batch ``--hub-batch`` (default improvised/dev/0), extracted.
 
-The limit. The server caps each connection, so C connections give C x cap in aggregate, and each request
-holds its connection for the latency before its first byte. Every request therefore occupies one of the C
-connections for at least ``latency + bytes/cap``, whence the lower bound
-``L = (requests x latency + total bytes / cap) / C``; it is never below the issue's
-``max(total bytes / (C x cap), requests x latency / C)``, which is also printed. Requests counts the fewest
-a client can make (one per URL; two per archive for the redirect), so segmenting, which adds requests,
-cannot beat it.
+Each client runs as the command a user runs, in a fresh process timed from outside (``wait4``): wall
+time from spawn to exit, CPU = user + sys from the child's rusage (children included: aria2c's
+``tar``, the official approach's pool). Clients run ``--runs`` times, interleaved, and the table
+shows medians (the spread is printed too). Outputs are removed between runs, outside the timing.
 
-The server runs in a child process, as it would be remote: aria2c and the official approach run in
-their own processes anyway, and an in-process server would make only our client share its GIL with the
-server's 16 pacing threads.
+CDN set clients:
 
-Caveat: the server and the client share this machine's cores (2 here, shared with other work), and the
-server paces each connection in Python; the ratios are what matter, all measured in the same run.
+* ours: ``SeamlessInteractionFS(local_dir=...).download_batch_from_s3(ids)`` (catalog cached, as on any
+  second use; the cold load is the ``start-up`` rows). The process also reports its phases: start-up
+  (import + catalog), the download call, and the npz/json building inside it (thread CPU of the
+  bundle encoder), so the transfer's own CPU is download - building;
+* plain httpx + sha256: 16 threads streaming every URL through sha256, nothing written (the CPU
+  floor of moving these bytes in Python);
+* ``aria2c -j16 -x8 -s8`` over the URL list (up to 8 connections per file, what users reach for);
+* the official approach (upstream ``gather_file_id_data_from_s3``): per file id, a process pool of its
+  default size ``min(10, max(1, cpu_count - 2))`` fetching each URL (urllib for wget), npy arrays and
+  JSONL records gathered in ``Manager`` dicts, then ``np.savez`` (uncompressed, float64 -> float32) and
+  ``json.dump(indent=4)``, media moved into the layout.
+
+Hub set clients: ours, ``seamless-interaction download --batch L/S/B``; ``aria2c -j4 -x8 -s8`` then
+``tar -x`` of each archive into its folder (one shell command).
+
+The limit is the issue's: bytes / server total rate. The targets (issue 12) are checked at the end.
+Our CDN route hashes nothing (the CDN publishes no checksum to check), the httpx floor hashes every
+byte as the issue defines it; the Hub route verifies every archive's sha256, aria2c verifies nothing.
+The server paces in Python on the same cores as the clients: absolute figures are noisy on a shared
+machine, the ratios within one run are what matter. To emulate a small machine on a larger one, pin
+the run: ``taskset -c 0,1 python benchmarks/bench_download.py`` (thread pools follow the pinning).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from seamless_interaction.catalog.tables import Catalog
-from seamless_interaction.routes.cdn import gather_many
-from seamless_interaction.routes.hub import download_archive
-from seamless_interaction.mirror import MirrorServer, MirrorSpec, build_mirror
-from seamless_interaction.remote.transfer import Job, Transfer
-from seamless_interaction.remote.urls import cdn_parts, hub_archive_url
-
 MB = 1_000_000
+GB = 1_000_000_000
 ARIA2C = shutil.which("aria2c") or "/usr/bin/aria2c"
-OFFICIAL_DEFAULT_WORKERS = min(10, max(1, (os.cpu_count() or 1) - 2))  # upstream fs.py _num_workers
+# upstream fs.py _num_workers, with the cores this process may use (taskset) as the core count
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+OFFICIAL_DEFAULT_WORKERS = min(10, max(1, CORES - 2))
+HERE = Path(__file__).resolve()
+
+# ours, CDN route: exactly the user's call; the phases go to BENCH_REPORT. The bundle encoder is
+# wrapped to sum its thread CPU (it runs on worker threads, so process CPU cannot separate it).
+OURS_CDN = r"""
+import json, os, resource, sys, threading, time
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+t0, c0 = time.perf_counter(), cpu()
+from seamless_interaction.fs import SeamlessInteractionFS
+from seamless_interaction.routes import cdn
+fs = SeamlessInteractionFS(local_dir=sys.argv[1])
+fs.catalog
+t1, c1 = time.perf_counter(), cpu()
+build = [0.0]
+lock = threading.Lock()
+def wrap(fn):
+    def timed(*a, **k):
+        s = time.thread_time()
+        try:
+            return fn(*a, **k)
+        finally:
+            with lock:
+                build[0] += time.thread_time() - s
+    return timed
+for name in ("_encode",):
+    if hasattr(cdn, name):
+        setattr(cdn, name, wrap(getattr(cdn, name)))
+fs.download_batch_from_s3(sys.argv[2:])
+t2, c2 = time.perf_counter(), cpu()
+fs.close()
+with open(os.environ["BENCH_REPORT"], "w") as f:
+    json.dump({"startup_wall": t1 - t0, "startup_cpu": c1 - c0, "dl_wall": t2 - t1, "dl_cpu": c2 - c1,
+               "build_cpu": build[0]}, f)
+"""
+
+STARTUP = r"""
+from seamless_interaction.fs import SeamlessInteractionFS
+SeamlessInteractionFS().catalog
+"""
 
 
-def _official_get(job: tuple[str, str]) -> int:
-    """One URL as the official worker does it (wget there; urllib here): whole body, 403 logged and skipped."""
-    url, dest = job
+# --------------------------------------------------------------------------------------- children
+
+
+def child_httpx(report: str, urls: list[str], threads: int) -> None:
+    """Plain httpx: every URL streamed through sha256, nothing written; 403 skipped."""
+    import hashlib
+    import resource
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    t0, c0 = time.perf_counter(), cpu()
+    with httpx.Client(limits=httpx.Limits(max_connections=threads, max_keepalive_connections=threads),
+                      headers={"Accept-Encoding": "identity"}, timeout=60) as client:
+
+        def one(url: str) -> int:
+            h, n = hashlib.sha256(), 0
+            with client.stream("GET", url) as r:
+                if r.status_code in (403, 404):
+                    return 0
+                r.raise_for_status()
+                for chunk in r.iter_raw():
+                    h.update(chunk)
+                    n += len(chunk)
+            h.hexdigest()
+            return n
+
+        with ThreadPoolExecutor(threads) as pool:
+            total = sum(pool.map(one, urls))
+    Path(report).write_text(json.dumps({"dl_wall": time.perf_counter() - t0, "dl_cpu": cpu() - c0, "bytes": total}))
+
+
+def _official_worker(job: tuple) -> None:
+    """One URL as upstream's worker handles it (wget there, urllib here), into the shared dicts."""
+    import io
+    import urllib.error
+    import urllib.request
+
+    import numpy as np
+
+    url, tmp_dir, target_dir, np_data, json_data = job
+    name = url.rsplit("/", 1)[1]
+    dest = os.path.join(tmp_dir, name)
     try:
         urllib.request.urlretrieve(url, dest)
     except urllib.error.HTTPError as e:
         if e.code not in (403, 404):
             raise
-        return 0
-    return os.path.getsize(dest)
+        return
+    kind = url.rsplit("/", 2)[-2]
+    if name.endswith((".wav", ".mp4")):
+        os.replace(dest, os.path.join(target_dir, name))
+    elif name.endswith(".npy"):
+        arr = np.load(io.BytesIO(Path(dest).read_bytes()))
+        if arr.dtype == np.float64:
+            arr = arr.astype(np.float32)
+        np_data[f"{kind}:{name[:-4]}"] = arr
+    elif name.endswith((".jsonl", ".json")):
+        lines = [json.loads(x) for x in Path(dest).read_text().splitlines() if x.strip()]
+        json_data[f"metadata:{kind}"] = lines
 
 
-def official(ids: list[str], urls: dict[str, list[str]], out: Path, workers: int) -> float:
-    """Per file id, a fresh process pool over its URLs, file ids one after another (upstream's loop)."""
-    out.mkdir(parents=True)
+def child_official(report: str, out: str, urls_by_id: dict[str, list[str]], workers: int) -> None:
+    import numpy as np
+
     t0 = time.perf_counter()
-    for fid in ids:
-        jobs = [(u, str(out / f"{i:03d}_{fid}_{Path(u).name}")) for i, u in enumerate(urls[fid])]
-        with mp.get_context("fork").Pool(processes=workers) as pool:
-            pool.map(_official_get, jobs, chunksize=1)
-    return time.perf_counter() - t0
+    for fid, urls in urls_by_id.items():
+        target = Path(out) / fid
+        tmp = Path(out) / f".tmp-{fid}"
+        target.mkdir(parents=True)
+        tmp.mkdir()
+        with mp.Manager() as manager:
+            np_data, json_data = manager.dict(), manager.dict()
+            jobs = [(u, str(tmp), str(target), np_data, json_data) for u in urls]
+            with mp.get_context("fork").Pool(processes=workers) as pool:
+                pool.map(_official_worker, jobs, chunksize=1)
+            arrays = {k: np_data[k] for k in sorted(np_data.keys())}
+            doc = {"id": fid, **dict(json_data)}
+        np.savez(target / f"{fid}.npz", **arrays)
+        with open(target / f"{fid}.json", "w") as f:
+            json.dump(doc, f, indent=4)
+        shutil.rmtree(tmp)
+    Path(report).write_text(json.dumps({"dl_wall": time.perf_counter() - t0}))
 
 
-class _Urls:
-    """The base URLs of a mirror served elsewhere (what the benchmark needs of a MirrorServer)."""
-
-    def __init__(self, url: str, cdn_url: str, hf_url: str, assets_url: str) -> None:
-        self.url, self.cdn_url, self.hf_url, self.assets_url = url, cdn_url, hf_url, assets_url
+# ------------------------------------------------------------------------------------ measurement
 
 
-def _serve(root: Path, latency_s: float, bandwidth_bps: float, conn: object, stop: object) -> None:
-    with MirrorServer(root, latency_s=latency_s, bandwidth_bps=bandwidth_bps) as srv:
-        conn.send((srv.url, srv.cdn_url, srv.hf_url, srv.assets_url))  # type: ignore[attr-defined]
+class Run:
+    def __init__(self, wall: float, cpu: float, report: dict) -> None:
+        self.wall, self.cpu, self.report = wall, cpu, report
+
+
+def timed(cmd: list[str], env: dict[str, str], log: Path, report: Path | None = None, check: bool = True) -> Run:
+    """Spawn ``cmd``; wall time from spawn to exit and user+sys CPU of it and its children (wait4)."""
+    if report is not None:
+        report.unlink(missing_ok=True)
+        env = {**env, "BENCH_REPORT": str(report)}
+    with open(log, "ab") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=err, stderr=err)
+        _, status, ru = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0 and check:
+        raise RuntimeError(f"{' '.join(cmd[:4])}...: exit {proc.returncode}; see {log}")
+    data = json.loads(report.read_text()) if report is not None and report.exists() else {}
+    return Run(wall, ru.ru_utime + ru.ru_stime, data)
+
+
+def _serve(root: Path, lat: float, conn_bps: float, total_bps: float, conn: object, stop: object) -> None:
+    from seamless_interaction.mirror import MirrorServer
+
+    with MirrorServer(root, latency_s=lat, bandwidth_bps=conn_bps, total_bps=total_bps) as srv:
+        conn.send((srv.cdn_url, srv.hf_url, srv.assets_url))  # type: ignore[attr-defined]
         stop.wait()  # type: ignore[attr-defined]
 
 
 @contextmanager
-def served(root: Path, latency_s: float, bandwidth_bps: float) -> Iterator[_Urls]:
+def served(root: Path, lat: float, conn_bps: float, total_bps: float) -> Iterator[tuple[str, str, str]]:
     """The mirror served by a child process until the block ends."""
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe()
     stop = ctx.Event()
-    proc = ctx.Process(target=_serve, args=(root, latency_s, bandwidth_bps, child, stop), daemon=True)
+    proc = ctx.Process(target=_serve, args=(root, lat, conn_bps, total_bps, child, stop), daemon=True)
     proc.start()
     try:
         if not parent.poll(30):
             raise RuntimeError("the mirror server did not start")
-        yield _Urls(*parent.recv())
+        yield parent.recv()
     finally:
         stop.set()
         proc.join(10)
@@ -115,20 +247,21 @@ def served(root: Path, latency_s: float, bandwidth_bps: float) -> Iterator[_Urls
             proc.kill()
 
 
-def aria2(url_list: list[str], out: Path, conc: int, per_file: int) -> float:
-    out.mkdir(parents=True)
-    listing = out / "urls.txt"
-    listing.write_text("".join(f"{u}\n  out={i:03d}_{Path(u).name}\n" for i, u in enumerate(url_list)))
-    cmd = [ARIA2C, "-i", str(listing), "-d", str(out), f"-j{conc}", f"-x{per_file}", f"-s{per_file}", "-k1M",
-           "--max-tries=1", "--file-allocation=none", "--allow-overwrite=true", "--auto-file-renaming=false",
-           "--console-log-level=error", "--summary-interval=0", "--download-result=hide", "-q"]
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+def aria2_cmd(listing: Path, out: Path, j: int, x: int) -> list[str]:
+    return [ARIA2C, "-i", str(listing), "-d", str(out), f"-j{j}", f"-x{x}", f"-s{x}", "--max-tries=1",
+            "--file-allocation=none", "--allow-overwrite=true", "--auto-file-renaming=false",
+            "--console-log-level=error", "--summary-interval=0", "--download-result=hide", "-q"]
 
 
-def _bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.suffix != ".txt")
+def med(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def spread(xs: list[float]) -> str:
+    return f"{min(xs):.2f}-{max(xs):.2f}" if xs else ""
+
+
+# ------------------------------------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,119 +270,195 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--video-mb", type=float, default=55.0, help="MP4 padding per file id (MB)")
     ap.add_argument("--duration-s", type=float, default=20.0, help="seconds per file id (WAV 192 kB/s)")
     ap.add_argument("--latency-ms", type=float, default=50.0)
-    ap.add_argument("--bandwidth-mbps", type=float, default=20.0, help="MB/s per connection")
-    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--conn-mbps", type=float, default=20.0, help="MB/s per connection")
+    ap.add_argument("--total-mbps", type=float, default=200.0, help="MB/s for the whole server")
+    ap.add_argument("--hub-batch", default="improvised/dev/0", help="LABEL/SPLIT/BATCH for the Hub set")
+    ap.add_argument("--runs", type=int, default=3, help="runs per client (medians reported)")
     ap.add_argument("--skip-official", action="store_true", help="skip the slow official-approach runs")
+    ap.add_argument("--only", choices=("cdn", "hub"), help="run one set")
+    ap.add_argument("--profile", action="store_true", help="also profile our two commands (pyinstrument)")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "si-bench-download")
     args = ap.parse_args(argv)
     if not Path(ARIA2C).exists():
         print("aria2c not found: apt-get install aria2", file=sys.stderr)
         return 2
 
+    from seamless_interaction.mirror import MirrorSpec, build_mirror
+    from seamless_interaction.remote.urls import cdn_parts, hub_archive_url
+
     spec = MirrorSpec(duration_s=args.duration_s, video_padding_bytes=int(args.video_mb * MB))
     t0 = time.perf_counter()
     info = build_mirror(args.workdir / "mirror", spec)  # reused across runs with the same spec
-    print(f"mirror ready in {time.perf_counter() - t0:.1f}s at {info.root}")
+    print(f"mirror ready in {time.perf_counter() - t0:.1f}s at {info.root}", flush=True)
     hub_archives = [a for a in info.archives if a != info.missing_archive]
     ids = [f for a in hub_archives for f in info.archive_ids(*a)][: args.ids]
-    archives = sorted({(info.files[f].label, info.files[f].split, info.files[f].batch, info.files[f].archive)
-                       for f in ids})
-    runs = args.workdir / "runs"
-    lat, cap, conc = args.latency_ms / 1000, args.bandwidth_mbps * MB, args.concurrency
-    rows: list[tuple[str, str, float, float]] = []
+    label, split, batch = args.hub_batch.split("/")
+    batch_archives = sorted(a for a in hub_archives if a[:3] == (label, split, int(batch)))
+    runs, logs = args.workdir / "runs", args.workdir / "logs"
+    shutil.rmtree(runs, ignore_errors=True)
+    runs.mkdir(parents=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    lat, conn_bps, total_bps = args.latency_ms / 1000, args.conn_mbps * MB, args.total_mbps * MB
+    py = sys.executable
+    cli = str(Path(py).parent / "seamless-interaction")
+    cli_cmd = [cli] if Path(cli).exists() else [py, "-m", "seamless_interaction"]
 
-    with served(info.root, lat, cap) as srv:
-        catalog = Catalog.load(srv.assets_url, args.workdir / "cache")
-        urls = {f: [p.url for p in cdn_parts(srv.cdn_url, info.files[f].label, info.files[f].split, f,
-                                             movement_v4=False)] for f in ids}
+    with served(info.root, lat, conn_bps, total_bps) as (cdn_url, hf_url, assets_url):
+        # Thread pools sized by the cores this run may use (numpy's OpenBLAS and Arrow read these), as
+        # they would be on a machine of that size rather than on a larger one restricted by taskset.
+        threads = {k: os.environ.get(k, str(CORES)) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+        env = {**os.environ, **threads,
+               "SEAMLESS_INTERACTION_CDN_URL": cdn_url, "SEAMLESS_INTERACTION_HF_URL": hf_url,
+               "SEAMLESS_INTERACTION_ASSETS": assets_url,
+               "SEAMLESS_INTERACTION_CACHE": str(args.workdir / "cache")}
+        # The URLs the CDN route asks for (movement_v4 included, as by default).
+        urls = {f: [p.url for p in cdn_parts(cdn_url, info.files[f].label, info.files[f].split, f)] for f in ids}
         url_list = [u for f in ids for u in urls[f]]
-        present = [u for u in url_list if _exists(info.root, srv.cdn_url, u)]
-        total = sum((info.root / "cdn" / u[len(srv.cdn_url) + 1:]).stat().st_size for u in present)
-        limit = (len(url_list) * lat + total / cap) / conc
-        issue_limit = max(total / (conc * cap), len(url_list) * lat / conc)
-        print(f"CDN set: {len(ids)} file ids, {len(url_list)} URLs ({len(url_list) - len(present)} answer 403), "
-              f"{total / MB:.1f} MB; latency {args.latency_ms:.0f} ms, {args.bandwidth_mbps:.0f} MB/s per "
-              f"connection, concurrency {conc}")
+        present = [u for u in url_list if (info.root / "cdn" / u[len(cdn_url) + 1:]).is_file()]
+        cdn_bytes = sum((info.root / "cdn" / u[len(cdn_url) + 1:]).stat().st_size for u in present)
+        hub_bytes = sum((info.root / "hub" / a[0] / a[1] / f"{a[2]:04d}" / f"{a[3]:04d}.tar").stat().st_size
+                        for a in batch_archives)
+        listing = args.workdir / "cdn-urls.txt"
+        listing.write_text("".join(f"{u}\n  out={i:03d}_{Path(u).name}\n" for i, u in enumerate(url_list)))
+        hub_listing = args.workdir / "hub-urls.txt"
+        hub_listing.write_text("".join(f"{hub_archive_url(hf_url, *a)}\n  out={a[3]:04d}.tar\n"
+                                       for a in batch_archives))
+        # The mirror hashes each archive on its first resolve (the Hub's X-Linked-Etag), which a real
+        # Hub has precomputed: ask once, untimed, so that no client pays for it.
+        import httpx
+
+        for a in batch_archives:
+            r = httpx.head(hub_archive_url(hf_url, *a), timeout=120)
+            if r.status_code >= 400:
+                raise RuntimeError(f"the mirror answers HTTP {r.status_code} for archive {a}")
+        # Warm the catalog cache once (the cold parse is what the first start-up run measures).
+        shutil.rmtree(args.workdir / "cache", ignore_errors=True)
+        cold = timed([py, "-c", STARTUP], env, logs / "startup.log")
 
         def fresh(name: str) -> Path:
             d = runs / name
             shutil.rmtree(d, ignore_errors=True)
             return d
 
-        def ours_engine() -> float:
-            d = fresh("ours-engine")
-            jobs = [Job(u, d / f"{i:03d}_{Path(u).name}", optional=True) for i, u in enumerate(url_list)]
-            with Transfer(max_connections=conc) as t:
-                s = time.perf_counter()
-                t.fetch_many(jobs)
-                return time.perf_counter() - s
-
-        def ours_route() -> float:
-            d = fresh("ours-route")
-            with Transfer(max_connections=conc) as t:
-                s = time.perf_counter()
-                gather_many(t, catalog, srv.cdn_url, d, ids, movement_v4=False)
-                return time.perf_counter() - s
-
-        ours = ours_engine()
-        rows.append(("CDN set", "ours: Transfer.fetch_many (engine)", ours, ours / limit))
-        t_route = ours_route()
-        rows.append(("CDN set", "ours: CDN route (gather_many + npz/json)", t_route, t_route / limit))
-        for per_file in (1, 16):
-            t_aria = aria2(url_list, fresh(f"aria2c-x{per_file}"), conc, per_file)
-            note = "" if per_file == 1 else f" (<= {conc * per_file} conns)"
-            rows.append(("CDN set", f"aria2c -j{conc} -x{per_file} -s{per_file} -k1M{note}", t_aria, t_aria / limit))
+        rep = args.workdir / "report.json"
+        cdn_clients = {
+            "ours: download_batch_from_s3(ids)": lambda d: timed([py, "-c", OURS_CDN, str(d), *ids], env,
+                                                                 logs / "ours-cdn.log", rep),
+            "plain httpx + sha256, 16 threads, no writes": lambda d: timed(
+                [py, str(HERE), "--child", "httpx", str(rep), json.dumps(url_list)], env, logs / "httpx.log", rep),
+            "aria2c -j16 -x8 -s8": lambda d: (d.mkdir(parents=True), timed(
+                aria2_cmd(listing, d, 16, 8), env, logs / "aria2c-cdn.log", check=False))[1],  # 403s: exit 3
+        }
         if not args.skip_official:
-            for w in (OFFICIAL_DEFAULT_WORKERS, 16):
-                t_off = official(ids, urls, fresh(f"official-{w}"), w)
-                tag = "default" if w == OFFICIAL_DEFAULT_WORKERS else "num_workers"
-                rows.append(("CDN set", f"official approach, Pool({w}) ({tag}) + urllib", t_off, t_off / limit))
+            cdn_clients[f"official approach: Pool({OFFICIAL_DEFAULT_WORKERS}) + npz/json"] = lambda d: timed(
+                [py, str(HERE), "--child", "official", str(rep), str(d), json.dumps(urls)], env,
+                logs / "official.log", rep)
+        tar_x = 'for t in {d}/*.tar; do mkdir -p "${t%.tar}" && tar -xf "$t" -C "${t%.tar}" && rm "$t"; done'
+        hub_clients = {
+            f"ours: seamless-interaction download --batch {args.hub_batch}": lambda d: timed(
+                [*cli_cmd, "download", "--batch", args.hub_batch, "--local-dir", str(d)], env, logs / "ours-hub.log"),
+            "aria2c -j4 -x8 -s8, then tar -x each": lambda d: (d.mkdir(parents=True), timed(
+                ["sh", "-c", " ".join(aria2_cmd(hub_listing, d, 4, 8)) + " && " + tar_x.replace("{d}", str(d))], env,
+                logs / "aria2c-hub.log"))[1],
+        }
+        results: dict[str, list[Run]] = {}
+        startup: list[Run] = [cold]
+        sets = [("cdn", cdn_clients), ("hub", hub_clients)]
+        for r in range(args.runs):
+            startup.append(timed([py, "-c", STARTUP], env, logs / "startup.log"))
+            for set_name, clients in sets:
+                if args.only and args.only != set_name:
+                    continue
+                for name, fn in clients.items():
+                    d = fresh("out")
+                    run = fn(d)
+                    results.setdefault(f"{set_name}|{name}", []).append(run)
+                    print(f"  run {r + 1}: {set_name} {name}: {run.wall:.2f} s wall, {run.cpu:.2f} s CPU", flush=True)
+                    shutil.rmtree(d, ignore_errors=True)
+        if args.profile:
+            profile(args, py, env, ids, logs)
 
-        # Hub route: the archives holding those ids.
-        a_urls = [hub_archive_url(srv.hf_url, *a) for a in archives]
-        a_total = sum((info.root / "hub" / a[0] / a[1] / f"{a[2]:04d}" / f"{a[3]:04d}.tar").stat().st_size
-                      for a in archives)
-        a_limit = (2 * len(archives) * lat + a_total / cap) / conc
-        a_limit = max(a_limit, 2 * lat + max(1, a_total // len(archives)) / (cap * conc))
-        d = fresh("ours-hub")
-        with Transfer(max_connections=conc) as t:
-            s = time.perf_counter()
-            with ThreadPoolExecutor(max_workers=len(archives)) as pool:
-                list(pool.map(lambda a: download_archive(t, srv.hf_url, d, *a, extract=False), archives))
-            t_hub = time.perf_counter() - s
-        rows.append(("Hub archives", "ours: hub.download_archive(extract=False)", t_hub, t_hub / a_limit))
-        for per_file in (1, 16):
-            t_aria = aria2(a_urls, fresh(f"aria2c-hub-x{per_file}"), conc, per_file)
-            note = "" if per_file == 1 else f" (<= {conc * per_file} conns)"
-            rows.append(("Hub archives", f"aria2c -j{conc} -x{per_file} -s{per_file} -k1M{note}", t_aria,
-                         t_aria / a_limit))
-        print(f"Hub set: {len(archives)} archives, {a_total / MB:.1f} MB (HEAD not counted in the limit)")
+    cdn_limit, hub_limit = cdn_bytes / total_bps, hub_bytes / total_bps
+    print(f"\nserver: {args.latency_ms:.0f} ms to first byte, {args.conn_mbps:.0f} MB/s per connection, "
+          f"{args.total_mbps:.0f} MB/s in all; {args.runs} runs per client, medians (min-max); "
+          f"machine: {CORES} cores, load {os.getloadavg()[0]:.1f}")
+    print(f"CDN set: {len(ids)} file ids, {len(url_list)} URLs ({len(url_list) - len(present)} answer 403), "
+          f"{cdn_bytes / MB:.1f} MB; limit {cdn_limit:.2f} s")
+    print(f"Hub set: {args.hub_batch}, {len(batch_archives)} archives, {hub_bytes / MB:.1f} MB; "
+          f"limit {hub_limit:.2f} s\n")
+    print(f"{'set':4} {'client':55} {'wall s':>7} {'(min-max)':>11} {'CPU s':>6} {'x limit':>8}")
+    print(f"{'-':4} {'start-up: import + catalog, cold cache':55} {cold.wall:7.2f} {'':>11} {cold.cpu:6.2f}")
+    warm = startup[1:]
+    print(f"{'-':4} {'start-up: import + catalog, cached':55} {med([r.wall for r in warm]):7.2f} "
+          f"{spread([r.wall for r in warm]):>11} {med([r.cpu for r in warm]):6.2f}")
+    for key, rs in results.items():
+        set_name, name = key.split("|", 1)
+        limit = cdn_limit if set_name == "cdn" else hub_limit
+        walls = [r.wall for r in rs]
+        print(f"{set_name:4} {name:55} {med(walls):7.2f} {spread(walls):>11} {med([r.cpu for r in rs]):6.2f} "
+              f"{med(walls) / limit:8.2f}")
 
-    print(f"\nlimit, CDN set: {limit:.2f}s = ({len(url_list)} x {lat:.3f}s + {total / MB:.1f} MB / "
-          f"{args.bandwidth_mbps:.0f} MB/s) / {conc}   [issue's max(bytes/(C x cap), requests x latency / C) = "
-          f"{issue_limit:.2f}s]")
-    print(f"limit, Hub set: {a_limit:.2f}s\n")
-    print(f"{'set':13} {'client':50} {'wall s':>7} {'x limit':>8}")
-    for group, name, wall, ratio in rows:
-        print(f"{group:13} {name:50} {wall:7.2f} {ratio:8.2f}")
-    # Same concurrency as ours: -j16 with one connection per file (the issue's "aria2c -j16").
-    same = next(w for g, n, w, _ in rows if g == "CDN set" and n.startswith(f"aria2c -j{conc} -x1 "))
-    print(f"\nCDN set: ours {ours:.2f}s; aria2c -j{conc} (same concurrency) / ours = {same / ours:.2f}x; "
-          f"{ours / limit:.2f}x the limit ({ours / issue_limit:.2f}x the issue's formula)")
-    print(f"CDN route (gather_many, what users run): {t_route:.2f}s, {t_route / limit:.2f}x the limit; "
-          f"aria2c -j{conc} / route = {same / t_route:.2f}x")
-    off = [w for g, n, w, _ in rows if "official" in n]
-    if off:
-        print(f"official approach (default workers) / ours = {off[0] / ours:.1f}x (/ route = {off[0] / t_route:.1f}x)")
-    hub_aria = next(w for g, n, w, _ in rows if g == "Hub archives" and n.startswith(f"aria2c -j{conc} -x1 "))
-    print(f"Hub set: ours {t_hub:.2f}s; aria2c -j{conc} / ours = {hub_aria / t_hub:.2f}x; "
-          f"{t_hub / a_limit:.2f}x the limit")
+    ours = results.get(f"cdn|{next(iter(cdn_clients))}")
+    base = results.get("cdn|plain httpx + sha256, 16 threads, no writes")
+    checks: list[tuple[str, bool]] = []
+    if ours and base:
+        ph = {k: med([r.report.get(k, float("nan")) for r in ours]) for k in ours[0].report}
+        transfer = ph["dl_cpu"] - ph["build_cpu"]
+        base_cpu = med([r.report["dl_cpu"] for r in base])
+        gb = cdn_bytes / GB
+        print(f"\nours, CDN phases (in-process, medians): start-up {ph['startup_wall']:.2f} s wall / "
+              f"{ph['startup_cpu']:.2f} s CPU; download call {ph['dl_wall']:.2f} s wall / {ph['dl_cpu']:.2f} s CPU, "
+              f"of which npz/json building {ph['build_cpu']:.2f} s CPU")
+        print(f"{'transfer CPU per GB':30} {'ours':>8} {'httpx+sha256':>13} {'ratio':>6} {'npz/json build CPU':>19}")
+        print(f"{'':30} {transfer / gb:8.2f} {base_cpu / gb:13.2f} {transfer / base_cpu:6.2f} "
+              f"{ph['build_cpu']:17.2f} s")
+        checks.append((f"CDN transfer CPU per GB <= 1.5x plain httpx+sha256 ({transfer / base_cpu:.2f}x)",
+                       transfer <= 1.5 * base_cpu))
+    aria = results.get("cdn|aria2c -j16 -x8 -s8")
+    if ours and aria:
+        w, a = med([r.wall for r in ours]), med([r.wall for r in aria])
+        checks.append((f"CDN whole command {w:.2f} s <= aria2c -j16 -x8 -s8 {a:.2f} s", w <= a))
+        checks.append((f"CDN whole command {w:.2f} s <= 1.25 x (limit + 0.3 s) = {1.25 * (cdn_limit + 0.3):.2f} s",
+                       w <= 1.25 * (cdn_limit + 0.3)))
+    hub_ours = results.get(f"hub|{next(iter(hub_clients))}")
+    hub_aria = results.get("hub|aria2c -j4 -x8 -s8, then tar -x each")
+    if hub_ours and hub_aria:
+        w, a = med([r.wall for r in hub_ours]), med([r.wall for r in hub_aria])
+        checks.append((f"Hub whole command {w:.2f} s <= aria2c -j4 -x8 -s8 + tar -x {a:.2f} s", w <= a))
+        checks.append((f"Hub whole command {w:.2f} s <= 1.25 x (limit + 0.3 s) = {1.25 * (hub_limit + 0.3):.2f} s",
+                       w <= 1.25 * (hub_limit + 0.3)))
+    warm_wall = med([r.wall for r in warm])
+    checks.append((f"start-up with a cached catalog {warm_wall:.2f} s < 0.3 s", warm_wall < 0.3))
+    print("\ntargets (issue 12):")
+    for text, ok in checks:
+        print(f"  [{'met' if ok else 'MISSED'}] {text}")
     return 0
 
 
-def _exists(root: Path, cdn_url: str, url: str) -> bool:
-    return (root / "cdn" / url[len(cdn_url) + 1:]).is_file()
+def profile(args: argparse.Namespace, py: str, env: dict[str, str], ids: list[str],
+            logs: Path) -> None:
+    """pyinstrument over our two commands (one run each, outside the timings); text reports in logs/."""
+    out = args.workdir / "runs" / "profile"
+    for name, cmd in (
+        ("cdn", [py, "-m", "pyinstrument", "-r", "text", "-o", str(logs / "profile-cdn.txt"), "-c",
+                 OURS_CDN, str(out), *ids]),
+        ("hub", [py, "-m", "pyinstrument", "-r", "text", "-o", str(logs / "profile-hub.txt"), "-m",
+                 "seamless_interaction", "download", "--batch", args.hub_batch, "--local-dir", str(out)]),
+    ):
+        if args.only and args.only != name:
+            continue
+        shutil.rmtree(out, ignore_errors=True)
+        timed(cmd, env, logs / f"profile-{name}.log", args.workdir / "report.json")
+        print(f"profile of ours ({name}): {logs / f'profile-{name}.txt'}")
+    shutil.rmtree(out, ignore_errors=True)
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        kind, rest = sys.argv[2], sys.argv[3:]
+        if kind == "httpx":
+            child_httpx(rest[0], json.loads(rest[1]), 16)
+        elif kind == "official":
+            child_official(rest[0], rest[1], json.loads(rest[2]), OFFICIAL_DEFAULT_WORKERS)
+        sys.exit(0)
     sys.exit(main())

@@ -38,8 +38,9 @@ def main() -> int:
 
     wav = args.seconds * 48_000 * 4
     total = wav / 0.22  # the WAV's share of a real file id
-    spec = MirrorSpec(seed=7, duration_s=args.seconds, extra_interactions=args.ids // 2, extra_splits=f"{LABEL}/{SPLIT}",
-                      samples_per_archive=1, batch_max_files=64, video_padding_bytes=int(0.70 * total))
+    spec = MirrorSpec(seed=7, duration_s=args.seconds, extra_interactions=args.ids // 2,
+                      extra_splits=f"{LABEL}/{SPLIT}", samples_per_archive=1, batch_max_files=64,
+                      video_padding_bytes=int(0.70 * total))
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-index-"))
     try:
         t0 = time.perf_counter()

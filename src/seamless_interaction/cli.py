@@ -277,9 +277,10 @@ def cmd_download(args) -> int:
             return _download_members(fs, args, file_ids, archives, splits, only or ("json", "mp4", "npz", "wav"))
         if args.dry_run:
             return _dry_run(fs, file_ids, archives)
-        for label, split, b, a in archives:
-            ok, path = fs.download_archive_from_hf(a, label=label, split=split, batch=b, extract=not args.keep_tar)
-            print(f"archive {ArchiveRef(label, split, b, a)}.tar -> {path}")
+        if archives:
+            paths = fs.download_archives(archives, extract=not args.keep_tar)
+            for ref, path in zip(archives, paths):
+                print(f"archive {ArchiveRef(*ref)}.tar -> {path}")
         if file_ids:
             results = fs.gather_file_ids(file_ids)
             for fid, paths in zip(file_ids, results):
@@ -398,6 +399,7 @@ def cmd_mirror(args) -> int:
         raise InvalidIdError(f"{args.dir}: not a mirror (no mirror.json); "
                              f"run `seamless-interaction mirror build {args.dir}` first")
     serve(args.dir, host=args.host, port=args.port, latency_s=args.latency, bandwidth_bps=args.bandwidth,
+          total_bps=args.total_bandwidth,
           banner=f"serving {args.dir}; point the toolkit at it with SEAMLESS_INTERACTION_CDN_URL, "
                  "SEAMLESS_INTERACTION_HF_URL and SEAMLESS_INTERACTION_ASSETS (Ctrl-C stops)")
     return 0
@@ -550,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--port", type=_port, default=8000)
     ms.add_argument("--latency", type=float, default=0.0, help="seconds before each response's first byte")
     ms.add_argument("--bandwidth", type=float, default=None, help="bytes/s per connection")
+    ms.add_argument("--total-bandwidth", type=float, default=None, help="bytes/s for the whole server")
     m.set_defaults(func=cmd_mirror)
 
     v = sub.add_parser("verify", help="audit local files against the catalog and manifest; --repair refetches")

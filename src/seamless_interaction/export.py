@@ -4,7 +4,8 @@ The public home of :mod:`seamless_interaction.operations.export` (``seamless-int
 the command line). Needs the ``export`` extra: ``pip install 'seamless-interaction[export]'``.
 
 >>> from seamless_interaction.export import export
->>> export(["V00_S0809_I00000582"], to="lhotse", out="manifests", local_dir="~/datasets/seamless_interaction")  # doctest: +SKIP
+>>> export(["V00_S0809_I00000582"], to="lhotse", out="manifests",  # doctest: +SKIP
+...        local_dir="~/datasets/seamless_interaction")
 """
 
 from __future__ import annotations

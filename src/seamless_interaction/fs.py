@@ -448,6 +448,20 @@ class SeamlessInteractionFS:
 
         return map_parallel(one, todo, num_workers or self.num_workers, name="si-archive")
 
+    def download_archives(self, archives: list[tuple[str, str, int, int]], *, local_dir: str | Path | None = None,
+                          extract: bool = True) -> list[str]:
+        """Several ``(label, split, batch, archive)`` archives at once; each one's folder (or tar), in order.
+
+        Unlike the official ``num_workers`` archives at a time, every archive shares the engine's
+        connections (segments of each where a connection is capped), and each is extracted as soon
+        as it is verified while the others still download. The CLI's ``--archive``/``--batch`` use it.
+        """
+        refs = [ArchiveRef(*a) for a in archives]  # checked before any request or write
+        root = Path(local_dir) if local_dir is not None else self.local_dir
+        results = hub.download_archives(self.transfer, self._hf_url, root, refs, extract=extract,
+                                        manifest=Manifest(root) if local_dir is not None else self.manifest)
+        return [str(r.path) for r in results]
+
     # ------------------------------------------------------------------ local files
     def get_path_list_for_file_id_local(self, file_id: str) -> list[str]:
         """Existing local files of ``file_id`` (wav, mp4, npz, json), whichever route fetched them.

@@ -353,7 +353,10 @@ def test_window_counts_over_several_workers(shards):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ShardWarning)
         multi = list(dl)
-    key = lambda it: (it["file_ids"][0], it["start_s"])
+
+    def key(it):
+        return it["file_ids"][0], it["start_s"]
+
     assert sorted(map(key, multi)) == sorted(map(key, single)) and len(multi) == len(set(map(key, multi)))
     by_key = {key(it): it for it in single}
     for it in multi:

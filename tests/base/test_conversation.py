@@ -276,7 +276,7 @@ def test_invariants(seed):
     turns = cv.turns(a, b)
     assert all(t1[0] != t2[0] for t1, t2 in itertools.pairwise(turns))
     assert all(e > s for _, s, e in turns)
-    for who, spurt in cv.backchannels(a, b):
+    for _who, spurt in cv.backchannels(a, b):
         assert spurt[1] - spurt[0] < cv.BACKCHANNEL_MAX_S
 
     # swapping the partners mirrors the measures

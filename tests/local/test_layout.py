@@ -18,7 +18,8 @@ def test_final_paths(tmp_path):
     assert layout.archive_dir(tmp_path, REF) == tmp_path / "improvised/dev/0003/0012"
     assert layout.bundle_paths(tmp_path, REF, FID)["npz"] == tmp_path / f"improvised/dev/0003/0012/{FID}.npz"
     assert layout.tar_path(tmp_path, REF) == tmp_path / "improvised/dev/0003/0012.tar"
-    assert layout.extraction_record(tmp_path, REF) == tmp_path / ".seamless_interaction/archives/improvised/dev/0003/0012.json"
+    record = tmp_path / ".seamless_interaction/archives/improvised/dev/0003/0012.json"
+    assert layout.extraction_record(tmp_path, REF) == record
     with pytest.raises(ValueError):
         layout.bundle_paths(tmp_path, REF, "../../etc/passwd")
 

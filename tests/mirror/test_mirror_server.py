@@ -7,6 +7,7 @@ import http.client
 import io
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -194,6 +195,20 @@ def test_latency_and_bandwidth(mirror: MirrorInfo) -> None:
         r = httpx.get(f"{capped.cdn_url}/{rel}")
         assert r.content == path.read_bytes()
         assert time.monotonic() - t0 >= 0.2
+
+
+def test_total_bandwidth_is_shared(mirror: MirrorInfo) -> None:
+    """A server-wide cap paces connections together: two parallel bodies take twice as long as one."""
+    rel, path = first_wav(mirror)
+    data = path.read_bytes()
+    bps = len(data) * 8  # one body alone would take about 0.125 s
+    with MirrorServer(mirror.root, total_bps=bps) as capped:
+        with ThreadPoolExecutor(2) as pool:
+            t0 = time.monotonic()
+            bodies = list(pool.map(lambda _: httpx.get(f"{capped.cdn_url}/{rel}").content, range(2)))
+            elapsed = time.monotonic() - t0
+    assert bodies == [data, data]
+    assert elapsed >= 0.2  # a lower bound only: 2 x size at the shared rate is 0.25 s
 
 
 def test_concurrent_requests(mirror: MirrorInfo, srv: MirrorServer) -> None:

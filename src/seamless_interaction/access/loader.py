@@ -284,7 +284,8 @@ class _HttpReader:
 
     def opener(self, offset: int, size: int) -> Callable[[], IO[bytes]]:
         transfer, url = self._transfer, self.url
-        return lambda: _HttpRangeFile(transfer, url, offset, size)
+        # A RawIOBase is a binary file object at run time; typeshed does not count it as IO[bytes].
+        return lambda: cast(IO[bytes], _HttpRangeFile(transfer, url, offset, size))
 
     def size_ok(self, end: int) -> bool:
         return True  # a short body shows up as a short read
@@ -832,7 +833,9 @@ def _pad_video(arrays: list[list[Any]]) -> tuple[torch.Tensor, torch.Tensor]:
         for j, a in enumerate(row):
             if a is not None:
                 t = torch.as_tensor(a)
-                values[(i, j, *(slice(0, n) for n in t.shape))] = t
+                # Built apart: a starred item inside a subscript needs Python 3.11.
+                index: tuple[int | slice, ...] = (i, j, *(slice(0, n) for n in t.shape))
+                values[index] = t
                 mask[i, j, : len(t)] = True
     return values, mask
 

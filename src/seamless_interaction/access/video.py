@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import IO, Any
 
 import numpy as np
 
@@ -346,7 +346,7 @@ def encode_frames(source: VideoSource, dest: str | Path, first: int, stop: int, 
 # past the end of the stream is shorter. At the stream's own rate this is the frame-aligned rows'
 # convention: the frame containing ``start_s`` is in, and consecutive windows partition the frames.
 
-VideoSize = Union[int, tuple[int, int], None]
+VideoSize = int | tuple[int, int] | None
 
 # A window that starts ahead of the decoded frames seeks instead of decoding its way there only when
 # a keyframe lies more than this many frames ahead: a seek flushes the decoder's threads, which costs
@@ -378,7 +378,7 @@ def output_size(display_hw: tuple[int, int], size: VideoSize) -> tuple[int, int]
     h, w = display_hw
     if size is None:
         return h, w
-    if isinstance(size, numbers.Integral):
+    if isinstance(size, (int, numbers.Integral)):  # numpy integers too
         size = int(size)
         if size <= 0:
             raise ValueError(f"video_size must be > 0, got {size!r}")
@@ -407,7 +407,9 @@ class _Rec:
     __slots__ = ("frame", "img", "t")
 
     def __init__(self, t: float, frame):
-        self.t, self.img, self.frame = t, None, frame
+        self.t = t
+        self.img: np.ndarray | None = None
+        self.frame = frame
 
 
 class WindowDecoder:
@@ -442,9 +444,10 @@ class WindowDecoder:
         self.fps, self.size, self.channels_first = fps, size, channels_first
         self.threads, self.interpolation = threads, interpolation
         self.seeks = 0
-        self._container = None
-        self._vs = None
-        self._it = None
+        # PyAV's container, stream and frame iterator once opened (PyAV is untyped here).
+        self._container: Any = None
+        self._vs: Any = None
+        self._it: Any = None
         self._recs: list[_Rec] = []
         self._eof = False
         self._out_hw: tuple[int, int] | None = None
@@ -506,7 +509,7 @@ class WindowDecoder:
     # ---- decoding
     def _next(self) -> bool:
         """Decode one more frame into the records; False at the end of the stream."""
-        for frame in self._it:  # type: ignore[union-attr]
+        for frame in self._it:
             if frame.pts is None:
                 continue
             recs = self._recs
@@ -530,16 +533,15 @@ class WindowDecoder:
             target = self._t0 + math.floor(self._recs[0].t / self._tb) - self._delay - 1 - int(1 / self._tb)
         raise IntegrityError(f"{self.name}: cannot seek to {t:.3f} s")
 
-    def _geometry(self, frame) -> None:
+    def _geometry(self, frame) -> tuple[int, int]:
         """Output size and turns, fixed by the first frame (later rasters are scaled to it)."""
         rotation = getattr(frame, "rotation", 0) or 0
         self._turns = _quarter_turns(rotation)
-        self._out_hw = output_size(display_size(frame.width, frame.height, rotation), self.size)
+        self._out_hw = out_hw = output_size(display_size(frame.width, frame.height, rotation), self.size)
+        return out_hw
 
     def _convert(self, frame) -> np.ndarray:
-        if self._out_hw is None:
-            self._geometry(frame)
-        oh, ow = self._out_hw
+        oh, ow = self._out_hw or self._geometry(frame)
         # Scale in the coded orientation to the size that shows as (oh, ow) once turned.
         sw, sh = (oh, ow) if self._turns % 2 else (ow, oh)
         img = self._reformatter.reformat(frame, width=sw, height=sh, format="rgb24",
@@ -619,15 +621,16 @@ class WindowDecoder:
         return self.frames_at(window_targets(start_s, end_s, self.fps or self.native_rate))
 
     def _empty(self) -> np.ndarray:
-        if self._out_hw is None:  # the displayed size needs a decoded frame (its rotation)
+        out_hw = self._out_hw
+        if out_hw is None:  # the displayed size needs a decoded frame (its rotation)
             held = next((r.frame for r in self._recs if r.frame is not None), None)
             if held is None:
                 self._seek(0.0)
                 held = self._recs[0].frame if self._recs else None
             if held is None:
                 raise IntegrityError(f"{self.name}: the video stream has no frames")
-            self._geometry(held)
-        h, w = self._out_hw
+            out_hw = self._geometry(held)
+        h, w = out_hw
         return np.zeros((0, 3, h, w) if self.channels_first else (0, h, w, 3), np.uint8)
 
 
@@ -682,7 +685,7 @@ class GpuWindowDecoder:
         self.fps, self.size, self.channels_first = fps, size, channels_first
         self.device = self._torch.device(device)
         self._spool_dir = spool_dir
-        self._dec = None
+        self._dec: Any = None  # PyNvVideoCodec's SimpleDecoder once opened (untyped)
         self._tmp: str | None = None
         self._next_index: int | None = None
         self.seeks = 0

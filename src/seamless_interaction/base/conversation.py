@@ -27,7 +27,7 @@ import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 __all__ = [
     "BACKCHANNEL_MAX_S",
@@ -463,8 +463,8 @@ def interaction_measures(
 def _as_spans(vad: Iterable[Mapping[str, Any]] | Sequence[Span] | None) -> list[Span]:
     items = list(vad or ())
     if items and isinstance(items[0], Mapping):
-        return vad_segments(items)  # type: ignore[arg-type]
-    return [(float(s), float(e)) for s, e in items]  # type: ignore[misc]
+        return vad_segments(cast("list[Mapping[str, Any]]", items))
+    return [(float(s), float(e)) for s, e in cast("list[Span]", items)]
 
 
 def _empty(duration_s: float | None, *, complete_pair: bool) -> InteractionMeasures:

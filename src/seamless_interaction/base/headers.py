@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from seamless_interaction.base.errors import IntegrityError
@@ -80,7 +80,9 @@ def _eocd(tail: bytes, total_size: int, where: str) -> tuple[int, int, int]:
     return count, cd_size, cd_off
 
 
-def zip_directory(read_at: ReadAt, total_size: int, *, where: str = "npz", tail: bytes | None = None) -> list[ZipMember]:
+def zip_directory(
+    read_at: ReadAt, total_size: int, *, where: str = "npz", tail: bytes | None = None
+) -> list[ZipMember]:
     """The central directory of a zip of ``total_size`` bytes; ``tail`` may carry its last bytes already."""
     if total_size < _EOCD.size:
         raise IntegrityError(f"{where}: {total_size} bytes is too short for a zip")
@@ -133,7 +135,7 @@ def zip_local_data_offset(local: bytes, *, where: str = "npz") -> int:
     if len(local) < _LOCAL.size or local[:4] != b"PK\x03\x04":
         raise IntegrityError(f"{where}: bad zip local header")
     *_, name_len, extra_len = _LOCAL.unpack_from(local, 0)
-    return _LOCAL.size + name_len + extra_len
+    return int(_LOCAL.size + name_len + extra_len)
 
 
 def npy_header(local: bytes, method: int, *, where: str = "npz") -> NpyHeader | None:
@@ -188,7 +190,9 @@ def _box_header(buf: bytes, pos: int) -> tuple[bytes, int, int] | None:
     return kind, 8, size
 
 
-def mp4_top_boxes(read_at: ReadAt, total_size: int, *, head: bytes = b"", max_hops: int = 64) -> dict[bytes, tuple[int, int]]:
+def mp4_top_boxes(
+    read_at: ReadAt, total_size: int, *, head: bytes = b"", max_hops: int = 64
+) -> dict[bytes, tuple[int, int]]:
     """Top-level boxes as ``{type: (offset, size)}`` (first of each type), hopping header to header.
 
     ``head`` may carry the file's first bytes already; hops past it read 16 bytes each.
@@ -249,11 +253,11 @@ def mp4_video_rate(moov: bytes) -> float | None:
             total += n * delta
         if not samples or not total or not timescale:
             return None
-        return samples * timescale / total
+        return float(samples * timescale / total)
     return None
 
 
-def _children(buf: bytes, start: int, end: int, kind: bytes):
+def _children(buf: bytes, start: int, end: int, kind: bytes) -> Iterator[tuple[int, int]]:
     pos = start
     while True:
         parsed = _box_header(buf, pos)

@@ -134,11 +134,11 @@ class Catalog:
         self._label_names, self._label = _codes(fl.column("label"))
         self._split_names, self._split = _codes(fl.column("split"))
         self._vendor_names, self._vendor = _codes(fl.column("vendor"))
-        self._batch = fl.column("batch_idx").to_numpy()
-        self._archive = fl.column("archive_idx").to_numpy()
+        self._batch = _ints(fl.column("batch_idx"))
+        self._archive = _ints(fl.column("archive_idx"))
         # int8 with -1 for unknown, so masks stay vectorised.
         self._flags = {
-            name: pc.fill_null(pc.cast(fl.column(name), pa.int8()), -1).to_numpy() for name in FLAG_COLUMNS
+            name: _ints(pc.cast(fl.column(name), pa.int8())) for name in FLAG_COLUMNS
         }
         self._ikeys, self._istart = _runs(fl.column("interaction_key"))
         self._skeys, self._sstart = _runs(fl.column("session_key"))
@@ -511,7 +511,27 @@ def _flag(value: int) -> bool | None:
 def _codes(column: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
     encoded = pc.dictionary_encode(column).combine_chunks() if len(column) else pa.array([], pa.dictionary(
         pa.int32(), pa.string()))
-    return encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False)
+    return encoded.dictionary.to_pylist(), _ints(encoded.indices)
+
+
+def _ints(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An integer column as a numpy array, nulls as -1.
+
+    Read straight from the Arrow buffers: pyarrow's ``to_numpy`` and ``fill_null`` import pandas on
+    first use, which would cost ~0.15 s of every start-up for nothing.
+    """
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not pa.types.is_integer(arr.type):
+        raise TypeError(f"expected an integer column, got {arr.type}")
+    dtype = np.dtype(f"{'i' if pa.types.is_signed_integer(arr.type) else 'u'}{arr.type.bit_width // 8}")
+    if not len(arr):
+        return np.zeros(0, dtype)
+    validity, values = arr.buffers()[:2]
+    out = np.frombuffer(values, dtype=dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
+    if arr.null_count:
+        bits = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")
+        out = np.where(bits[arr.offset: arr.offset + len(arr)].astype(bool), out, -1).astype(dtype)
+    return out
 
 
 def _eq_code(codes: np.ndarray, names: list[str], value: str) -> np.ndarray:
@@ -527,7 +547,7 @@ def _runs(column: pa.ChunkedArray) -> tuple[list[str], list[int]]:
     if len(column) == 0:
         return [], [0]
     ree = pc.run_end_encode(column.combine_chunks())
-    ends = ree.run_ends.to_numpy()
+    ends = _ints(ree.run_ends)
     starts = [0, *ends.tolist()]
     return ree.values.to_pylist(), starts
 

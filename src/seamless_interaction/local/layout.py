@@ -24,8 +24,9 @@ from seamless_interaction.base.ids import ArchiveRef, validate_file_id
 from seamless_interaction.constants import ALL_LABELS, ALL_SPLITS, BUNDLE_EXTENSIONS
 
 __all__ = [
-    "STATE_DIR", "TMP_SUFFIX", "TEMP_SUFFIXES", "archive_dir", "archive_refs", "bundle_paths", "bundle_paths_in", "ensure_root",
-    "extraction_record", "find_bundle", "glob_bundle", "inside", "is_temp_name", "lock_path", "make_archive_dir", "member_path", "owner_lock",
+    "STATE_DIR", "TMP_SUFFIX", "TEMP_SUFFIXES", "archive_dir", "archive_refs", "bundle_paths", "bundle_paths_in",
+    "ensure_root", "extraction_record", "find_bundle", "glob_bundle", "inside", "is_temp_name", "lock_path",
+    "make_archive_dir", "member_path", "owner_lock",
     "part_path", "quarantine_path", "scratch_dir", "sidecar_path", "staging_dir", "staging_pid", "tar_path",
     "temp_files",
 ]

@@ -20,10 +20,11 @@ targets that expire; a per-window quota on resolves and on API calls answered by
 files (listed and resolved, without bytes) for scans of thousands of archives.
 
 Every file route supports HEAD and a single ``Range`` (206/416). ``latency_s`` delays each response's
-first byte and ``bandwidth_bps`` paces each connection's body writes, for download benchmarks.
+first byte, ``bandwidth_bps`` paces each connection's body writes and ``total_bps`` the whole server's,
+for download benchmarks.
 
 The stdlib ThreadingHTTPServer is enough here: one thread per connection over loopback, and bodies
-go out with ``os.sendfile`` when unthrottled, so the server is rarely what a benchmark measures.
+go out with ``os.sendfile`` (paced or not), so the server is rarely what a benchmark measures.
 """
 
 from __future__ import annotations
@@ -413,48 +414,75 @@ class _Handler(BaseHTTPRequestHandler):
                 self._stream(fh, start, length, entry)
 
     def _stream(self, fh: IO[bytes], offset: int, length: int, entry: _Entry) -> None:
-        """Write a file slice, paced when a bandwidth cap is set.
+        """Write a file slice, paced when a per-connection or server-wide cap is set.
 
         Bytes are counted just before each write and taken back if it fails, so a client that has
         received the whole body always finds the full count in the log (no race with the append).
+        Paced or not, the bytes go out with ``os.sendfile`` where it exists, so that serving costs
+        little CPU and a benchmark measures its client, not the server.
         """
-        bps = self.server.owner.bandwidth_bps
-        if not bps and hasattr(os, "sendfile"):
+        owner = self.server.owner
+        bps, pacer = owner.bandwidth_bps, owner.pacer
+        if bps or pacer is not None:
+            # A slice of 50 ms at the connection's rate (10 ms of the server's): paced smoothly.
+            rates = [r for r in (bps and bps / 20, pacer and pacer.bps / 100) if r]
+            chunk = max(16 << 10, min(_CHUNK, int(min(rates))))
+        else:
+            chunk = _CHUNK
+        sendfile = hasattr(os, "sendfile")
+        if sendfile:
             self.wfile.flush()
             sock = self.connection.fileno()
-            while length > 0:
-                want = min(length, _CHUNK)
-                entry.body_bytes += want
-                try:
-                    n = os.sendfile(sock, fh.fileno(), offset, want)
-                except BaseException:
-                    entry.body_bytes -= want  # a failed call sent nothing
-                    raise
-                entry.body_bytes -= want - n  # short write
-                if n == 0:
-                    raise ConnectionError("sendfile wrote nothing")
-                offset += n
-                length -= n
-            return
-        chunk = max(1024, min(_CHUNK, int(bps) // 20)) if bps else _CHUNK
-        fh.seek(offset)
+        else:
+            fh.seek(offset)
         t0, done = time.monotonic(), 0
         while length > 0:
-            block = fh.read(min(chunk, length))
-            if not block:
-                raise ConnectionError(f"file shrank while serving {fh.name}")
-            entry.body_bytes += len(block)
+            want = min(length, chunk)
+            if pacer is not None:
+                pacer.wait(want)
+            entry.body_bytes += want
             try:
-                self.wfile.write(block)
+                if sendfile:
+                    n = os.sendfile(sock, fh.fileno(), offset, want)
+                else:
+                    block = fh.read(want)
+                    if not block:
+                        raise ConnectionError(f"file shrank while serving {fh.name}")
+                    self.wfile.write(block)
+                    n = len(block)
             except BaseException:
-                entry.body_bytes -= len(block)
+                entry.body_bytes -= want  # a failed call sent nothing
                 raise
-            length -= len(block)
-            done += len(block)
+            entry.body_bytes -= want - n  # short write
+            if n == 0:
+                raise ConnectionError("sendfile wrote nothing")
+            offset += n
+            length -= n
+            done += n
             if bps:
                 ahead = done / bps - (time.monotonic() - t0)
                 if ahead > 0:
                     time.sleep(ahead)
+
+
+class _Pacer:
+    """A server-wide byte rate shared by every connection: each write books its slot on one timeline."""
+
+    def __init__(self, bps: float) -> None:
+        if bps <= 0:
+            raise ValueError(f"total_bps must be > 0, got {bps}")
+        self.bps = float(bps)
+        self._lock = threading.Lock()
+        self._next = 0.0
+
+    def wait(self, n: int) -> None:
+        """Sleep until ``n`` more bytes fit under the rate (bursts of idle time are not saved up)."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + n / self.bps
+        if start > now:
+            time.sleep(start - now)
 
 
 def _git_blob_id(path: Path) -> str:
@@ -474,7 +502,8 @@ class MirrorServer:
     """
 
     def __init__(self, root: Path | str, host: str = "127.0.0.1", port: int = 0, *, latency_s: float = 0.0,
-                 bandwidth_bps: float | None = None, behaviour: HubBehaviour | None = None):
+                 bandwidth_bps: float | None = None, total_bps: float | None = None,
+                 behaviour: HubBehaviour | None = None):
         self.root = Path(root).absolute()
         if not (self.root / "cdn").is_dir() and not (self.root / "hub").is_dir():
             raise FileNotFoundError(f"{self.root}: not a mirror build (no cdn/ or hub/ folder); "
@@ -486,6 +515,8 @@ class MirrorServer:
         # The Hub commit the mirror reports (X-Repo-Commit, revision API); tests change it to
         # simulate a new release.
         self.repo_commit = REPO_COMMIT
+        self.total_bps = total_bps
+        self.pacer = _Pacer(total_bps) if total_bps else None
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -690,12 +721,13 @@ class MirrorServer:
         return sorted(out, key=lambda e: e["path"])
 
 def serve(root: Path | str, host: str = "127.0.0.1", port: int = 8000, *, latency_s: float = 0.0,
-          bandwidth_bps: float | None = None, out: IO[str] | None = None, banner: str | None = None) -> None:
+          bandwidth_bps: float | None = None, total_bps: float | None = None, out: IO[str] | None = None,
+          banner: str | None = None) -> None:
     """Serve ``root`` until Ctrl-C, after printing ``banner`` and the three base URLs (for ``mirror serve``).
 
     Nothing is printed before the port is bound: a port in use is an OSError naming it.
     """
-    server = MirrorServer(root, host, port, latency_s=latency_s, bandwidth_bps=bandwidth_bps)
+    server = MirrorServer(root, host, port, latency_s=latency_s, bandwidth_bps=bandwidth_bps, total_bps=total_bps)
     try:
         server._bind()
     except OSError as exc:

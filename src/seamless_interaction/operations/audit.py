@@ -371,7 +371,7 @@ def _check_bundle(job: BundleCheck, manifest: Manifest | None, known_sizes: dict
     for ext in job.modalities:
         path = job.paths[ext]
 
-        def problem(kind: str, detail: str) -> None:
+        def problem(kind: str, detail: str, path: Path = path) -> None:
             job.problems.append(Problem(kind, str(path), detail, job.file_id, job.archive))
 
         try:

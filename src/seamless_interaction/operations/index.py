@@ -204,7 +204,7 @@ def read_meta(folder: Path) -> dict[str, Any] | None:
         return None
 
 
-def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
+def _write_atomic(path: Path, write: Callable[[str], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
@@ -261,6 +261,10 @@ class _Reader:
         self.requests = 0
         self.bytes = 0
         self._lock = threading.Lock()
+
+    def at(self, base: int) -> hd.ReadAt:
+        """Reads relative to ``base`` (a member's data), as the header parsers take them."""
+        return lambda offset, n: self.read(base + offset, base + offset + n) or b""
 
     def read(self, start: int, end: int, *, optional: bool = False) -> bytes | None:
         data = self.transfer.fetch_bytes(self.url, start=start, end=end, optional=optional)
@@ -406,15 +410,14 @@ def _index_hub_archive(transfer: Transfer, url: str, ids: Sequence[str], cache_d
             m = ms["mp4"]
             raw.mp4_size = m.size
             base = m.offset_data
-            boxes = hd.mp4_top_boxes(lambda o, n, b=base: reader.read(b + o, b + o + n) or b"", m.size,
-                                     head=got[spans[(fid, "mp4")]])
+            boxes = hd.mp4_top_boxes(reader.at(base), m.size, head=got[spans[(fid, "mp4")]])
             if b"moov" in boxes:
                 off, size = boxes[b"moov"]
                 second[(fid, "moov")] = (base + off, base + off + min(size, MOOV_MAX))
         if "npz" in ms:
             m = ms["npz"]
             base = m.offset_data
-            entries = hd.zip_directory(lambda o, n, b=base: reader.read(b + o, b + o + n) or b"", m.size,
+            entries = hd.zip_directory(reader.at(base), m.size,
                                        where=f"{fid}.npz", tail=got[spans[(fid, "npz")]])
             raw.sizes["npz_raw"] = sum(e.size for e in entries)  # the npy bytes, as the CDN serves them
             reps = _representatives(e.name.removesuffix(".npy") for e in entries)
@@ -616,8 +619,7 @@ def build_index(
         # hash for Xet-stored files. Without a sha256 the archive is re-read (it costs headers only).
         sha = info.sha256 if info is not None else None
         old = _part_meta(part)
-        same_ids = old is not None and sorted(old.get("file_ids", [])) == sorted(ids)
-        unchanged = same_ids and (
+        unchanged = old is not None and sorted(old.get("file_ids", [])) == sorted(ids) and (
             (info is None and old.get("route") == "cdn" and old.get("size") is None)  # still CDN only
             or (sha is not None and old.get("sha256") == sha and old.get("size") == size))
         if unchanged:
@@ -646,7 +648,8 @@ def build_index(
                 "index_bytes": nbytes}
         table = _table(rows, FILE_COLUMNS)
         vad_table = _table(vads, VAD_COLUMNS)
-        combined = table.append_column("vad_start", vad_table["vad_start"]).append_column("vad_end", vad_table["vad_end"])
+        combined = table.append_column("vad_start", vad_table["vad_start"])
+        combined = combined.append_column("vad_end", vad_table["vad_end"])
         combined = combined.replace_schema_metadata({b"archive": json.dumps({**arch, "file_ids": list(ids)}).encode()})
         _write_table(part, combined)
         with lock:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 from seamless_interaction.base.errors import SeamlessError, TransferError
 from seamless_interaction.constants import ANNOTATION_TYPES, BUNDLE_EXTENSIONS, FEATURE_GROUPS
@@ -102,6 +102,11 @@ class DownloadPlan:
     modalities: tuple[str, ...]
     link: LinkModel
     notes: list[str] = field(default_factory=list)
+
+    @overload
+    def total(self, route: None = None) -> Estimate: ...
+    @overload
+    def total(self, route: str) -> Estimate | None: ...
 
     def total(self, route: str | None = None) -> Estimate | None:
         """The plan's total (``route=None``), or the total if every archive went by ``route``
@@ -225,7 +230,8 @@ def plan_download(
             est["cdn"] = _cdn_estimate(sizes, ids, link)
         else:
             est["cdn"] = Estimate(0, CDN_OBJECTS * len(ids), link.seconds([0] * CDN_OBJECTS * len(ids)))
-            notes.append(f"{'/'.join(map(str, ref))}: sizes unknown (not on the Hub, not indexed); CDN bytes not estimated")
+            notes.append(f"{'/'.join(map(str, ref))}: sizes unknown (not on the Hub, not indexed); "
+                         "CDN bytes not estimated")
         route = min(est, key=lambda r: (est[r].seconds, ROUTES.index(r)))
         plans.append(ArchivePlan(ref, ids, est, route))
     return DownloadPlan(plans, tuple(modalities), link, notes)

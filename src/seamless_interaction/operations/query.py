@@ -95,20 +95,24 @@ class QueryEngine:
         for name in ("interactions", "participants", "relationships"):
             self._arrow[name] = catalog.table(name)
         meta = read_meta(index_folder) if index_folder is not None else None
-        have_index = meta is not None and all((index_folder / f"{v}.parquet").exists() for v in STATS_VIEWS)
-        if have_index and filelist_sha256 is not None and meta["version"]["filelist_sha256"] != filelist_sha256:
+        # The folder whose statistics views are used: None when absent, incomplete or stale.
+        stats_folder = index_folder if meta is not None else None
+        if stats_folder is not None and not all((stats_folder / f"{v}.parquet").exists() for v in STATS_VIEWS):
+            stats_folder = None
+        if (stats_folder is not None and meta is not None and filelist_sha256 is not None
+                and meta["version"]["filelist_sha256"] != filelist_sha256):
             self.stale = (f"the index in {index_folder} was built for another catalog version; "
                           "rebuild it with `seamless-interaction index build`")
-            have_index = False
+            stats_folder = None
         for name, table in self._arrow.items():
             self.con.register(name, table)
-        if have_index:
+        if stats_folder is not None:
             for name in (*STATS_VIEWS, "archives"):
-                path = str(index_folder / f"{name}.parquet").replace("'", "''")
+                path = str(stats_folder / f"{name}.parquet").replace("'", "''")
                 self.con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
         else:
             self.con.register("archives", _catalog_archives(catalog))
-        self.has_index = have_index
+        self.has_index = stats_folder is not None
 
     def close(self) -> None:
         self.con.close()

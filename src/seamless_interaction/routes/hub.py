@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +22,10 @@ from seamless_interaction.constants import BUNDLE_EXTENSIONS
 from seamless_interaction.local import layout
 from seamless_interaction.local.archive import extraction_complete, safe_extract, write_extraction_record
 from seamless_interaction.local.manifest import Manifest, member_source
-from seamless_interaction.remote.transfer import Transfer, check_free_space
+from seamless_interaction.remote.transfer import FetchResult, Job, Transfer, check_free_space
 from seamless_interaction.remote.urls import hub_archive_url
 
-__all__ = ["ArchiveResult", "archive_size", "download_archive"]
+__all__ = ["ArchiveResult", "archive_size", "download_archive", "download_archives"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,101 @@ def archive_size(transfer: Transfer, hf_url: str, label: str, split: str, batch:
     if info.size is None:
         raise TransferError(f"{info.url}: the server sent no Content-Length", url=info.url)
     return info.size
+
+
+def download_archives(
+    transfer: Transfer,
+    hf_url: str,
+    local_dir: Path,
+    archives: list[tuple[str, str, int, int]],
+    *,
+    extract: bool = True,
+    manifest: Manifest | None = None,
+    on_done: Callable[[ArchiveResult], None] | None = None,
+) -> list[ArchiveResult]:
+    """Several archives at once over the transfer's connections; results in ``archives`` order.
+
+    One :meth:`Transfer.fetch_many` takes every archive, so the connections spread over all of
+    them (whole archives first, then segments of each, then splits of what is left), and each
+    archive is extracted on its own thread as soon as it is complete and verified, while the
+    others still download. ``on_done`` is called once per archive as it completes (from a worker
+    thread, one call at a time). On a failure the first error is raised; archives already
+    extracted stay, the others are resumable.
+    """
+    refs = [ArchiveRef(*a) for a in archives]  # all checked before any request or write
+    local_dir = Path(local_dir)
+    results: list[ArchiveResult | None] = [None] * len(refs)
+    todo: list[int] = []
+    for k, ref in enumerate(refs):
+        dest_dir = layout.inside(local_dir, layout.archive_dir(local_dir, ref))
+        if extract and extraction_complete(local_dir, dest_dir, ref):
+            results[k] = ArchiveResult(*ref, dest_dir, None, skipped=True)
+        else:
+            todo.append(k)
+    lock = threading.Lock()
+
+    def finished(res: ArchiveResult) -> None:
+        if on_done is not None:
+            with lock:
+                on_done(res)
+
+    for res in results:
+        if res is not None:
+            finished(res)
+    if not todo:
+        return [r for r in results if r is not None]
+    urls = {k: hub_archive_url(hf_url, *refs[k]) for k in todo}
+    # No HEAD first: the GET's redirect carries the sha256 (X-Linked-Etag), which the transfer
+    # verifies, and its first response the size, which plans the segments and checks the free
+    # space; asking beforehand would cost every archive two more round trips before its first byte.
+    jobs = []
+    for k in todo:
+        tar_path = layout.inside(local_dir, layout.tar_path(local_dir, refs[k]))
+        tar_path.parent.mkdir(parents=True, exist_ok=True)
+        # A tar to extract is read once and removed: not flushed to disk first (see Job.durable).
+        jobs.append(Job(urls[k], tar_path, durable=not extract))
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="si-extract") as pool:
+        done: dict[int, Future[ArchiveResult]] = {}
+
+        def landed(n: int, res: FetchResult | None) -> None:
+            assert res is not None
+            k = todo[n]
+
+            def settle() -> ArchiveResult:
+                out = _settle(refs[k], local_dir, urls[k], res, extract=extract, manifest=manifest)
+                finished(out)
+                return out
+
+            done[k] = pool.submit(settle)
+
+        transfer.fetch_many(jobs, on_result=landed)
+        for k, fut in done.items():
+            results[k] = fut.result()
+    return [r for r in results if r is not None]
+
+
+def _settle(ref: ArchiveRef, local_dir: Path, url: str, res: FetchResult, *, extract: bool,
+            manifest: Manifest | None, tar_done: bool = False) -> ArchiveResult:
+    """Record, or extract and record, one downloaded and verified archive."""
+    tar_path = res.path
+    assert tar_path is not None
+    if not extract:
+        if manifest is not None:
+            manifest.record(tar_path, url, res.size, res.sha256)
+        return ArchiveResult(*ref, tar_path, res.size, skipped=res.skipped and tar_done)
+    dest_dir = layout.inside(local_dir, layout.archive_dir(local_dir, ref))
+    check_free_space(dest_dir.parent, res.size)  # the contents, next to the tar until it goes
+    members = safe_extract(tar_path, dest_dir)
+    if manifest is not None:
+        manifest.record_many([(m.path, member_source(url, m.name), m.size, m.sha256) for m in members])
+        # An extracted archive asks for every file id in it, whole.
+        stems = {m.name.partition(".")[0] for m in members if m.name.partition(".")[2] in BUNDLE_EXTENSIONS}
+        manifest.request(sorted(f for f in stems if FILE_ID_RE.match(f)), BUNDLE_EXTENSIONS)
+    write_extraction_record(local_dir, ref, members, url, res.sha256)
+    os.remove(tar_path)
+    if manifest is not None:
+        manifest.remove(tar_path)
+    return ArchiveResult(*ref, dest_dir, res.size, skipped=False)
 
 
 def download_archive(
@@ -94,18 +192,4 @@ def _download_locked(
     res = transfer.fetch(url, tar_path,
                          expected_size=info.size, sha256=info.sha256)
     assert res is not None  # not optional: absence raises
-    if manifest is not None and not extract:
-        manifest.record(tar_path, url, res.size, res.sha256)
-    if not extract:
-        return ArchiveResult(label, split, batch, archive, tar_path, res.size, skipped=res.skipped and tar_done)
-    members = safe_extract(tar_path, dest_dir)
-    if manifest is not None:
-        manifest.record_many([(m.path, member_source(url, m.name), m.size, m.sha256) for m in members])
-        # An extracted archive asks for every file id in it, whole.
-        stems = {m.name.partition(".")[0] for m in members if m.name.partition(".")[2] in BUNDLE_EXTENSIONS}
-        manifest.request(sorted(f for f in stems if FILE_ID_RE.match(f)), BUNDLE_EXTENSIONS)
-    write_extraction_record(local_dir, ref, members, url, res.sha256)
-    os.remove(tar_path)
-    if manifest is not None:
-        manifest.remove(tar_path)
-    return ArchiveResult(label, split, batch, archive, dest_dir, res.size, skipped=False)
+    return _settle(ref, local_dir, url, res, extract=extract, manifest=manifest, tar_done=tar_done)

@@ -66,7 +66,8 @@ def main(anchor: Path) -> None:
     twin = next(k for k in sorted(by_key) if k[0] != "00" and ("00", k[1]) in by_key
                 and by_key[k]["extraversion_raw"] != by_key[("00", k[1])]["extraversion_raw"])
     keep |= {twin, ("00", twin[1])}
-    _write(HERE / "assets" / "participants.csv", header, [r for r in rows if (r["vendor_id"], r["participant_id"]) in keep])
+    _write(HERE / "assets" / "participants.csv", header,
+           [r for r in rows if (r["vendor_id"], r["participant_id"]) in keep])
 
     header, rows = _read(anchor / "assets" / "relationships.csv")
     by_session = defaultdict(list)

@@ -127,7 +127,8 @@ def test_lhotse_manifests_validate_and_load(local_tree, dirty_tree, sample_mirro
     untimed = [s for s in load_manifest(result.out / "seamless_interaction_supervisions.jsonl.gz")
                if (s.custom or {}).get("untimed_words")]
     assert untimed and all(s.speaker == _pid(pair[0]) or s.speaker == _pid(pair[1]) for s in untimed)
-    assert any(s.speaker.endswith("A") for s in load_manifest(result.out / "seamless_interaction_supervisions.jsonl.gz"))
+    supervisions = load_manifest(result.out / "seamless_interaction_supervisions.jsonl.gz")
+    assert any(s.speaker.endswith("A") for s in supervisions)
 
 
 def test_placeholder_partner_is_left_out(local_tree, sample_mirror, tmp_path):

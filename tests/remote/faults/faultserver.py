@@ -94,6 +94,10 @@ class Record:
     headers: dict[str, str]  # lower-cased names
     status: int = 0
     sent: int = 0  # body bytes written
+    # Counted in FaultServer.in_flight until the server starts its last write: a client can only
+    # see the whole response (and reuse its connection slot) after that, so the count never
+    # races ahead of the client's own concurrency.
+    flying: bool = True
 
 
 class FaultServer:
@@ -170,7 +174,13 @@ class FaultServer:
         except (BrokenPipeError, ConnectionResetError):
             h.close_connection = True
         finally:
-            with self.lock:
+            self._land(rec)
+
+    def _land(self, rec: Record) -> None:
+        """The request leaves ``in_flight`` (once), just before its last bytes go out."""
+        with self.lock:
+            if rec.flying:
+                rec.flying = False
                 self.in_flight -= 1
 
     def _head(self, h: BaseHTTPRequestHandler, rec: Record, status: int, headers: dict[str, str]) -> None:
@@ -186,16 +196,19 @@ class FaultServer:
     ) -> None:
         if route is None:
             body = b"not found"
+            self._land(rec)
             self._head(h, rec, 404, {"Content-Length": str(len(body))})
             if method == "GET":
                 h.wfile.write(body)
             return
         if isinstance(route, Redirect):
             loc = route.location if "://" in route.location else self.url(route.location)
+            self._land(rec)
             self._head(h, rec, route.status, {"Location": loc, "Content-Length": "0", **route.headers})
             return
         if fault is not None and fault.kind == "status":
             body = b"fault"
+            self._land(rec)
             self._head(h, rec, fault.code, {"Content-Length": str(len(body)), **fault.headers})
             if method == "GET":
                 h.wfile.write(body)
@@ -219,6 +232,7 @@ class FaultServer:
                 first = int(m.group(1))
                 last = int(m.group(2)) if m.group(2) else len(data) - 1
                 if first >= len(data):
+                    self._land(rec)
                     self._head(h, rec, 416, {"Content-Range": f"bytes */{len(data)}", "Content-Length": "0", **headers})
                     return
                 last = min(last, len(data) - 1)
@@ -229,11 +243,14 @@ class FaultServer:
             headers["Transfer-Encoding"] = "chunked"
         else:
             headers["Content-Length"] = str(len(body))
+        if method == "HEAD" or not body:
+            self._land(rec)
         self._head(h, rec, status, headers)
         if method == "HEAD":
             return
 
         if fault is None or fault.kind in ("corrupt", "ignore_range"):
+            self._land(rec)
             self._write(h, rec, body)
         elif chunked:
             for i in range(0, len(body), 65536):
@@ -255,6 +272,8 @@ class FaultServer:
                 if self.stopping.is_set():
                     self._close(h)
                     return
+                if i + fault.chunk >= len(body):
+                    self._land(rec)
                 self._write(h, rec, body[i : i + fault.chunk])
         else:
             raise ValueError(f"unknown fault {fault.kind}")

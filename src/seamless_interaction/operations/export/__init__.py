@@ -3,7 +3,8 @@
 One module per format; :func:`export` resolves a selection (see :mod:`.source`), opens one interaction
 at a time (nothing is held across interactions) and hands it to the format's writer.
 
->>> export(["V00_S0809_I00000582"], to="elan", out="exports", local_dir="~/datasets/seamless_interaction")  # doctest: +SKIP
+>>> export(["V00_S0809_I00000582"], to="elan", out="exports",  # doctest: +SKIP
+...        local_dir="~/datasets/seamless_interaction")
 """
 
 from __future__ import annotations

@@ -60,6 +60,9 @@ _T = TypeVar("_T")
 MAX_REDIRECTS = 10
 # A failed attempt that still moved this many bytes does not use up the retry budget.
 ATTEMPT_RESET_BYTES = 1 << 20
+# Error bodies up to this size are read before the response closes, so that its connection goes
+# back to the pool: an absent optional object (403) then costs one round trip, not a new connection.
+DRAIN_MAX_BYTES = 64 << 10
 # 429s with a wait to honour, per request, before giving up (each wait is bounded by the gate).
 _MAX_RATE_WAITS = 50
 # What a redirect target answers when its signature expired or it refuses the request.
@@ -190,6 +193,7 @@ class HttpClient:
         status = resp.status_code
         if status < 300:
             return True
+        drain(resp)
         if self.is_hub(resp.url):
             err = hub_error(method, url, resp, has_token=self.scope.has_token, page=self._page())
             if err is None and status == 404:
@@ -377,6 +381,16 @@ class HttpClient:
                 time.sleep(min(left, 0.1))
 
         return sleep
+
+
+def drain(resp: httpx.Response) -> None:
+    """Read a short error body so that closing the response keeps its connection alive."""
+    length = resp.headers.get("content-length", "")
+    if length.isdigit() and int(length) <= DRAIN_MAX_BYTES:
+        try:
+            resp.read()
+        except (httpx.HTTPError, httpx.StreamError):
+            pass  # the connection is dropped on close, as it would have been
 
 
 def check_cancel(cancel: CancelLike | None, method: str, url: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -88,8 +89,10 @@ class Transfer:
         segment_bytes, segments_per_file: files of at least ``2 * segment_bytes`` on servers that
             accept ranges are fetched over up to ``segments_per_file`` connections. 8 MiB keeps
             each request's latency small against its transfer time on real links (8 MiB at
-            20 MB/s is 0.4 s per 50 ms of latency); 16 per file lets one large archive use every
-            connection of the default pool. In a :meth:`fetch_many` batch and among one file's
+            20 MB/s is 0.4 s per 50 ms of latency); up to 64 per file lets one large archive use
+            every connection of the default pool, and in a batch of several files the segments of
+            the first are taken first, so files complete one after another (each can be verified
+            and extracted while the next still streams) instead of all at the very end. In a :meth:`fetch_many` batch and among one file's
             segments, a connection left idle also splits the range with the most time left,
             when the measured rate and latency say the split pays off, so the connections finish
             together whatever the initial plan.
@@ -112,7 +115,7 @@ class Transfer:
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
         segment_bytes: int = 8 << 20,
-        segments_per_file: int = 16,
+        segments_per_file: int = 64,
         progress: Progress | None = None,
         manifest: Manifest | None = None,
         cancel: CancelLike | None = None,
@@ -244,7 +247,11 @@ class Transfer:
             raise ValueError(f"bad byte range [{start}, {end}) for {url}")
         if start is not None and end is not None and end == start:
             return b""
-        stop = self._stop(cancel)
+        return self._fetch_bytes(url, optional, start, end, self._stop(cancel))
+
+    def _fetch_bytes(
+        self, url: str, optional: bool, start: int | None, end: int | None, stop: CancelLike,
+    ) -> bytes | None:
         buf = bytearray()
 
         def attempt() -> bytes | None:
@@ -378,13 +385,32 @@ class Transfer:
         state = threading.Lock()
         busy = [0]  # workers with a job in hand
 
+        # While jobs are waiting, only this many workers take planned segments: together with the
+        # large files' own streams they fill the link, and the other connections keep going
+        # through the jobs (the many small requests, each a round trip, overlap the large
+        # streams instead of waiting behind their segments, or starving them).
+        seg_quota = max(2, self.max_connections // 4)
+        segs = [0]  # workers fetching a planned segment
+
+        def segment() -> bool:
+            with state:
+                segs[0] += 1
+            try:
+                return batch.take_segment()
+            finally:
+                with state:
+                    segs[0] -= 1
+
         def worker() -> None:
-            # A free connection takes, in turn: a planned segment of a download in flight (so a
-            # large file spreads over the connections as they free up), the next job, or a split
-            # of the range with the most time left; it waits while another worker still has a
-            # job (whose download may yet become splittable).
+            # A free connection takes, in turn: a planned segment of a download in flight while
+            # fewer than ``seg_quota`` are being fetched (so a large file spreads over the
+            # connections as they free up), the next job, any planned segment, or a split of the
+            # range with the most time left; it waits while another worker still has a job
+            # (whose download may yet become splittable).
             while not stop.is_set():
-                if batch.take_segment():
+                with state:
+                    room = segs[0] < seg_quota
+                if room and segment():
                     continue
                 with state:
                     i = pending.popleft() if pending else None
@@ -397,6 +423,8 @@ class Transfer:
                         with state:
                             busy[0] -= 1
                     continue
+                if segment():
+                    continue
                 if batch.steal():
                     continue
                 with state:
@@ -407,13 +435,17 @@ class Transfer:
         def run(i: int) -> None:
             j = jobs[i]
             try:
-                res = self._fetch(j.url, Path(j.dest), j.expected_size, j.sha256, j.optional, stop, batch)
+                if j.dest is None:
+                    res = self._fetch_memory(j, stop)
+                else:
+                    res = self._fetch(j.url, Path(j.dest), j.expected_size, j.sha256, j.optional, stop, batch,
+                                      digest=j.digest, durable=j.durable)
                 results[i] = res
                 with state:
                     finished.add(i)
                 if on_result is not None:
                     on_result(i, res)
-            except Stopped:
+            except (Stopped, TransferCancelled):
                 pass
             except BaseException as e:  # noqa: BLE001 - collected and raised by fetch_many
                 with state:
@@ -464,6 +496,9 @@ class Transfer:
         optional: bool,
         cancel: CancelLike | None,
         batch: Batch | None = None,
+        *,
+        digest: bool = True,
+        durable: bool = True,
     ) -> FetchResult | None:
         if cancel is not None and cancel.is_set():
             raise Stopped()
@@ -476,7 +511,8 @@ class Transfer:
                 return done
             for scratch in (0, 1):
                 try:
-                    result = PartDownload(self._ctx, url, dest, expected_size, sha256, optional, cancel, batch).run()
+                    result = PartDownload(self._ctx, url, dest, expected_size, sha256, optional, cancel, batch,
+                                          digest=digest, durable=durable).run()
                     break
                 except IntegrityError as e:
                     if scratch:
@@ -486,6 +522,23 @@ class Transfer:
                 return None
             self._record(result)
             return result
+
+    def _fetch_memory(self, job: Job, stop: CancelLike) -> FetchResult | None:
+        """An in-memory job: the whole body, checked against the job's size and sha256."""
+        data = self._fetch_bytes(job.url, job.optional, None, None, stop)
+        if data is None:
+            return None
+        if job.expected_size is not None and len(data) != job.expected_size:
+            raise IntegrityError(f"GET {job.url}: got {len(data)} bytes, expected {job.expected_size}")
+        digest = hashlib.sha256(data).hexdigest() if job.digest or job.sha256 is not None else None
+        if job.sha256 is not None and digest != job.sha256.lower():
+            raise IntegrityError(f"GET {job.url}: sha256 {digest}, expected {job.sha256}")
+        if job.expected_size is None:
+            add_total = getattr(self.progress, "add_total", None)
+            if add_total is not None:
+                add_total(len(data))
+        self.progress.advance(len(data))
+        return FetchResult(job.url, None, len(data), digest, resumed=False, skipped=False, data=data)
 
     def _complete_locally(
         self, url: str, dest: Path, expected_size: int | None, sha256: str | None
@@ -518,5 +571,5 @@ class Transfer:
         return result
 
     def _record(self, result: FetchResult) -> None:
-        if self.manifest is not None and self.manifest.contains(result.path):
+        if self.manifest is not None and result.path is not None and self.manifest.contains(result.path):
             self.manifest.record(result.path, result.url, result.size, result.sha256)

@@ -66,6 +66,10 @@ _STATE_SAVE_INTERVAL_S = 1.0
 # has been observed for this long.
 _MIN_SPLIT_BYTES = 1 << 20
 _MIN_RATE_WINDOW_S = 0.05
+# A stream reports its bytes to the progress at least this often (bytes or seconds, whichever
+# comes first): the bar stays live without a locked update per network chunk.
+_PROGRESS_BYTES = 1 << 20
+_PROGRESS_INTERVAL_S = 0.1
 # A single-stream file smaller than this gets no sidecar (no resume across runs): writing and
 # renaming it costs more than fetching the file again.
 _SIDECAR_MIN_BYTES = 256 << 10
@@ -120,15 +124,17 @@ class Batch:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._members: set[PartDownload] = set()
+        # Insertion ordered: planned segments are taken from the download that started first,
+        # so the batch's files complete one after another rather than all at the end.
+        self._members: dict[PartDownload, None] = {}
 
     def add(self, dl: PartDownload) -> None:
         with self._lock:
-            self._members.add(dl)
+            self._members[dl] = None
 
     def discard(self, dl: PartDownload) -> None:
         with self._lock:
-            self._members.discard(dl)
+            self._members.pop(dl, None)
 
     def snapshot(self) -> list[PartDownload]:
         with self._lock:
@@ -167,7 +173,8 @@ class PartDownload:
 
     def __init__(
         self, ctx: PartContext, url: str, dest: Path, expected_size: int | None, sha256: str | None,
-        optional: bool, cancel: CancelLike | None, batch: Batch | None = None,
+        optional: bool, cancel: CancelLike | None, batch: Batch | None = None, digest: bool = True,
+        durable: bool = True,
     ) -> None:
         self.ctx = ctx
         self.http = ctx.http
@@ -186,9 +193,15 @@ class PartDownload:
         self.save_lock = threading.Lock()
         # sha256 of the part's bytes [0, hashed), fed while streaming by whichever range is
         # writing at ``hashed`` (the whole file for a single stream, the first segment otherwise);
-        # _finish reads back only the rest.
+        # _finish reads back only the rest. -1: no hashing (``digest=False`` and no sha256 known
+        # to check: the hash would verify nothing and cost a CPU pass over every byte).
+        self.digest = digest
+        # False: the file is consumed and removed soon after (a tar about to be extracted), so it
+        # is not flushed to disk before the rename; a crash leaves it to the size and sha256
+        # checks of the next run, which fetch it again if it is not whole.
+        self.durable = durable
         self.hasher = hashlib.sha256()
-        self.hashed = 0
+        self.hashed = 0 if self._hashing() else -1
         self.hash_lock = threading.Lock()
         self.state: PartState | None = None
         self.fd = -1
@@ -204,6 +217,8 @@ class PartDownload:
 
     def run(self) -> FetchResult | None:
         self.state = self._load_state()
+        if self.hashed < 0 and self._hashing():
+            self._reset_hash()  # an earlier run learnt the remote's sha256: check it
         self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides, as for any new file
         try:
             for _ in range(3):
@@ -257,9 +272,13 @@ class PartDownload:
             return None
         return state
 
+    def _hashing(self) -> bool:
+        st = getattr(self, "state", None)
+        return self.digest or self.sha256 is not None or (st is not None and st.sha256 is not None)
+
     def _reset_hash(self) -> None:
         with self.hash_lock:
-            self.hasher, self.hashed = hashlib.sha256(), 0
+            self.hasher, self.hashed = hashlib.sha256(), 0 if self._hashing() else -1
 
     def _discard(self) -> None:
         os.ftruncate(self.fd, 0)
@@ -502,7 +521,7 @@ class PartDownload:
         is hashed while its last segments still stream, and _finish has little left to read.
         """
         st = self.state
-        if st is None or not st.segmented or not self.hash_lock.acquire(blocking=False):
+        if st is None or not st.segmented or self.hashed < 0 or not self.hash_lock.acquire(blocking=False):
             return  # someone else is hashing: they will take these bytes too, or _finish will
         try:
             with self.lock:
@@ -609,10 +628,17 @@ class PartDownload:
             segmented = (
                 resp.status_code == 206 and total is not None and piece.start == 0 and len(self._plan(total)) > 1
             )
+            fresh = st is None
             self.state = PartState(
                 url=self.url, size=total, etag=etag, last_modified=last_modified,
                 sha256=resolved.sha256 if resolved is not None else remote_sha256(resp), segmented=segmented,
             )
+        if self.hashed < 0 and self._hashing():
+            self._reset_hash()  # the remote publishes a sha256: check it (nothing was written yet)
+        if fresh and self.expected_size is None and total is not None:
+            add_total = getattr(self.ctx.progress, "add_total", None)
+            if add_total is not None:
+                add_total(total)
         if total is not None:
             try:
                 check_free_space(self.part, total - piece.pos)
@@ -633,38 +659,71 @@ class PartDownload:
         else:
             self._save(force=True)
 
-    def _digest(self, size: int) -> str:
-        """sha256 of the finished part: the streamed prefix plus the rest read back from disk."""
+    def _digest(self, size: int) -> str | None:
+        """sha256 of the finished part: the streamed prefix plus the rest read back from disk.
+
+        None when the download does not hash (see ``hashed``).
+        """
         with self.hash_lock:
             h, pos = self.hasher.copy(), self.hashed
+        if pos < 0:
+            return None
         if pos > size:  # cannot happen with the bytes checked above; be safe rather than wrong
             return sha256_fd(self.fd, size)
         update_from_fd(h, self.fd, pos, size)
         return h.hexdigest()
 
     def _stream(self, piece: _Piece, resp: httpx.Response) -> None:
-        for chunk in resp.iter_raw():
-            self._check_cancel()
-            with self.lock:  # a concurrent split may move piece.end, never below piece.claimed
-                if piece.end is not None:
+        """Write the body at ``piece.pos``, hashing what lands at ``hashed``; the per-chunk path.
+
+        It runs for every chunk of every download, so it does only what the chunk needs: the
+        piece lock only where a split can move ``piece.end`` (segmented downloads), and progress
+        reported per MiB or per 0.1 s rather than per chunk.
+        """
+        st = self.state
+        segmented = st is not None and st.segmented
+        abort, cancel, fd, lock = self.abort, self.cancel, self.fd, self.lock
+        advance = self.ctx.progress.advance
+        pending, reported = 0, time.monotonic()
+        try:
+            for chunk in resp.iter_raw():
+                if abort.is_set() or (cancel is not None and cancel.is_set()):
+                    raise Stopped()
+                if segmented:
+                    with lock:  # a concurrent split may move piece.end, never below piece.claimed
+                        if piece.end is not None:
+                            chunk = chunk[: max(0, piece.end - piece.pos)]
+                        piece.claimed = piece.pos + len(chunk)
+                elif piece.end is not None and piece.pos + len(chunk) > piece.end:
                     chunk = chunk[: max(0, piece.end - piece.pos)]
-                piece.claimed = piece.pos + len(chunk)
-            at = piece.pos
-            view = memoryview(chunk)
-            while view:
-                n = os.pwrite(self.fd, view, piece.pos)
-                piece.pos += n
-                view = view[n:]
-            if self.hashed == at:  # unlocked pre-check; decided under the lock below
-                with self.hash_lock:
-                    if self.hashed == at:
-                        self.hasher.update(chunk)
-                        self.hashed += len(chunk)
-            self.ctx.progress.advance(len(chunk))
-            if self.state is not None and self.state.segmented:
-                self._save()
-            if piece.end is not None and piece.pos >= piece.end:
-                break
+                at = piece.pos
+                n = os.pwrite(fd, chunk, at)
+                if n < len(chunk):
+                    view = memoryview(chunk)
+                    while n < len(chunk):
+                        n += os.pwrite(fd, view[n:], at + n)
+                piece.pos = at + n
+                if self.hashed == at:  # unlocked pre-check; decided under the lock below
+                    with self.hash_lock:
+                        if self.hashed == at:
+                            self.hasher.update(chunk)
+                            self.hashed += n
+                pending += n
+                if pending >= _PROGRESS_BYTES:
+                    advance(pending)
+                    pending, reported = 0, time.monotonic()
+                elif pending:
+                    now = time.monotonic()
+                    if now - reported >= _PROGRESS_INTERVAL_S:
+                        advance(pending)
+                        pending, reported = 0, now
+                if segmented:
+                    self._save()
+                if piece.end is not None and piece.pos >= piece.end:
+                    break
+        finally:
+            if pending:
+                advance(pending)
 
     def _save(self, force: bool = False) -> None:
         """Write the sidecar; for segments, at most every ``_STATE_SAVE_INTERVAL_S``."""
@@ -696,7 +755,8 @@ class PartDownload:
 
     def _finish(self) -> FetchResult:
         st = self.state
-        os.fsync(self.fd)
+        if self.durable:
+            os.fsync(self.fd)
         size = os.fstat(self.fd).st_size
         if st is not None and st.segmented:
             with self.lock:
@@ -712,5 +772,6 @@ class PartDownload:
             raise IntegrityError(f"GET {self.url}: sha256 {digest}, expected {want}")
         os.replace(self.part, self.dest)
         unlink(self.side)
-        fsync_dir(self.dest.parent)
+        if self.durable:
+            fsync_dir(self.dest.parent)
         return FetchResult(self.url, self.dest, size, digest, resumed=self.resumed, skipped=False)

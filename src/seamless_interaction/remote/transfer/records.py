@@ -24,25 +24,40 @@ class RemoteInfo:
 
 @dataclass(frozen=True)
 class FetchResult:
-    """A file now complete at ``path``. ``skipped``: it already was; ``resumed``: an earlier run's part was reused."""
+    """A file now complete at ``path``. ``skipped``: it already was; ``resumed``: an earlier run's part was reused.
+
+    For an in-memory :class:`Job` (no ``dest``), ``path`` is None and ``data`` holds the bytes.
+    ``sha256`` is None for a job with ``digest=False`` whose remote published no sha256.
+    """
 
     url: str
-    path: Path
+    path: Path | None
     size: int
-    sha256: str
+    sha256: str | None
     resumed: bool
     skipped: bool
+    data: bytes | None = None
 
 
 @dataclass(frozen=True)
 class Job:
-    """One file for :meth:`Transfer.fetch_many`."""
+    """One file for :meth:`Transfer.fetch_many`.
+
+    ``dest=None`` fetches into memory (``FetchResult.data``): for small objects that are consumed
+    at once, with no part file, lock, sidecar or fsync (and so no resume across runs).
+    ``digest=False`` skips the sha256 of the bytes unless there is one to check (``sha256`` or
+    the remote's): a CDN object has none, and hashing it would verify nothing. ``durable=False``
+    skips the fsync before the rename, for a file consumed and removed right after (a tar to
+    extract): whether it is whole is then settled by its size and sha256, not by the flush.
+    """
 
     url: str
-    dest: Path
+    dest: Path | None
     expected_size: int | None = None
     sha256: str | None = None
     optional: bool = False
+    digest: bool = True
+    durable: bool = True
 
 
 class Progress(Protocol):
@@ -59,6 +74,9 @@ class NullProgress:
     """Progress that shows nothing."""
 
     def start(self, total_bytes: int | None, desc: str) -> None:
+        pass
+
+    def add_total(self, n: int) -> None:
         pass
 
     def advance(self, n: int) -> None:
@@ -95,6 +113,16 @@ class TqdmProgress:
             elif total_bytes and self._bar.total is not None:  # type: ignore[attr-defined]
                 self._bar.total += total_bytes  # type: ignore[attr-defined]
                 self._bar.refresh()  # type: ignore[attr-defined]
+
+    def add_total(self, n: int) -> None:
+        """Grow the total by a file whose size became known while the bar runs (a CDN response).
+
+        Optional in the :class:`Progress` protocol: the engine calls it where a progress has it,
+        so that the bar shows a total and the time left even when no size was known up front.
+        """
+        with self._lock:
+            if self._bar is not None and n > 0:
+                self._bar.total = (self._bar.total or 0) + n  # type: ignore[attr-defined]
 
     def advance(self, n: int) -> None:
         with self._lock:

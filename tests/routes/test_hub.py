@@ -1,0 +1,76 @@
+"""The Hub route over several archives at once: extracted as the tars say, verified, resumable."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from seamless_interaction.base.errors import IntegrityError
+from seamless_interaction.base.ids import ArchiveRef
+from seamless_interaction.local.archive import read_extraction_record
+from seamless_interaction.local.layout import archive_dir
+from seamless_interaction.mirror import MirrorInfo, MirrorServer
+from seamless_interaction.remote.transfer import Transfer
+from seamless_interaction.routes.hub import download_archives
+
+
+def _archives(info: MirrorInfo) -> list[tuple[str, str, int, int]]:
+    return sorted(a for a in info.archives if a != info.missing_archive)
+
+
+def _tar(root: Path, ref: tuple[str, str, int, int]) -> Path:
+    label, split, batch, archive = ref
+    return root / "hub" / label / split / f"{batch:04d}" / f"{archive:04d}.tar"
+
+
+def test_download_archives_extracts_each_archive_as_its_tar(sample_mirror, sample_server, tmp_path):
+    refs = _archives(sample_mirror)[:3]
+    done = []
+    with Transfer(max_connections=6, segment_bytes=64 << 10) as t:
+        results = download_archives(t, sample_server.hf_url, tmp_path, refs, on_done=done.append)
+    assert [(r.label, r.split, r.batch, r.archive) for r in results] == refs
+    assert sorted((r.label, r.split, r.batch, r.archive) for r in done) == refs
+    for ref, res in zip(refs, results):
+        dest = archive_dir(tmp_path, ArchiveRef(*ref))
+        assert res.path == dest and not res.skipped
+        assert not dest.with_suffix(".tar").exists() and not (dest.parent / f"{ref[3]:04d}.tar").exists()
+        with tarfile.open(_tar(sample_mirror.root, ref)) as tf:
+            members = [m for m in tf.getmembers() if m.isfile()]
+            assert sorted(p.name for p in dest.iterdir()) == sorted(m.name for m in members)
+            for m in members:
+                assert (dest / m.name).read_bytes() == tf.extractfile(m).read(), m.name
+        record = read_extraction_record(tmp_path, ArchiveRef(*ref))
+        assert record is not None and record["sha256"] == sample_server.sha256(_tar(sample_mirror.root, ref))
+    assert not list(tmp_path.rglob("*.part")) and not list(tmp_path.rglob(".*extracting*"))
+
+    # A second run finds every archive complete and asks the Hub for nothing.
+    sample_server.clear_requests()
+    with Transfer(max_connections=6) as t:
+        again = download_archives(t, sample_server.hf_url, tmp_path, refs)
+    assert all(r.skipped for r in again)
+    assert not [r for r in sample_server.requests if r.method == "GET" and "/lfs/" in r.path]
+
+
+def test_download_archives_refuses_an_archive_that_fails_its_sha256(sample_mirror, tmp_path):
+    root = tmp_path / "mirror"
+    shutil.copytree(sample_mirror.root, root)
+    good, bad = _archives(sample_mirror)[:2]
+    with MirrorServer(root) as srv:
+        path = _tar(root, bad)
+        expected = srv.sha256(path)  # the Hub's ETag is computed now and cached per (size, mtime)
+        st = path.stat()
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert srv.sha256(path) == expected  # the server still announces the old sha256
+        local = tmp_path / "local"
+        with Transfer(max_connections=4) as t, pytest.raises(IntegrityError, match="sha256"):
+            download_archives(t, srv.hf_url, local, [good, bad])
+    bad_ref = ArchiveRef(*bad)
+    assert not archive_dir(local, bad_ref).exists() and read_extraction_record(local, bad_ref) is None
+    assert not list(local.rglob(f"{bad[3]:04d}.tar"))
