@@ -271,6 +271,8 @@ def cmd_download(args) -> int:
                                  "without --only or --split")
         for fid in file_ids:
             fs.catalog.record(fid)  # unknown ids fail before anything is fetched
+        if args.ray is not None and not args.dry_run:
+            return _download_on_ray(fs, args, file_ids, archives, splits, only)
         if only or args.source == "hub" or splits:
             return _download_members(fs, args, file_ids, archives, splits, only or ("json", "mp4", "npz", "wav"))
         if args.dry_run:
@@ -283,6 +285,15 @@ def cmd_download(args) -> int:
             results = fs.gather_file_ids(file_ids)
             for fid, paths in zip(file_ids, results):
                 print(f"{fid} -> {paths['npz'].parent}")
+    return 0
+
+
+def _download_on_ray(fs, args, file_ids, archives, splits, only) -> int:
+    from seamless_interaction.ray import download
+
+    res = download([*file_ids, *archives, *splits], only=only, dest=fs.local_dir, config=fs.config,
+                   catalog=fs.catalog, source=args.source, keep_tar=args.keep_tar, address=args.ray or None)
+    print(f"{res.files} files in {res.dest} from {res.tasks} Ray tasks ({res.records} manifest records)")
     return 0
 
 
@@ -324,8 +335,17 @@ def cmd_index(args) -> int:
         raise InvalidIdError("--batch needs --label and --split")
     with _make_fs(args) as fs:
         archives = [_parse_archive_spec(a, 4) for a in args.archive or []] or None
-        report = fs.build_index(label=args.label, split=args.split_name, batch=args.batch, archives=archives,
-                                route=args.route)
+        if args.ray is not None:
+            from seamless_interaction.ray import build_index
+
+            selection = archives or [(ls[0], ls[1], *([args.batch] if args.batch is not None else []))
+                                     for ls in fs.catalog.labels_splits()
+                                     if (args.label in (None, ls[0]) and args.split_name in (None, ls[1]))]
+            report = build_index(selection, config=fs.config, catalog=fs.catalog, route=args.route,
+                                 address=args.ray or None)
+        else:
+            report = fs.build_index(label=args.label, split=args.split_name, batch=args.batch, archives=archives,
+                                    route=args.route)
     print(report.summary())
     return 1 if report.failed else 0
 
@@ -480,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--only", metavar="EXTS", help="only these members from Hub archives, e.g. npz,json")
     d.add_argument("--keep-tar", action="store_true", help="keep archives as .tar instead of extracting")
     d.add_argument("--dry-run", action="store_true", help="print what would be fetched and how many bytes")
+    d.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run the download as Ray tasks on the cluster at ADDRESS (default: $RAY_ADDRESS, "
+                        "else a local Ray); needs the [ray] extra")
     d.add_argument("--query", metavar="SQL", help="download the file ids (or interaction keys) a query returns")
     d.add_argument("--ids-from", type=Path, metavar="FILE", help="download the file ids listed in FILE (one a line)")
     d.add_argument("--plan", action="store_true",
@@ -496,6 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
     ib.add_argument("--archive", action="append", metavar="L/S/B/A", help="only this archive")
     ib.add_argument("--route", choices=("auto", "hub", "cdn"), default="auto",
                     help="how to read each archive (default: the cheaper by estimate)")
+    ib.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                    help="build on the Ray cluster at ADDRESS (default: $RAY_ADDRESS, else a local Ray); "
+                         "one task per few archives, the driver writes the index")
     ib.set_defaults(func=cmd_index)
 
     qy = sub.add_parser("query", help="SQL over files, interactions, participants, relationships, file_stats, "

@@ -1,0 +1,463 @@
+"""``read_windows``: the streaming loader's windows as a Ray Dataset, one read task per planned run of units.
+
+Planning happens on the driver, where the catalog lives: the units (interactions when ``dyadic``, else
+file ids) of every shard are listed in the loader's order (by batch, shuffled by batch when ``shuffle``,
+then by archive) and cut into ``num_tasks`` contiguous runs. A read task gets only its run: the shards
+holding its units and, per shard, the file ids it owns, so a task joins partners itself and never
+needs the catalog (which stays on the driver). Inside the task the loader's own
+:class:`~seamless_interaction.access.loader.WindowDataset` reads those shards (local files by seeking,
+HTTP members by Range through the transfer engine) and cuts the windows: one implementation of the
+join and the cut for both front ends.
+
+Without a catalog (or for shards outside the Hub layout) every task reads every shard and keeps the
+units ``crc32(unit) % num_tasks`` assigns to it, as the loader's uncatalogued split does.
+
+Every window is produced exactly once per epoch; the set depends on nothing but the sources and the
+window options, and with ``shuffle`` the order within a task comes from ``(seed, epoch, task)``; with
+``DataContext.execution_options.preserve_order`` the dataset's order is reproduced run to run (it
+depends on ``num_tasks``, not on the cluster).
+
+Row schema (one row per window; ``P`` is 2 when ``dyadic`` else 1, slot ``j`` in file-id order):
+
+==========================  ===============================  ===================================================
+column                      type                             value
+==========================  ===============================  ===================================================
+``key``                     string                           interaction key (the file id when not dyadic)
+``file_ids``                list<string> of length ``P``     participants' file ids, ``""`` for an empty slot
+``start_s``, ``end_s``      float64                          the window's half-open span on the shared clock
+``p{j}.file_id``            string                           ``""`` when the slot is empty (partner missing)
+``p{j}.feature_keys``       list<string>                     the npz keys this participant has
+``p{j}.features.{key}``     tensor ``(T, ...)``              rows of npz array ``key`` in the span
+``p{j}.audio``              float32 tensor ``(S,)``          samples at the WAV's rate (``(S, ch)`` if stereo)
+``p{j}.vad``                bool tensor ``(V,)``             speech mask at ``vad_rate``
+``p{j}.words``              string                           JSON list of the words overlapping the span
+==========================  ===============================  ===================================================
+
+Only the requested modalities' columns exist. The feature columns are ``feature_keys`` when given (the
+loader skips participants lacking one), else every key of the archives' format (:data:`FEATURE_SCHEMA`,
+FORMAT.md 5) in its format dtype; a key a participant lacks, and every array of an empty slot, is
+stored as zero rows of the column's shape, so every block has the same columns, each with one dtype and
+rank (tensor columns are fixed-shape within a block when they can be, else variable-shaped; Ray unifies
+them). :func:`batch_to_items` turns a numpy batch back into exactly the loader's items (absent keys and
+empty slots dropped) for :func:`~seamless_interaction.access.loader.collate_windows`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import random
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from seamless_interaction.base.errors import (
+    AccessDeniedError,
+    MissingPartError,
+    SeamlessError,
+    TransferError,
+)
+from seamless_interaction.ray.cluster import token_runtime_env
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FEATURE_SCHEMA", "WindowsDatasource", "batch_to_items", "items_to_table", "read_windows"]
+
+# Blocks of about this many bytes: larger ones build slower (cache misses in the copies), smaller ones
+# pay Ray's per-block costs more often.
+BLOCK_BYTES = 8 << 20
+MAX_ROWS_PER_BLOCK = 256
+
+
+@dataclass(frozen=True)
+class _TaskPlan:
+    """What one read task reads: shard locations in order, and (planned) the file ids it owns per shard."""
+
+    shards: tuple[str, ...]
+    owned: dict[str, list[str]] | None  # location -> file ids; None: uncatalogued, owned by crc32 % world
+    interactions: dict[str, list[str]] | None  # unit -> all its file ids in the catalog (join bookkeeping)
+    index: int
+    world: int
+
+
+class _PlannedCatalog:
+    """The two catalog lookups the loader makes, answered from one task's plan (so no catalog ships)."""
+
+    def __init__(self, owned: dict[str, list[str]], interactions: dict[str, list[str]]):
+        from seamless_interaction.access.loader import Shard
+
+        self._ids: dict[tuple, list[str]] = {}
+        for loc, ids in owned.items():
+            sh = Shard.parse(loc)
+            self._ids[(sh.label, sh.split, sh.batch, sh.archive)] = ids
+        self._interactions = interactions
+
+    def archive_file_ids(self, label: str, split: str, batch: int, archive: int) -> list[str]:
+        return list(self._ids.get((label, split, int(batch), int(archive)), []))
+
+    def interaction_file_ids(self, key: str) -> list[str]:
+        return list(self._interactions.get(key, []))
+
+
+def _unit(file_id: str, dyadic: bool) -> str:
+    return file_id[:19] if dyadic else file_id
+
+
+def plan_tasks(shards: Sequence[Any], catalog, *, dyadic: bool, num_tasks: int | None, shuffle: bool,
+               seed: int, epoch: int) -> list[_TaskPlan]:
+    """Cut the sources' units into contiguous runs, one per read task (see the module docstring)."""
+    if catalog is None or any(sh.batch is None for sh in shards):
+        n = max(1, num_tasks or len(shards))
+        locs = tuple(sh.location for sh in shards)
+        return [_TaskPlan(locs, None, None, i, n) for i in range(n)]
+    groups: dict[tuple, list[Any]] = {}
+    for sh in shards:
+        groups.setdefault((sh.label, sh.split, sh.batch), []).append(sh)
+    order = sorted(groups, key=str)
+    if shuffle:
+        random.Random(f"{seed}:{epoch}").shuffle(order)
+    units: list[str] = []
+    where: dict[str, list[tuple[str, str]]] = {}
+    for g in order:
+        for sh in sorted(groups[g], key=lambda s: s.archive or 0):
+            for fid in catalog.archive_file_ids(sh.label, sh.split, sh.batch, sh.archive):
+                u = _unit(fid, dyadic)
+                if u not in where:
+                    units.append(u)
+                    where[u] = []
+                where[u].append((sh.location, fid))
+    n = max(1, min(num_tasks or len(shards), len(units) or 1))
+    rank = {sh.location: i for i, sh in enumerate(shards)}
+    plans = []
+    for i in range(n):
+        run = units[len(units) * i // n: len(units) * (i + 1) // n]
+        owned: dict[str, list[str]] = {}
+        for u in run:
+            for loc, fid in where[u]:
+                owned.setdefault(loc, []).append(fid)
+        inter = {u: list(catalog.interaction_file_ids(u)) for u in run} if dyadic else {}
+        plans.append(_TaskPlan(tuple(sorted(owned, key=rank.__getitem__)), owned, inter, i, n))
+    return plans
+
+
+# ------------------------------------------------------------------------------------------ rows
+# Tail shape and dtype of every npz key of the archives (FORMAT.md 5.1-5.3): an absent key is stored as
+# zero rows of this shape, so every block has the same columns and each column one dtype and rank.
+_F32 = "float32"
+FEATURE_SCHEMA: dict[str, tuple[str, tuple[int, ...]]] = {
+    "boxes_and_keypoints:box": (_F32, (4,)), "boxes_and_keypoints:is_valid_box": ("bool", ()),
+    "boxes_and_keypoints:keypoints": (_F32, (133, 3)),
+    "smplh:body_pose": (_F32, (21, 3)), "smplh:global_orient": (_F32, (3,)), "smplh:left_hand_pose": (_F32, (15, 3)),
+    "smplh:right_hand_pose": (_F32, (15, 3)), "smplh:translation": (_F32, (3,)), "smplh:is_valid": ("bool", ()),
+    "movement:EmotionArousalToken": (_F32, (1,)), "movement:EmotionValenceToken": (_F32, (1,)),
+    "movement:FAUToken": (_F32, (1,)), "movement:FAUValue": (_F32, (24,)),
+    "movement:alignment_head_rotation": (_F32, (3,)), "movement:alignment_translation": (_F32, (2, 3)),
+    "movement:emotion_arousal": (_F32, (1,)), "movement:emotion_valence": (_F32, (1,)),
+    "movement:emotion_scores": (_F32, (8,)), "movement:expression": (_F32, (128,)),
+    "movement:frame_latent": (_F32, (64,)), "movement:gaze_encodings": (_F32, (2,)),
+    "movement:head_encodings": (_F32, (3,)), "movement:hypernet_features": (_F32, (5120,)),
+    "movement:is_valid": (_F32, (1,)),
+}
+
+
+def _tensor_column(values: list[np.ndarray]):
+    """A fixed-shape tensor column when the block's shapes agree (one buffer, ~10x cheaper to build),
+    else a variable-shaped one; Ray unifies the two across blocks (dtype and rank are the same)."""
+    from ray.data.extensions import ArrowTensorArray, ArrowVariableShapedTensorArray
+
+    first = values[0].shape
+    if all(v.shape == first for v in values):
+        view = _consecutive(values)
+        return ArrowTensorArray.from_numpy(view if view is not None else np.stack(values))
+    return ArrowVariableShapedTensorArray.from_numpy(values)
+
+
+def _consecutive(values: list[np.ndarray]) -> np.ndarray | None:
+    """The windows as one ``(n, *shape)`` view, without a copy, when they are back-to-back slices of one
+    array (a participant's feature array cut with hop == window); else None."""
+    v0 = values[0]
+    base, step, start = v0.base, v0.nbytes, v0.ctypes.data
+    if base is None or step == 0 or not v0.flags.c_contiguous:
+        return None
+    for i, v in enumerate(values):
+        # the same owner (one allocation, kept alive by the view) and the next bytes of it
+        if v.base is not base or v.ctypes.data != start + i * step or not v.flags.c_contiguous:
+            return None
+    return np.lib.stride_tricks.as_strided(v0, shape=(len(values), *v0.shape), strides=(step, *v0.strides),
+                                           writeable=False)
+
+
+def items_to_table(items: list[dict], slots: int, feature_keys: Sequence[str] | None = None,
+                   audio: bool = False, vad: bool = False, words: bool = False, features: bool = True):
+    """Loader items -> a pyarrow Table in the row schema of the module docstring."""
+    import pyarrow as pa
+
+    keys = (list(feature_keys) if feature_keys else list(FEATURE_SCHEMA)) if features else []
+    cols: dict[str, Any] = {
+        "key": pa.array([it["key"] for it in items], pa.string()),
+        "file_ids": pa.array([[p["file_id"] for p in it["participants"]] + [""] * (slots - len(it["participants"]))
+                              for it in items], pa.list_(pa.string())),
+        "start_s": pa.array([it["start_s"] for it in items], pa.float64()),
+        "end_s": pa.array([it["end_s"] for it in items], pa.float64()),
+    }
+    for j in range(slots):
+        parts = [it["participants"][j] if j < len(it["participants"]) else None for it in items]
+        pre = f"p{j}."
+        cols[pre + "file_id"] = pa.array([p["file_id"] if p else "" for p in parts], pa.string())
+        if features:
+            cols[pre + "feature_keys"] = pa.array([[k for k in keys if k in p["features"]] if p else [] for p in parts],
+                                                  pa.list_(pa.string()))
+            for k in keys:
+                vals = []
+                for p in parts:
+                    got = p["features"].get(k) if p else None
+                    vals.append(_fit(k, got, items))
+                cols[f"{pre}features.{k}"] = _tensor_column(vals)
+        for name, on, dtype in (("audio", audio, np.float32), ("vad", vad, np.bool_)):
+            if on:
+                ref = next((p[name] for it in items for p in it["participants"]), np.zeros(0, dtype))
+                cols[pre + name] = _tensor_column([p[name] if p else np.zeros((0, *ref.shape[1:]), ref.dtype)
+                                                   for p in parts])
+        if words:
+            cols[pre + "words"] = pa.array([json.dumps(p["words"]) if p else "[]" for p in parts], pa.string())
+    return pa.table(cols)
+
+
+def _fit(key: str, arr: np.ndarray | None, items: list[dict]) -> np.ndarray:
+    """``arr`` in the column's dtype, or zero rows of the column's shape when the key is absent."""
+    spec = FEATURE_SCHEMA.get(key)
+    if spec is None:  # a key asked for by name: the loader guarantees it is present
+        if arr is not None:
+            return arr
+        ref = next(p["features"][key] for it in items for p in it["participants"] if key in p["features"])
+        return np.zeros((0, *ref.shape[1:]), ref.dtype)
+    dtype, tail = spec
+    if arr is None or arr.ndim != 1 + len(tail):
+        return np.zeros((0, *tail), dtype)
+    return arr if arr.dtype == np.dtype(dtype) else arr.astype(dtype)
+
+
+def batch_to_items(batch: dict[str, Any]) -> list[dict]:
+    """A numpy batch of :func:`read_windows` rows -> the loader's window items (for ``collate_windows``).
+
+    Empty slots are dropped, so an item has the same participants the loader would have yielded.
+    """
+    n = len(batch["key"])
+    slots = sorted({int(c[1:].split(".", 1)[0]) for c in batch if c.startswith("p") and ".file_id" in c})
+    feats = {j: [c for c in batch if c.startswith(f"p{j}.features.")] for j in slots}
+    items = []
+    for i in range(n):
+        parts = []
+        for j in slots:
+            fid = str(batch[f"p{j}.file_id"][i])
+            if not fid:
+                continue
+            d: dict[str, Any] = {"file_id": fid}
+            if feats[j]:
+                present = set(batch[f"p{j}.feature_keys"][i])
+                d["features"] = {k: np.asarray(batch[c][i]) for c in feats[j]
+                                 if (k := c[len(f"p{j}.features."):]) in present}
+            for name in ("audio", "vad"):
+                if f"p{j}.{name}" in batch:
+                    d[name] = np.asarray(batch[f"p{j}.{name}"][i])
+            if f"p{j}.words" in batch:
+                d["words"] = json.loads(batch[f"p{j}.words"][i])
+            parts.append(d)
+        items.append({"key": str(batch["key"][i]), "file_ids": [p["file_id"] for p in parts],
+                      "start_s": float(batch["start_s"][i]), "end_s": float(batch["end_s"][i]),
+                      "participants": parts})
+    return items
+
+
+# ------------------------------------------------------------------------------------------ read tasks
+@dataclass(frozen=True)
+class _Options:
+    modalities: tuple[str, ...]
+    window_s: float
+    hop_s: float | None
+    dyadic: bool
+    shuffle: bool
+    seed: int
+    epoch: int
+    strict: bool
+    feature_keys: tuple[str, ...] | None
+    drop_last: bool
+    vad_rate: int
+    hf_url: str | None
+    decode_threads: int
+    rows_per_block: int | None
+    transfer_options: tuple[tuple[str, Any], ...] = ()
+
+
+def _task_dataset(plan: _TaskPlan, opts: _Options):
+    from seamless_interaction.access.loader import WindowDataset
+
+    class _TaskWindows(WindowDataset):
+        # A transfer that failed after the engine's retries fails the task, so Ray retries it (the
+        # loader alone would warn and skip the rest of the shard); an absent or refused shard and
+        # other problems behave as in the loader (a warning, or an error with ``strict``).
+        def _problem(self, message: str, exc: Exception | None = None) -> None:
+            if isinstance(exc, TransferError) and not isinstance(exc, (MissingPartError, AccessDeniedError)):
+                raise exc
+            super()._problem(message, exc)
+
+        def _engine(self):
+            if self._transfer is None and self._own_transfer is None and opts.transfer_options:
+                from seamless_interaction.base.config import DatasetConfig
+                from seamless_interaction.remote.transfer import Transfer
+
+                cfg = DatasetConfig(hf_url=self.hf_url).resolved()
+                self._own_transfer = Transfer.from_config(cfg, **{"max_connections": 4,
+                                                                  **dict(opts.transfer_options)})
+            return super()._engine()
+
+    planned = plan.owned is not None
+    ds = _TaskWindows(
+        list(plan.shards), modalities=opts.modalities, window_s=opts.window_s, hop_s=opts.hop_s,
+        dyadic=opts.dyadic, shuffle=opts.shuffle, seed=opts.seed * 1_000_003 + plan.index, strict=opts.strict,
+        catalog=_PlannedCatalog(plan.owned, plan.interactions or {}) if plan.owned is not None else None,
+        feature_keys=opts.feature_keys, hf_url=opts.hf_url, rank=0 if planned else plan.index,
+        world_size=1 if planned else plan.world, drop_last=opts.drop_last, vad_rate=opts.vad_rate,
+        decode_threads=opts.decode_threads)
+    ds.set_epoch(opts.epoch)
+    return ds
+
+
+def _item_bytes(item: dict) -> int:
+    n = 0
+    for p in item["participants"]:
+        n += sum(a.nbytes for a in p.get("features", {}).values())
+        n += sum(p[m].nbytes for m in ("audio", "vad") if m in p)
+    return n
+
+
+def _read(plan: _TaskPlan, opts: _Options) -> Iterator[Any]:
+    slots = 2 if opts.dyadic else 1
+    m = opts.modalities
+
+    def block(items: list[dict]):
+        return items_to_table(items, slots, opts.feature_keys, audio="audio" in m, vad="vad" in m,
+                              words="words" in m, features="features" in m)
+
+    buf: list[dict] = []
+    rows = opts.rows_per_block
+    for item in _task_dataset(plan, opts):
+        if not rows:
+            rows = max(1, min(MAX_ROWS_PER_BLOCK, BLOCK_BYTES // max(1, _item_bytes(item))))
+        # Past half a block, a new interaction starts a new block: a block of one interaction's
+        # windows takes its feature columns as views of the participant's arrays (no copy).
+        if buf and len(buf) * 2 >= rows and item["key"] != buf[-1]["key"]:
+            yield block(buf)
+            buf = []
+        buf.append(item)
+        if len(buf) >= rows:
+            yield block(buf)
+            buf = []
+    if buf:
+        yield block(buf)
+
+
+class WindowsDatasource:
+    """The Ray Datasource behind :func:`read_windows` (built lazily: Ray is an optional extra)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        return _datasource_class()(*args, **kwargs)
+
+
+def _datasource_class():
+    from ray.data.block import BlockMetadata
+    from ray.data.datasource import Datasource, ReadTask
+
+    class _WindowsDatasource(Datasource):
+        def __init__(self, plans: list[_TaskPlan], opts: _Options):
+            self.plans, self.opts = plans, opts
+
+        def get_name(self) -> str:
+            return "SeamlessWindows"
+
+        def estimate_inmemory_data_size(self) -> int | None:
+            return None
+
+        def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
+                           data_context: Any = None) -> list[ReadTask]:
+            # The plan fixes the tasks (and so the order): ``parallelism`` does not change which
+            # task owns which unit, so a run is reproduced on any cluster.
+            tasks = []
+            for plan in self.plans:
+                meta = BlockMetadata(num_rows=None, size_bytes=None, input_files=tuple(plan.shards), exec_stats=None)
+                tasks.append(ReadTask(functools.partial(_read, plan, self.opts), meta,
+                                      per_task_row_limit=per_task_row_limit))
+            return tasks
+
+    return _WindowsDatasource
+
+
+class WindowsSelectionError(SeamlessError, ValueError):
+    """A ``read_windows`` selection that names no shard, or options the loader does not accept."""
+
+
+def read_windows(
+    selection: Iterable[Any] | str | tuple,
+    modalities: Sequence[str] = ("features",),
+    window_s: float = 4.0,
+    hop_s: float | None = None,
+    dyadic: bool = True,
+    *,
+    catalog=None,
+    hf_url: str | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+    strict: bool = False,
+    feature_keys: Sequence[str] | None = None,
+    drop_last: bool = True,
+    vad_rate: int | None = None,
+    num_tasks: int | None = None,
+    decode_threads: int = 1,
+    rows_per_block: int | None = None,
+    retries: int = 3,
+    transfer_options: dict[str, Any] | None = None,
+    ray_remote_args: dict[str, Any] | None = None,
+):
+    """Windows of ``selection`` as a :class:`ray.data.Dataset` (schema and guarantees: module docstring).
+
+    Args:
+        selection: shard paths or URLs, or ``(label, split, batches)`` tuples (need ``catalog`` and
+            ``hf_url``), as :class:`~seamless_interaction.access.loader.WindowDataset` takes them.
+        catalog: enables the planned split (tasks own whole interactions); without it every task
+            scans every shard's headers.
+        num_tasks: read tasks (default: one per shard, at most one per unit); fixes the order.
+        decode_threads: npz inflate threads inside each task (Ray already runs one task per CPU).
+        rows_per_block: windows per output block (default: about 8 MB of arrays per block).
+        retries: Ray retries of a task whose transfer failed after the engine's own retries.
+        transfer_options: options of each task's transfer engine for HTTP shards (``retries``,
+            ``max_connections``, ...); the token comes from the worker's environment.
+        ray_remote_args: extra options of the read tasks (``num_cpus``, ``memory``, ...).
+    """
+    import ray
+
+    from seamless_interaction.access.loader import LOADER_MODALITIES, resolve_shards
+    from seamless_interaction.constants import VAD_RATE
+
+    bad = set(modalities) - set(LOADER_MODALITIES)
+    if bad:
+        raise WindowsSelectionError(f"unknown modalities {sorted(bad)}; read_windows supports "
+                                    f"{list(LOADER_MODALITIES)}")
+    try:
+        shards = resolve_shards(selection, catalog=catalog, hf_url=hf_url)
+    except ValueError as exc:
+        raise WindowsSelectionError(str(exc)) from exc
+    if not shards:
+        raise WindowsSelectionError(f"selection {selection!r} names no shard")
+    plans = plan_tasks(shards, catalog, dyadic=dyadic, num_tasks=num_tasks, shuffle=shuffle, seed=seed, epoch=epoch)
+    opts = _Options(tuple(modalities), float(window_s), hop_s, dyadic, shuffle, seed, epoch, strict,
+                    tuple(feature_keys) if feature_keys else None, drop_last, vad_rate or VAD_RATE, hf_url,
+                    decode_threads, rows_per_block, tuple(sorted((transfer_options or {}).items())))
+    remote_args = {"max_retries": retries, "retry_exceptions": [TransferError], **(ray_remote_args or {})}
+    logger.debug("read_windows: %d shards in %d read tasks", len(shards), len(plans))
+    return ray.data.read_datasource(WindowsDatasource(plans, opts), override_num_blocks=len(plans),
+                                    runtime_env=token_runtime_env() if any(sh.is_http for sh in shards) else None,
+                                    ray_remote_args=remote_args)
