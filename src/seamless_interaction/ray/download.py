@@ -46,7 +46,7 @@ from seamless_interaction.ray.cluster import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DownloadJob", "DownloadResult", "download", "plan_download"]
+__all__ = ["DownloadError", "DownloadJob", "DownloadResult", "download", "plan_download"]
 
 ALL_EXTS = ("json", "mp4", "npz", "wav")
 IDS_PER_TASK = 16

@@ -64,7 +64,15 @@ from seamless_interaction.ray.cluster import token_runtime_env
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FEATURE_SCHEMA", "WindowsDatasource", "batch_to_items", "items_to_table", "read_windows"]
+__all__ = [
+    "FEATURE_SCHEMA",
+    "WindowsDatasource",
+    "WindowsSelectionError",
+    "batch_to_items",
+    "items_to_table",
+    "plan_tasks",
+    "read_windows",
+]
 
 # Blocks of about this many bytes: larger ones build slower (cache misses in the copies), smaller ones
 # pay Ray's per-block costs more often.
