@@ -119,8 +119,6 @@ def _parse_archive_spec(text: str, parts: int) -> tuple:
         shape = "LABEL/SPLIT/BATCH/ARCHIVE" if parts == 4 else ("LABEL/SPLIT/BATCH" if parts == 3 else "LABEL/SPLIT")
         raise InvalidIdError(f"{text!r}: expected {shape}, e.g. improvised/dev/0/3")
     try:
-        if parts == 4:
-            return tuple(ArchiveRef(*bits))
         nums = tuple(validate_index(b, what) for b, what in zip(bits[2:], ("batch", "archive")))
         return (validate_label(bits[0]), validate_split(bits[1]), *nums)
     except InvalidIdError as exc:
@@ -198,11 +196,13 @@ def _ids_from_file(path: Path) -> list[str]:
 
 
 def _ids_of_table(fs, table) -> list[str]:
+    """File ids of a query's table: its ``file_id`` column, or the partners of its ``interaction_key``s."""
     if "file_id" in table.column_names:
         return [f for f in table["file_id"].to_pylist() if f]
     if "interaction_key" in table.column_names:
         return [f for k in table["interaction_key"].to_pylist() if k for f in fs.catalog.interaction_file_ids(k)]
-    raise InvalidIdError(f"the query must return a file_id (or interaction_key) column; it returned {table.column_names}")
+    raise InvalidIdError(f"the query must return a file_id (or interaction_key) column; it returned "
+                         f"{table.column_names}")
 
 
 def _link(fs, args, file_ids):
@@ -414,17 +414,6 @@ def cmd_verify(args) -> int:
     return report.exit_code
 
 
-def _query_file_ids(fs, sql: str) -> list[str]:
-    """File ids of a query (a ``file_id`` or ``interaction_key`` column) over the catalog and index views."""
-    table = fs.query(sql)
-    if "file_id" in table.column_names:
-        return [f for f in table["file_id"].to_pylist() if f]
-    if "interaction_key" in table.column_names:
-        return [k for k in table["interaction_key"].to_pylist() if k]
-    raise InvalidIdError(f"the query must return a file_id (or interaction_key) column; it returned "
-                         f"{table.column_names}")
-
-
 def cmd_export(args) -> int:
     from tqdm.auto import tqdm
 
@@ -445,7 +434,7 @@ def cmd_export(args) -> int:
     with _make_fs(args) as fs:
         local_dir = fs.local_dir
         if args.query:
-            selection += _query_file_ids(fs, args.query)
+            selection += _ids_of_table(fs, fs.query(args.query))
     out = args.out or Path(f"export-{args.to}")
     with tqdm(desc=f"export to {args.to}", unit="interaction", disable=args.quiet) as bar:
         def progress(done: int, total: int, key: str) -> None:

@@ -83,7 +83,7 @@ class SeamlessInteractionFS:
         self._progress = progress
         if not lazy:
             try:
-                ensure_root(self.config.local_dir)
+                ensure_root(self.local_dir)
             except OSError as exc:
                 logger.error("Failed to create local directory %s: %s", self.config.local_dir, exc)
                 raise
@@ -111,7 +111,7 @@ class SeamlessInteractionFS:
 
     @property
     def local_dir(self) -> Path:
-        return Path(self.config.local_dir)
+        return Path(str(self.config.local_dir))  # never None once the config is resolved
 
     # The config is resolved in __init__: these are never None (typed views for the calls below).
     @property
@@ -123,6 +123,14 @@ class SeamlessInteractionFS:
         return str(self.config.cdn_url)
 
     @property
+    def _assets(self) -> str:
+        return str(self.config.assets)
+
+    @property
+    def _cache_dir(self) -> Path:
+        return Path(str(self.config.cache_dir))
+
+    @property
     def catalog(self) -> Catalog:
         """The metadata tables, fetched once into the cache and indexed (lazy)."""
         if self._catalog is None:
@@ -131,9 +139,9 @@ class SeamlessInteractionFS:
         return self._catalog
 
     def _open_catalog(self) -> Catalog:
-        cache = Path(self.config.cache_dir)
+        cache = self._cache_dir
         if self._filelist_path is None:
-            return Catalog.load(self.config.assets, cache, timeout_s=self.config.timeout_s)
+            return Catalog.load(self._assets, cache, timeout_s=self.config.timeout_s)
         path = Path(self._filelist_path).expanduser()
         if path.is_dir():
             return Catalog.load(str(path), cache)
@@ -329,7 +337,7 @@ class SeamlessInteractionFS:
                               archive: int = 0) -> int:
         """Exact size in bytes of one Hub archive, from a HEAD request."""
         label, split = self._label_split(label, split)
-        return hub.archive_size(self.transfer, self.config.hf_url, label, split, batch, archive)
+        return hub.archive_size(self.transfer, self._hf_url, label, split, batch, archive)
 
     # ------------------------------------------------------------------ CDN route
     def get_path_list_for_file_id_s3(self, file_id: str) -> list[str]:
@@ -385,7 +393,7 @@ class SeamlessInteractionFS:
         root = Path(local_dir) if local_dir is not None else self.local_dir
         self.transfer.progress.start(None, f"{len(ids)} file ids")
         try:
-            results = cdn.gather_many(self.transfer, self.catalog, self.config.cdn_url, root, ids,
+            results = cdn.gather_many(self.transfer, self.catalog, self._cdn_url, root, ids,
                                       manifest=Manifest(root) if local_dir is not None else self.manifest)
         finally:
             self.transfer.progress.close()
@@ -410,7 +418,7 @@ class SeamlessInteractionFS:
         label, split = self._label_split(label, split)
         ref = ArchiveRef(label, split, batch, archive)  # checked before any request or write
         root = Path(local_dir) if local_dir is not None else self.local_dir
-        res = hub.download_archive(self.transfer, self.config.hf_url, root, ref.label, ref.split, ref.batch,
+        res = hub.download_archive(self.transfer, self._hf_url, root, ref.label, ref.split, ref.batch,
                                    ref.archive, extract=extract,
                                    manifest=Manifest(root) if local_dir is not None else self.manifest)
         return True, str(res.path)
@@ -487,9 +495,9 @@ class SeamlessInteractionFS:
         from seamless_interaction.routes import members
 
         ref = ArchiveRef(label, split, batch, archive)  # checked before the catalog or any request
-        return members.fetch_archive_members(self.transfer, None, self.config.hf_url, self.local_dir,
+        return members.fetch_archive_members(self.transfer, None, self._hf_url, self.local_dir,
                                              ref.label, ref.split, ref.batch, ref.archive, file_ids=file_ids,
-                                             modalities=modalities, cache_dir=self.config.cache_dir,
+                                             modalities=modalities, cache_dir=self._cache_dir,
                                              manifest=self.manifest)
 
     def fetch_file_id(self, file_id: str, modalities: tuple[str, ...] = ("npz", "json")) -> list[Path]:
@@ -497,9 +505,9 @@ class SeamlessInteractionFS:
         from seamless_interaction.routes import members
 
         validate_modalities(modalities)
-        return members.fetch_file_ids(self.transfer, self.catalog, self.config.hf_url, self.local_dir,
+        return members.fetch_file_ids(self.transfer, self.catalog, self._hf_url, self.local_dir,
                                       [validate_file_id(file_id)], modalities=modalities,
-                                      cache_dir=self.config.cache_dir, manifest=self.manifest)
+                                      cache_dir=self._cache_dir, manifest=self.manifest)
 
     def fetch_interaction(self, interaction_key: str, modalities: tuple[str, ...] = ("npz", "json")) -> list[Path]:
         """Both participants' members, from the (usually two) archives holding them."""
@@ -508,8 +516,8 @@ class SeamlessInteractionFS:
         key = validate_interaction_key(interaction_key)
         validate_modalities(modalities)
         ids = self.catalog.interaction_file_ids(key)
-        return members.fetch_file_ids(self.transfer, self.catalog, self.config.hf_url, self.local_dir, ids,
-                                      modalities=modalities, cache_dir=self.config.cache_dir,
+        return members.fetch_file_ids(self.transfer, self.catalog, self._hf_url, self.local_dir, ids,
+                                      modalities=modalities, cache_dir=self._cache_dir,
                                       manifest=self.manifest)
 
     def _member_archives(self, archives, splits) -> list[ArchiveRef]:
@@ -536,7 +544,7 @@ class SeamlessInteractionFS:
         selected_ids = list(file_ids or []) if not (archives or splits) else None
         fetch, whole = members.plan_bytes(self.transfer, self.catalog, self._hf_url,
                                           file_ids=selected_ids, archives=None if selected_ids else arcs,
-                                          modalities=modalities, cache_dir=self.config.cache_dir,
+                                          modalities=modalities, cache_dir=self._cache_dir,
                                           local_dir=self.local_dir)
         return {"archives": len(arcs), "bytes": fetch, "archive_bytes": whole,
                 "members": None if selected_ids is None else len(selected_ids) * len(modalities)}
@@ -552,8 +560,8 @@ class SeamlessInteractionFS:
         for label, split, batch, archive in self._member_archives(archives, splits):
             paths += self.fetch_members(label, split, batch, archive, modalities=modalities)
         if file_ids:
-            paths += members.fetch_file_ids(self.transfer, self.catalog, self.config.hf_url, self.local_dir,
-                                            file_ids, modalities=modalities, cache_dir=self.config.cache_dir,
+            paths += members.fetch_file_ids(self.transfer, self.catalog, self._hf_url, self.local_dir,
+                                            file_ids, modalities=modalities, cache_dir=self._cache_dir,
                                             manifest=self.manifest)
         return paths
 
@@ -596,7 +604,7 @@ class SeamlessInteractionFS:
         """Where the index of this catalog source and Hub endpoint lives (under the cache folder)."""
         from seamless_interaction.operations.index import index_dir
 
-        return index_dir(self.config.cache_dir, self.config.assets, self.config.hf_url)
+        return index_dir(self._cache_dir, self._assets, self._hf_url)
 
     def build_index(self, *, label: str | None = None, split: str | None = None, batch: int | None = None,
                     archives: list[tuple[str, str, int, int]] | None = None, route: str = "auto",
@@ -607,8 +615,8 @@ class SeamlessInteractionFS:
 
         if batch is not None and not (label and split):
             raise ValueError("batch needs label and split")
-        return build_index(self.transfer, self.catalog, assets=self.config.assets, hf_url=self.config.hf_url,
-                           cdn_url=self.config.cdn_url, cache_dir=self.config.cache_dir, label=label, split=split,
+        return build_index(self.transfer, self.catalog, assets=self._assets, hf_url=self._hf_url,
+                           cdn_url=self._cdn_url, cache_dir=self._cache_dir, label=label, split=split,
                            batch=batch, archives=archives, route=route, workers=workers, quiet=self.quiet)
 
     def query(self, sql: str) -> pa.Table:
@@ -623,7 +631,7 @@ class SeamlessInteractionFS:
         from seamless_interaction.base.digest import sha256_file
         from seamless_interaction.catalog.assets import load_tables
 
-        return sha256_file(load_tables(self.config.assets, self.config.cache_dir)["filelist.csv"])
+        return sha256_file(load_tables(self._assets, self._cache_dir)["filelist.csv"])
 
     def plan_download(self, file_ids: list[str], *, modalities: tuple[str, ...] = ("json", "mp4", "npz", "wav"),
                       link: LinkModel | None = None) -> DownloadPlan:
@@ -637,15 +645,15 @@ class SeamlessInteractionFS:
             known = {r.pop("file_id"): r for r in table.to_pylist()}
         except SeamlessError:
             pass  # no index: the tar member sizes stand in
-        return plan_download(self.transfer, self.catalog, self.config.hf_url, file_ids, modalities=modalities,
-                             link=link, cache_dir=self.config.cache_dir, known_sizes=known)
+        return plan_download(self.transfer, self.catalog, self._hf_url, file_ids, modalities=modalities,
+                             link=link, cache_dir=self._cache_dir, known_sizes=known)
 
     def execute_plan(self, plan: DownloadPlan) -> list[Path]:
         """Download what ``plan`` says, each archive by its chosen route."""
         from seamless_interaction.operations.plan import execute_plan
 
-        return execute_plan(plan, self.transfer, self.catalog, hf_url=self.config.hf_url,
-                            cdn_url=self.config.cdn_url, local_dir=self.local_dir, cache_dir=self.config.cache_dir,
+        return execute_plan(plan, self.transfer, self.catalog, hf_url=self._hf_url,
+                            cdn_url=self._cdn_url, local_dir=self.local_dir, cache_dir=self._cache_dir,
                             manifest=self.manifest)
 
     # ------------------------------------------------------------------ audit
@@ -659,8 +667,8 @@ class SeamlessInteractionFS:
         needs_net = check_remote or repair
         return verify(self.local_dir, lambda: self.catalog, label=label, split=split, batch=batch, only=only,
                       manifest=self.manifest, deep=deep, check_remote=check_remote, repair=repair,
-                      transfer=self.transfer if needs_net else None, cdn_url=self.config.cdn_url,
-                      hf_url=self.config.hf_url, cache_dir=self.config.cache_dir)
+                      transfer=self.transfer if needs_net else None, cdn_url=self._cdn_url,
+                      hf_url=self._hf_url, cache_dir=self._cache_dir)
 
 
 def _with_overrides(config: DatasetConfig | None, **overrides) -> DatasetConfig:

@@ -43,7 +43,8 @@ from seamless_interaction.catalog.assets import load_tables, source_cache_dir
 from seamless_interaction.constants import ASSET_TABLES
 from seamless_interaction.base.errors import CatalogError, InvalidIdError, UnknownIdError
 from seamless_interaction.base.ids import (
-    FILE_ID_RE, INTERACTION_KEY_RE, LABELS, MAX_INDEX, SPLITS, ArchiveRef, validate_interaction_key, validate_label, validate_split,
+    FILE_ID_RE, INTERACTION_KEY_RE, LABELS, MAX_INDEX, SPLITS, ArchiveRef, validate_interaction_key, validate_label,
+    validate_split,
     validate_session_key,
 )
 

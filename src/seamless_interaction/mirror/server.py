@@ -9,7 +9,8 @@ Routes (``{url}`` is ``http://host:port``):
   target serves the bytes with its own 64-hex ETag, which is *not* the sha256 (as Xet targets do). Other
   repo files are served directly. Missing: 404 with ``X-Error-Code: EntryNotFound``.
 * ``{url}/api/datasets/facebook/seamless-interaction/{revision/R, tree/R/path, paths-info/R}``: the
-  Hub API's commit (``MirrorServer.repo_commit``), listing (paginated with ``Link: rel="next"``) and paths-info endpoints.
+  Hub API's commit (``MirrorServer.repo_commit``), listing (paginated with ``Link: rel="next"``) and
+  paths-info endpoints.
 * ``{url}/assets/{table}.csv``: the metadata tables.
 * ``{url}/_mirror/requests``: the request log as JSON (``DELETE`` clears it).
 
@@ -308,7 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in {**getattr(self, "_quota_headers", {}), **headers}.items():
             self.send_header(k, v)
         self._quota_headers = {}
-        host = f"{self.server.server_address[0]}:{self.server.server_address[1]}"
+        host = _host_port(self.server.server_address)
         entry = _Entry(self.command, self.path, self.headers.get("Range"), status, host=host,
                        authorization=self.headers.get("Authorization"))
         if log:
@@ -494,6 +495,12 @@ def _git_blob_id(path: Path) -> str:
     return h.hexdigest()
 
 
+def _host_port(address: Any) -> str:
+    """``host:port`` of a bound TCP server address (typeshed allows bytes for AF_UNIX ones)."""
+    host = address[0].decode() if isinstance(address[0], bytes) else address[0]
+    return f"{host}:{address[1]}"
+
+
 class MirrorServer:
     """Serve a mirror build on loopback in a background thread.
 
@@ -597,8 +604,7 @@ class MirrorServer:
         """Where the CDN and redirect targets are: the other listener, or this one."""
         if self._other is None:
             return self.url
-        host, port = self._other.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{_host_port(self._other.server_address)}"
 
     @property
     def cdn_url(self) -> str:

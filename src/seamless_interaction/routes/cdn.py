@@ -211,7 +211,8 @@ def _background_priority() -> None:
 
 def _load_npy(data: bytes, url: str) -> np.ndarray:
     try:
-        return np.load(io.BytesIO(data), allow_pickle=False)
+        arr: np.ndarray = np.load(io.BytesIO(data), allow_pickle=False)
+        return arr
     except Exception as exc:
         raise IntegrityError(f"{url}: not a readable .npy ({exc})") from exc
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +55,7 @@ def download_archives(
     transfer: Transfer,
     hf_url: str,
     local_dir: Path,
-    archives: list[tuple[str, str, int, int]],
+    archives: Sequence[ArchiveRef | tuple[str, str, int, int]],
     *,
     extract: bool = True,
     manifest: Manifest | None = None,
@@ -77,7 +77,7 @@ def download_archives(
     for k, ref in enumerate(refs):
         dest_dir = layout.inside(local_dir, layout.archive_dir(local_dir, ref))
         if extract and extraction_complete(local_dir, dest_dir, ref):
-            results[k] = ArchiveResult(*ref, dest_dir, None, skipped=True)
+            results[k] = ArchiveResult(ref.label, ref.split, ref.batch, ref.archive, dest_dir, None, skipped=True)
         else:
             todo.append(k)
     lock = threading.Lock()
@@ -130,7 +130,8 @@ def _settle(ref: ArchiveRef, local_dir: Path, url: str, res: FetchResult, *, ext
     if not extract:
         if manifest is not None:
             manifest.record(tar_path, url, res.size, res.sha256)
-        return ArchiveResult(*ref, tar_path, res.size, skipped=res.skipped and tar_done)
+        return ArchiveResult(ref.label, ref.split, ref.batch, ref.archive, tar_path, res.size,
+                             skipped=res.skipped and tar_done)
     dest_dir = layout.inside(local_dir, layout.archive_dir(local_dir, ref))
     check_free_space(dest_dir.parent, res.size)  # the contents, next to the tar until it goes
     members = safe_extract(tar_path, dest_dir)
@@ -143,7 +144,7 @@ def _settle(ref: ArchiveRef, local_dir: Path, url: str, res: FetchResult, *, ext
     os.remove(tar_path)
     if manifest is not None:
         manifest.remove(tar_path)
-    return ArchiveResult(*ref, dest_dir, res.size, skipped=False)
+    return ArchiveResult(ref.label, ref.split, ref.batch, ref.archive, dest_dir, res.size, skipped=False)
 
 
 def download_archive(

@@ -3,8 +3,8 @@
 A Hub archive is ~1 GB holding 4-11 file ids, and npz features are ~8% of its bytes. Here an archive's
 :class:`~seamless_interaction.remote.tarindex.TarIndex` says where each member's bytes sit, :func:`plan_members`
 picks the members, and :func:`fetch_members` reads just those byte ranges into the standard local layout
-(:mod:`~seamless_interaction.local.layout`), the same place whole-archive extraction puts them. Nearby members are read with
-one merged request, big members in concurrent chunks; every file is written under a temp name, checked
+(:mod:`~seamless_interaction.local.layout`), the same place whole-archive extraction puts them. Nearby members
+are read with one merged request, big members in concurrent chunks; every file is written under a temp name, checked
 against the size in its tar header, then renamed into place.
 """
 

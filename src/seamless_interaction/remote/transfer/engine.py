@@ -92,10 +92,10 @@ class Transfer:
             20 MB/s is 0.4 s per 50 ms of latency); up to 64 per file lets one large archive use
             every connection of the default pool, and in a batch of several files the segments of
             the first are taken first, so files complete one after another (each can be verified
-            and extracted while the next still streams) instead of all at the very end. In a :meth:`fetch_many` batch and among one file's
-            segments, a connection left idle also splits the range with the most time left,
-            when the measured rate and latency say the split pays off, so the connections finish
-            together whatever the initial plan.
+            and extracted while the next still streams) instead of all at the very end. In a
+            :meth:`fetch_many` batch and among one file's segments, a connection left idle also
+            splits the range with the most time left, when the measured rate and latency say the
+            split pays off, so the connections finish together whatever the initial plan.
         progress: byte progress; :class:`NullProgress` when None.
         manifest: where completed files under its root are recorded, and trusted from.
         cancel: a token (a :class:`threading.Event`) that stops every operation of this engine
@@ -163,7 +163,8 @@ class Transfer:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
 
     def close(self) -> None:

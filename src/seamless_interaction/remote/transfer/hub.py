@@ -105,7 +105,8 @@ class HubRepo:
 # -- errors ----------------------------------------------------------------------------------------
 
 
-def hub_error(method: str, url: str, resp: httpx.Response, *, has_token: bool, page: str | None) -> TransferError | None:
+def hub_error(method: str, url: str, resp: httpx.Response, *, has_token: bool,
+              page: str | None) -> TransferError | None:
     """The typed error for a Hub answer with an ``X-Error-Code`` (or a bare 401), else None.
 
     Codes as huggingface_hub's ``hf_raise_for_status`` reads them: ``GatedRepo`` (401/403),

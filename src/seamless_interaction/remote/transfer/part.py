@@ -600,7 +600,8 @@ class PartDownload:
         if resp.status_code == 206:
             first, _, total = parse_content_range(resp.headers.get("content-range"))
             if first != piece.pos:
-                raise Restart(f"asked for bytes from {piece.pos}, got Content-Range {resp.headers.get('content-range')!r}")
+                got = resp.headers.get("content-range")
+                raise Restart(f"asked for bytes from {piece.pos}, got Content-Range {got!r}")
         else:
             if resp.status_code != 200:
                 raise TransferError(f"GET {self.url}: unexpected HTTP {resp.status_code}", self.url, resp.status_code)
@@ -613,7 +614,8 @@ class PartDownload:
         with self.lock:
             st = self.state
             if st is not None and resp.status_code == 206:
-                if (st.etag and etag and st.etag != etag) or (st.size is not None and total is not None and st.size != total):
+                size_changed = st.size is not None and total is not None and st.size != total
+                if (st.etag and etag and st.etag != etag) or size_changed:
                     raise Restart("the remote file changed since the partial download started")
                 return
             if st is not None and st.segmented:
