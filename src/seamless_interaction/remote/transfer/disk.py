@@ -11,6 +11,7 @@ import errno
 import json
 import logging
 import os
+import threading
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -189,8 +190,17 @@ class PartState:
         )
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one rename (a reader sees the old or the new file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def write_atomic(path: Path, text: str, *, shared: bool = False) -> None:
+    """Replace ``path`` with ``text`` in one rename (a reader sees the old or the new file).
+
+    ``shared``: other threads or processes may write the same file at once (a cache), so the temp
+    name is unique to this writer; otherwise it is ``path`` + ``.tmp``, a name the layout knows
+    (one owner writes a download's sidecar, under the download's lock).
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_native_id()}.tmp" if shared
+                         else path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -387,6 +387,6 @@ class HubListing:
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             rows = [[f.path, f.size, f.sha256, f.oid] for f in files.values()]
-            write_atomic(cache, json.dumps(rows, separators=(",", ":")))
+            write_atomic(cache, json.dumps(rows, separators=(",", ":")), shared=True)
         logger.debug("listed %d files under %s at %s", len(files), prefix or "/", commit)
         return files
