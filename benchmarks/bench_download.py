@@ -34,8 +34,9 @@ Hub set clients: ours, ``seamless-interaction download --batch L/S/B``; ``aria2c
 ``tar -x`` of each archive into its folder (one shell command).
 
 The limit is the issue's: bytes / server total rate. The targets (issue 12) are checked at the end.
-Our CDN route hashes nothing (the CDN publishes no checksum to check), the httpx floor hashes every
-byte as the issue defines it; the Hub route verifies every archive's sha256, aria2c verifies nothing.
+Our CDN route hashes the media as they stream (the CDN publishes no checksum to check, but the manifest
+records one for `verify --deep`), the httpx floor hashes every byte as the issue defines it; the Hub route
+verifies every archive's sha256, aria2c verifies nothing.
 The server paces in Python on the same cores as the clients: absolute figures are noisy on a shared
 machine, the ratios within one run are what matter. To emulate a small machine on a larger one, pin
 the run: ``taskset -c 0,1 python benchmarks/bench_download.py`` (thread pools follow the pinning).
