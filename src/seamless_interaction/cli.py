@@ -215,6 +215,58 @@ def cmd_verify(args) -> int:
     return report.exit_code
 
 
+def _query_file_ids(fs, sql: str) -> list[str]:
+    """File ids of an index query (a ``file_id`` or ``interaction_key`` column): the index's ``fs.query``."""
+    from seamless_interaction.base.errors import ExportError
+
+    query = getattr(fs, "query", None)  # HOOK: SeamlessInteractionFS.query comes with the index
+    if query is None:
+        raise ExportError("--query needs the conversation index (seamless-interaction index build), which this "
+                          "version does not have; give file ids, interaction keys or folders instead")
+    table = query(sql)
+    if "file_id" in table.column_names:
+        return [f for f in table["file_id"].to_pylist() if f]
+    if "interaction_key" in table.column_names:
+        return [k for k in table["interaction_key"].to_pylist() if k]
+    raise InvalidIdError(f"the query must return a file_id (or interaction_key) column; it returned "
+                         f"{table.column_names}")
+
+
+def cmd_export(args) -> int:
+    from tqdm.auto import tqdm
+
+    from seamless_interaction.operations.export import export
+
+    options: dict = {}
+    if args.to == "clip":
+        if args.start is None or args.end is None:
+            raise InvalidIdError("--to clip needs --start and --end (seconds)")
+        options.update(start_s=args.start, end_s=args.end, force_reencode=args.reencode)
+    elif args.start is not None or args.end is not None or args.reencode:
+        raise InvalidIdError("--start, --end and --reencode apply to --to clip only")
+    if args.reference_video:
+        if args.to != "rerun":
+            raise InvalidIdError("--reference-video applies to --to rerun only")
+        options["embed_video"] = False
+    selection = list(args.selection)
+    with _make_fs(args) as fs:
+        local_dir = fs.local_dir
+        if args.query:
+            selection += _query_file_ids(fs, args.query)
+    out = args.out or Path(f"export-{args.to}")
+    with tqdm(desc=f"export to {args.to}", unit="interaction", disable=args.quiet) as bar:
+        def progress(done: int, total: int, key: str) -> None:
+            bar.total = total
+            bar.update(1)
+
+        result = export(selection, to=args.to, out=out, local_dir=local_dir, progress=progress, **options)
+    for key in result.skipped:
+        print(f"skipped {key}: nothing exportable (see warnings)", file=sys.stderr)
+    modes = f" (video: {', '.join(sorted(set(result.cut_modes.values())))})" if result.cut_modes else ""
+    print(f"{len(result.interactions)} interaction(s) to {args.to}: {len(result.paths)} file(s) in {out}{modes}")
+    return 0 if result.interactions or not result.skipped else EXIT_FAILURE
+
+
 def cmd_app(args) -> int:
     from seamless_interaction.app.launch import launch_app
 
@@ -281,6 +333,23 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--deep", action="store_true", help="also compare sha256 where the manifest has one")
     v.add_argument("--check-remote", action="store_true", help="HEAD every archive in scope on the Hub")
     v.set_defaults(func=cmd_verify)
+
+    from seamless_interaction.operations.export import FORMATS
+
+    e = sub.add_parser("export", help="export local interactions to Lhotse, ELAN, Praat TextGrid, RTTM, Rerun "
+                                      "or a clip", description="SELECTION: file ids, interaction keys, session keys "
+                                      "or local folders (any layout).")
+    _add_dataset_options(e)
+    e.add_argument("selection", nargs="*", metavar="SELECTION")
+    e.add_argument("--to", required=True, choices=FORMATS, help="output format")
+    e.add_argument("--out", type=Path, help="output folder (default ./export-FORMAT)")
+    e.add_argument("--query", help="select by an index query (needs the local index)")
+    e.add_argument("--start", type=float, help="clip start, seconds")
+    e.add_argument("--end", type=float, help="clip end, seconds")
+    e.add_argument("--reencode", action="store_true", help="clip: always re-encode the video")
+    e.add_argument("--reference-video", action="store_true",
+                   help="rerun: reference the MP4s instead of embedding them")
+    e.set_defaults(func=cmd_export)
 
     ap = sub.add_parser("app", help="open the browser app (explore, download, view interactions)")
     ap.add_argument("--local-dir", type=Path, help="dataset root the app starts on")

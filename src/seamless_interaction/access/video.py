@@ -212,3 +212,124 @@ class VideoReader:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+# ------------------------------------------------------------------------------------------------
+# Writing ranges of frames (the clip export). Separate from decoding above: these produce new files.
+
+@dataclass(frozen=True)
+class PacketEntry:
+    """One video packet in decode order: the frame index it presents (module convention) and whether
+    the container marks it a keyframe (sync sample)."""
+
+    frame: int
+    keyframe: bool
+
+
+def video_packets(source: VideoSource, *, frame_rate: Fraction | None = None, name: str = "mp4") -> list[PacketEntry]:
+    """The video stream's packets in decode order, read from the container without decoding."""
+    container = _open(source, name)
+    try:
+        if not container.streams.video:
+            raise IntegrityError(f"{name}: the file has no video stream")
+        vs = container.streams.video[0]
+        rate = Fraction(frame_rate) if frame_rate else Fraction(vs.average_rate or vs.guessed_rate)
+        tb, t0 = vs.time_base, vs.start_time or 0
+        out = []
+        for packet in container.demux(vs):
+            if packet.pts is None or packet.size == 0:
+                continue
+            out.append(PacketEntry(time_to_index(float((packet.pts - t0) * tb), rate), bool(packet.is_keyframe)))
+        return out
+    finally:
+        container.close()
+
+
+def is_clean_cut(packets: list[PacketEntry], first: int, stop: int) -> bool:
+    """True when frames ``[first, stop)`` can be stream-copied: frame ``first`` is a keyframe and the
+    ``stop - first`` packets from it in decode order present exactly those frames (so no kept frame
+    references a dropped one, and no frame outside the range is shown)."""
+    start = next((i for i, p in enumerate(packets) if p.frame == first and p.keyframe), None)
+    if start is None or stop <= first:
+        return False
+    run = packets[start:start + (stop - first)]
+    return len(run) == stop - first and sorted(p.frame for p in run) == list(range(first, stop))
+
+
+def remux_frames(source: VideoSource, dest: str | Path, first: int, stop: int, *,
+                 frame_rate: Fraction | None = None, name: str = "mp4") -> int:
+    """Stream-copy frames ``[first, stop)`` (check :func:`is_clean_cut` first) into a new MP4 whose
+    first frame is at time 0; other streams (the embedded audio) are not carried. Returns frames written."""
+    import av
+
+    container = _open(source, name)
+    try:
+        vs = container.streams.video[0]
+        rate = Fraction(frame_rate) if frame_rate else Fraction(vs.average_rate or vs.guessed_rate)
+        tb, t0 = vs.time_base, vs.start_time or 0
+        written, offset = 0, None
+        with av.open(str(dest), "w", format="mp4") as out:
+            os_ = out.add_stream_from_template(vs)
+            for packet in container.demux(vs):
+                if packet.pts is None or packet.size == 0:
+                    continue
+                idx = time_to_index(float((packet.pts - t0) * tb), rate)
+                if offset is None:
+                    if idx != first or not packet.is_keyframe:
+                        continue
+                    offset = packet.pts
+                packet.pts -= offset
+                if packet.dts is not None:
+                    packet.dts -= offset
+                packet.stream = os_
+                out.mux(packet)
+                written += 1
+                if written == stop - first:
+                    break
+        return written
+    finally:
+        container.close()
+
+
+def encode_frames(source: VideoSource, dest: str | Path, first: int, stop: int, *,
+                  frame_rate: Fraction | None = None, crf: int = 18, preset: str = "veryfast",
+                  name: str = "mp4") -> int:
+    """Decode frames ``[first, stop)`` (from the keyframe before ``first``) and encode them with libx264
+    at the source's frame rate and size into a new MP4 starting at time 0. Returns frames written."""
+    import av
+
+    container = _open(source, name)
+    try:
+        vs = container.streams.video[0]
+        vs.thread_type = "AUTO"
+        rate = Fraction(frame_rate) if frame_rate else Fraction(vs.average_rate or vs.guessed_rate)
+        tb, t0 = vs.time_base, vs.start_time or 0
+        if first > 0:
+            container.seek(t0 + int(Fraction(first) / rate / tb), stream=vs, backward=True, any_frame=False)
+        written, last = 0, first - 1
+        with av.open(str(dest), "w", format="mp4") as out:
+            os_ = out.add_stream("libx264", rate=rate)
+            os_.width, os_.height = vs.codec_context.width, vs.codec_context.height
+            os_.pix_fmt = "yuv420p"
+            os_.codec_context.thread_type = "AUTO"
+            os_.options = {"crf": str(crf), "preset": preset}
+            for frame in container.decode(vs):
+                if frame.pts is None:
+                    continue
+                idx = time_to_index(float((frame.pts - t0) * tb), rate)
+                if idx <= last:  # before the range, or a second frame on one index (the encoder needs rising pts)
+                    continue
+                if idx >= stop:
+                    break
+                last = idx
+                if frame.format.name != "yuv420p":
+                    frame = frame.reformat(format="yuv420p")
+                frame.pts, frame.time_base = idx - first, Fraction(1) / rate
+                for packet in os_.encode(frame):
+                    out.mux(packet)
+                written += 1
+            for packet in os_.encode():
+                out.mux(packet)
+        return written
+    finally:
+        container.close()

@@ -65,3 +65,8 @@ class TransferCancelled(SeamlessError):
 
 class AccessDeniedError(TransferError):
     """The remote refuses access: a gated or private dataset without a token that may read it."""
+
+
+class ExportError(SeamlessError, ValueError):
+    """An export that cannot be made: unknown format, bad time range, nothing local to export, or a
+    format library (an optional extra) that is not installed."""
