@@ -1,6 +1,6 @@
-"""Streamlit glue shared by the pages: settings, cached catalog and filesystem, inventory, media server.
+"""Streamlit glue shared by the pages: settings, cached catalog and filesystem, inventory, media URLs.
 
-Heavy objects are made once per process (``st.cache_resource``: the catalog, the media server) and
+Heavy objects are made once per process (``st.cache_resource``: the catalog) and
 derived data once per input (``st.cache_data``: archive sizes, plot tables, player payloads). The
 endpoints come from :class:`DatasetConfig` and its environment variables, so the app talks to the
 real dataset or to a mirror with no code change; the local folder comes from
@@ -18,7 +18,7 @@ import streamlit as st
 
 from seamless_interaction.app.launch import ENV_LOCAL_DIR
 from seamless_interaction.app.local import LocalInventory, scan_local_dir
-from seamless_interaction.app.media import MediaServer
+from seamless_interaction.app.media import registry
 from seamless_interaction.catalog.tables import Catalog
 from seamless_interaction.base.config import DatasetConfig, default_local_dir
 from seamless_interaction.constants import DEFAULT_CDN_URL
@@ -118,13 +118,9 @@ def invalidate_inventory() -> None:
     st.session_state["_inventory_generation"] = st.session_state.get("_inventory_generation", 0) + 1
 
 
-@st.cache_resource(show_spinner=False)
-def _media_server(root: str) -> MediaServer:
-    return MediaServer(root).start()
-
-
-def media_server(root: Path | None = None) -> MediaServer:
-    return _media_server(str(Path(root or local_dir()).expanduser().resolve()))
+def media_url(path: Path, root: Path | None = None) -> str:
+    """The same-origin URL path the page plays ``path`` (a media file under the local folder) from."""
+    return registry().site(Path(root or local_dir())).url_for(path, st.get_option("server.baseUrlPath") or "")
 
 
 def file_signature(paths: list[Path]) -> tuple:

@@ -169,6 +169,11 @@ body{margin:0;padding:2px 4px;background:transparent}
 .vwrap .novid{height:100%;aspect-ratio:9/16;max-width:100%;background:#eee;border-radius:8px;border:3px dashed var(--c);
   display:flex;align-items:center;justify-content:center;text-align:center;color:#666;padding:8px;box-sizing:border-box}
 .vlabel{font-weight:600;color:var(--c);margin:3px 0 0 0;font-size:13px}
+.actl{display:flex;align-items:center;gap:6px;margin-top:3px;font-size:12px}
+.actl button{border:1px solid #d0d3da;background:#fff;border-radius:5px;padding:1px 7px;cursor:pointer;font-size:12px}
+.actl button.on{background:var(--c);border-color:var(--c);color:#fff}
+.actl .vol{width:90px;accent-color:var(--c)}
+.meter{display:inline-block;width:60px;height:6px;background:#eee;border-radius:3px;overflow:hidden}.meter span{display:block;height:100%;width:0;background:var(--c)}
 .controls{display:flex;align-items:center;gap:8px;margin:8px 0 6px 0;flex-wrap:nowrap}
 .controls button{border:1px solid #d0d3da;background:#fff;border-radius:6px;padding:4px 10px;cursor:pointer;font-size:14px;white-space:nowrap}
 .controls button:hover{border-color:#ff4b4b;color:#ff4b4b}
@@ -231,29 +236,70 @@ people.forEach((p, i) => {
     wrap.innerHTML = '<div class="novid">no local video for<br>' + p.file_id + '</div>';
   }
   const lab = document.createElement('div'); lab.className = 'vlabel'; lab.textContent = p.file_id;
-  col.appendChild(wrap); col.appendChild(lab); vids.appendChild(col);
+  col.appendChild(wrap); col.appendChild(lab);
+  // Per-speaker audio controls: mute, solo, volume, and a level meter fed by the speaker's analyser.
+  const ac = document.createElement('div'); ac.className = 'actl'; ac.id = 'actl' + i;
+  if (p.audio) {
+    ac.innerHTML = '<button class="mute" title="Mute ' + p.short + '">Mute</button><button class="solo" title="Solo ' + p.short +
+      '">Solo</button><input type="range" class="vol" min="0" max="1.5" step="0.05" value="1" aria-label="Volume ' + p.short +
+      '"><span class="meter"><span></span></span>';
+  } else { ac.innerHTML = '<span class="empty">no local audio</span>'; }
+  col.appendChild(ac); vids.appendChild(col);
 });
 // A clock for interactions without a playable video, so transcript and plots still play.
 const fake = { t: 0, last: 0, paused: true, playbackRate: 1,
   get currentTime(){ if (!this.paused){ const now = performance.now()/1000; this.t = Math.min(D, this.t + (now - this.last)*this.playbackRate); this.last = now; if (this.t >= D) this.paused = true; } return this.t; },
   set currentTime(v){ this.t = v; this.last = performance.now()/1000; },
   play(){ this.paused = false; this.last = performance.now()/1000; return Promise.resolve(); }, pause(){ this.currentTime; this.paused = true; } };
-const master = () => videos[0] || fake;
-const followers = () => videos.slice(1);
+// ---- audio: both WAVs through one Web Audio graph ---------------------------------------------
+// element -> MediaElementSource -> gain (mute/solo/volume) -> speaker analyser -> mix analyser -> output.
+// The media are same-origin, so the analysers see the real samples.
+const audios = [], voices = [];
+people.forEach((p, i) => { if (!p.audio) return;
+  const a = document.createElement('audio'); a.src = p.audio; a.preload = 'auto'; a.id = 'audio' + i; a.dataset.fileId = p.file_id;
+  a.addEventListener('error', () => { const k = audios.indexOf(a); if (k >= 0) audios.splice(k, 1);
+    const c = document.getElementById('actl' + i); if (c) c.innerHTML = '<span class="empty">audio cannot be played</span>'; });
+  document.body.appendChild(a); audios.push(a);
+  voices.push({ i, el: a, vol: 1, muted: false, solo: false, gain: null, an: null, ctl: document.getElementById('actl' + i) }); });
+let actx = null, mixAn = null;
+function audioGraph(){ if (actx || !voices.length) return actx; const AC = window.AudioContext || window.webkitAudioContext; if (!AC) return null;
+  actx = new AC(); mixAn = actx.createAnalyser(); mixAn.fftSize = 2048; mixAn.connect(actx.destination);
+  voices.forEach(v => { const src = actx.createMediaElementSource(v.el); v.gain = actx.createGain(); v.an = actx.createAnalyser(); v.an.fftSize = 2048;
+    src.connect(v.gain); v.gain.connect(v.an); v.an.connect(mixAn); });
+  applyGains(); return actx; }
+function applyGains(){ const solo = voices.some(v => v.solo);
+  voices.forEach(v => { const g = (v.muted || (solo && !v.solo)) ? 0 : v.vol;
+    if (v.gain) v.gain.gain.value = g; else v.el.volume = Math.min(1, g);
+    if (v.ctl) { v.ctl.querySelector('.mute').classList.toggle('on', v.muted); v.ctl.querySelector('.solo').classList.toggle('on', v.solo);
+      v.ctl.dataset.gain = g.toFixed(2); } }); }
+function rms(an){ if (!an) return 0; const buf = new Float32Array(an.fftSize); an.getFloatTimeDomainData(buf);
+  let s = 0; for (let k = 0; k < buf.length; k++) s += buf[k]*buf[k]; return Math.sqrt(s / buf.length); }
+voices.forEach(v => { const c = v.ctl; if (!c) return;
+  c.querySelector('.mute').onclick = () => { v.muted = !v.muted; applyGains(); };
+  c.querySelector('.solo').onclick = () => { v.solo = !v.solo; applyGains(); };
+  c.querySelector('.vol').oninput = e => { v.vol = parseFloat(e.target.value); applyGains(); }; });
+applyGains();
+
+// ---- the clock: the first video (else the first audio, else a timer); the rest follow it ----
+const master = () => videos[0] || audios[0] || fake;
+const followers = () => [...videos, ...audios].filter(v => v !== master());
 let rate = 1;
 
-function play(){ const m = master(); followers().forEach(v => { v.currentTime = m.currentTime; });
+function play(){ const ctx = audioGraph(); if (ctx && ctx.state === 'suspended') ctx.resume().catch(() => {});
+  const m = master(); followers().forEach(v => { v.currentTime = m.currentTime; });
   return Promise.all([m, ...followers()].map(v => v.play().catch(e => console.warn('play', e)))); }
 function pause(){ const m = master(); m.pause(); followers().forEach(v => { v.pause(); v.currentTime = m.currentTime; }); }
 function seek(t){ t = Math.max(0, Math.min(D, t)); [master(), ...followers()].forEach(v => { v.currentTime = t; }); draw(true); }
 function toggle(){ if (master().paused) play(); else pause(); }
 function setRate(r){ rate = r; [master(), ...followers()].forEach(v => { v.playbackRate = r; }); }
 
-// Followers chase the master: a hard seek for big gaps, a 5 % speed nudge for small ones.
+// Followers chase the master: a hard seek for big gaps, a speed nudge for small ones. Audio is held
+// tighter than video (a lip-sync error is heard from ~40 ms; a video frame is 33 ms).
 function sync(){ const m = master(); if (m.paused) return; const t = m.currentTime;
-  followers().forEach(v => { const d = v.currentTime - t;
-    if (Math.abs(d) > 0.25) { v.currentTime = t; v.playbackRate = rate; }
-    else if (Math.abs(d) > 0.03) { v.playbackRate = rate * (d > 0 ? 0.95 : 1.05); }
+  followers().forEach(v => { const d = v.currentTime - t, isAudio = v.tagName === 'AUDIO';
+    const nudge = isAudio ? 0.012 : 0.03, jump = isAudio ? 0.2 : 0.25, k = Math.min(0.1, Math.abs(d) * 2 + 0.02);
+    if (Math.abs(d) > jump) { v.currentTime = t; v.playbackRate = rate; }
+    else if (Math.abs(d) > nudge) { v.playbackRate = rate * (d > 0 ? 1 - k : 1 + k); }
     else if (v.playbackRate !== rate) { v.playbackRate = rate; }
     if (v.paused && !v.ended) v.play().catch(() => {}); }); }
 
@@ -374,14 +420,17 @@ function draw(force){ const t = master().currentTime;
   placeCursor(document.getElementById('lanes'), t); charts.forEach(c => placeCursor(c.div, t));
   updateTranscript(t); document.body.dataset.t = t.toFixed(3); }
 function redrawAll(){ drawLanes(); charts.forEach(drawChart); draw(true); }
-function loop(){ sync(); draw(false); requestAnimationFrame(loop); }
-[...videos].forEach(v => { v.addEventListener('pause', () => draw(true)); v.addEventListener('play', () => draw(true));
+function meters(){ if (!actx) return; voices.forEach(v => { const bar = v.ctl && v.ctl.querySelector('.meter span');
+  if (bar) bar.style.width = Math.min(100, rms(v.an) * 300).toFixed(0) + '%'; }); }
+function loop(){ sync(); draw(false); meters(); requestAnimationFrame(loop); }
+[...videos, ...audios].forEach(v => { v.addEventListener('pause', () => draw(true)); v.addEventListener('play', () => draw(true));
   v.addEventListener('ended', () => { if (v === master()) pause(); }); v.addEventListener('seeked', () => draw(true)); });
 window.addEventListener('resize', redrawAll);
 let ready = 0, started = false; function onReady(){ ready += 1; if (!started && ready >= videos.length) { started = true; if (P.start > 0) seek(P.start); document.body.dataset.ready = '1'; } }
 videos.forEach(v => { if (v.readyState >= 1) onReady(); else v.addEventListener('loadedmetadata', onReady, { once: true }); });
 if (!videos.length) { if (P.start > 0) fake.currentTime = P.start; document.body.dataset.ready = '1'; }
-window.seamlessPlayer = { play, pause, seek, toggle, setRate, time: () => master().currentTime, videos, payload: P };
+window.seamlessPlayer = { play, pause, seek, toggle, setRate, time: () => master().currentTime, videos, audios, payload: P,
+  audio: { context: () => actx, mix: () => mixAn, level: () => rms(mixAn), levels: () => voices.map(v => rms(v.an)), voices } };
 redrawAll(); requestAnimationFrame(loop);
 })();
 </script>

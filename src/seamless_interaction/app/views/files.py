@@ -73,10 +73,13 @@ if pick:
     c0, c1, c2 = st.columns([1, 1.5, 2.5])
     with c0:
         if "mp4" in paths:
-            st.video(data.media_server().url_for(paths["mp4"]))
+            # Same-origin URL paths: st.video/st.audio would read a path starting with "/" as a file.
+            st.html(f'<video src="{data.media_url(paths["mp4"])}" controls preload="metadata" '
+                    'style="width:100%;max-height:420px"></video>')
     with c1:
         if "wav" in paths:
-            st.audio(data.media_server().url_for(paths["wav"]), format="audio/wav")
+            st.html(f'<audio src="{data.media_url(paths["wav"])}" controls preload="metadata" '
+                    'style="width:100%"></audio>')
         st.markdown("\n".join(f"- `{pick}.{ext}`: {format_bytes(size)}" for ext, size in bundle.sizes.items()))
         st.caption(f"in `{bundle.folder}`" + ("" if bundle.complete else f" · missing: {', '.join(bundle.missing)}"))
     with c2:

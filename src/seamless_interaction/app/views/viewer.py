@@ -35,14 +35,13 @@ def _payload(root: str, key: str, signature: tuple, au_columns: tuple[int, ...])
     inv = data.inventory(root_p)
     people = []
     media: dict[str, dict[str, str]] = {}
-    server = data.media_server(root_p)
     for fid in _pair_ids(key):
         bundle = inv.bundle(fid)
         if bundle is None:
             continue
         paths = bundle.paths(root_p)
         people.append(Participant.from_paths(fid, paths))
-        media[fid] = {ext: server.url_for(paths[ext]) for ext in ("mp4", "wav") if ext in paths}
+        media[fid] = {ext: data.media_url(paths[ext], root_p) for ext in ("mp4", "wav") if ext in paths}
     return build_payload(Interaction(key, people), media, au_columns=au_columns)
 
 
@@ -275,8 +274,6 @@ for col, row, bundle in zip(cols, status, bundles):
         paths = bundle.paths(root)
         p = Participant.from_paths(fid, paths)
         st.markdown("\n".join(f"- **{k}:** {v}" for k, v in _facts(p).items()))
-        if "wav" in paths:
-            st.audio(data.media_server().url_for(paths["wav"]), format="audio/wav")
         if "json" in paths:
             with st.expander(f"JSON · {format_bytes(bundle.sizes['json'])}"):
                 try:
