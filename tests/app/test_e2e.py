@@ -61,7 +61,7 @@ def served(app_setup, tmp_path_factory):
                     "SEAMLESS_INTERACTION_ASSETS": mirror.assets_url})
         log = open(base / "streamlit.log", "wb")
         cmd = streamlit_command(port=port, headless=True, address="127.0.0.1") + [
-            "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"]
+            "--server.fileWatcherType", "none"]
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -92,8 +92,23 @@ def page(served, tmp_path_factory):
         context = pw.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
             args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
+        # Every request to another origin than the app's is refused and recorded: the app must work
+        # as it does through an SSH tunnel or a proxy, where only the app's own port is reachable.
+        blocked: list[str] = []
+        origin = served.url
+
+        def gate(route):
+            url = route.request.url
+            if url.startswith(origin + "/") or url == origin or url.startswith(("data:", "blob:", "about:")):
+                route.continue_()
+            else:
+                blocked.append(url)
+                route.abort()
+
+        context.route("**/*", gate)
         page = context.new_page()
         page.set_default_timeout(30_000)
+        page.blocked = blocked
         yield page
         context.close()
 
@@ -294,3 +309,70 @@ def test_download_an_archive_then_find_it_in_file_management(served, page):
     screenshot(page, "09-files-after-download")
     for fid in ids:
         assert any(served.local.rglob(f"{fid}.mp4"))
+
+
+def test_media_come_from_the_apps_origin_with_ranges_and_a_token(served, page):
+    key = served.setup.key
+    open_page(page, f"{served.url}/viewer?interaction={key}", "Interaction viewer")
+    frame = player_frame(page)
+    srcs = frame.evaluate("[...document.querySelectorAll('video, audio')].map(e => e.src)")
+    assert len(srcs) == 4 and all(s.startswith(served.url + "/seamless-media/") for s in srcs), srcs
+    frame.locator("#play").click()
+    frame.wait_for_function("document.querySelector('#video0').currentTime > 1.0 && "
+                            "document.querySelector('#audio0').currentTime > 1.0")
+    frame.locator("#play").click()
+    assert page.blocked == [], page.blocked  # nothing was fetched from elsewhere (no CDN, no fonts, no icons)
+    video = next(s for s in srcs if s.endswith(".mp4"))
+    size = next(served.local.rglob(video.rsplit("/", 1)[1])).stat().st_size
+    part = page.request.get(video, headers={"Range": "bytes=100-199"})
+    assert part.status == 206 and part.headers["content-range"] == f"bytes 100-199/{size}"
+    assert part.body() == next(served.local.rglob(video.rsplit("/", 1)[1])).read_bytes()[100:200]
+    token = video.split("/seamless-media/", 1)[1].split("/", 1)[0]
+    assert len(token) >= 20
+    assert page.request.get(video.replace(token, "x" * len(token))).status == 404  # another token
+    assert page.request.get(video.replace(".mp4", ".npz")).status == 404  # not a media file
+    assert page.request.get(video.rsplit("/", 1)[0] + "/..%2F..%2Fetc%2Fpasswd").status in (400, 404)
+
+
+SAMPLE_JS = """async (ms) => { const out = [], v = document.querySelector('#video0'), A = window.seamlessPlayer.audio;
+  const t0 = performance.now(); while (performance.now() - t0 < ms) {
+    out.push({t: v.currentTime, mix: A.level(), levels: A.levels(),
+              drift: [...document.querySelectorAll('audio')].map(a => a.currentTime - v.currentTime)});
+    await new Promise(r => setTimeout(r, 40)); } return out; }"""
+
+
+def _inside(t: float, segments, margin: float = 0.15) -> bool:
+    return any(s + margin <= t <= e - margin for s, e in segments)
+
+
+def test_both_participants_are_heard_on_the_video_clock_with_mute_and_solo(served, page):
+    key = served.setup.key
+    open_page(page, f"{served.url}/viewer?interaction={key}", "Interaction viewer")
+    frame = player_frame(page)
+    payload = frame.evaluate("window.seamlessPlayer.payload")
+    vad0 = payload["participants"][0]["vad"]
+    frame.locator("#play").click()
+    frame.wait_for_function("document.querySelector('#video0').currentTime > 0.3")
+    samples = frame.evaluate(SAMPLE_JS, 3500)
+    # While participant 0's test tone plays (inside its VAD segments), the output analyser reads it.
+    speaking = [x for x in samples if _inside(x["t"], vad0)]
+    assert len(speaking) >= 3, (vad0, [x["t"] for x in samples])
+    assert all(x["levels"][0] > 0.02 and x["mix"] > 0.01 for x in speaking), speaking
+    # Both audio clocks stay within 40 ms of the video's.
+    assert all(abs(d) <= 0.040 for x in samples for d in x["drift"]), [x["drift"] for x in samples]
+    # Solo participant 1: participant 0's voice leaves the mix; then mute, then half volume.
+    frame.locator("#actl1 .solo").click()
+    assert frame.locator("#actl0").get_attribute("data-gain") == "0.00"
+    page.wait_for_timeout(150)
+    assert all(x["levels"][0] == 0 for x in frame.evaluate(SAMPLE_JS, 400))
+    frame.locator("#actl1 .solo").click()
+    frame.locator("#actl0 .mute").click()
+    page.wait_for_timeout(150)
+    assert all(x["levels"][0] == 0 for x in frame.evaluate(SAMPLE_JS, 400))
+    frame.locator("#actl0 .mute").click()
+    frame.locator("#actl0 .vol").fill("0.5")
+    assert frame.locator("#actl0").get_attribute("data-gain") == "0.50"
+    frame.evaluate(f"window.seamlessPlayer.seek({vad0[0][0] + 0.05})")
+    frame.wait_for_function("window.seamlessPlayer.audio.levels()[0] > 0.01", timeout=5000)
+    screenshot(page, "10-viewer-audio")
+    frame.locator("#play").click()
