@@ -165,7 +165,7 @@ root = data.local_dir()
 inv = data.inventory()
 local_keys = inv.complete_interactions()
 link_t = _apply_link(cat)
-ui.show_result()
+ui.show_result("viewer")
 
 pairs = cat.labels_splits()
 nav = st.container(border=True)
@@ -219,7 +219,8 @@ complete = all(r["complete"] == "yes" for r in status)
 if not complete:
     st.warning(f"{key} is not (completely) on disk under `{root}`.", icon=":material/inbox:")
     if st.button(f"Download {key} ({len(status)} file ids) by the CDN route", type="primary"):
-        ui.run_download(f"pair {key}", ui.gather_job([r["file id"] for r in status]), units=len(status))
+        ui.run_download(f"pair {key}", ui.gather_job([r["file id"] for r in status]), units=len(status),
+                        page="viewer")
         st.rerun()
 
 bundles = [inv.bundle(r["file id"]) for r in status]
