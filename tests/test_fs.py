@@ -80,7 +80,7 @@ def test_suffixed_id_keeps_its_letter_on_both_routes(sample_mirror, make_fs, tmp
     fid = sample_mirror.suffixed[0]
     assert fid.endswith("A")
     fs = make_fs(tmp_path / "d")
-    paths = fs.gather_file_id_data_from_s3(fid)
+    paths = fs.gather_file_id(fid)
     assert all(p.name.startswith(fid + ".") for p in paths.values())
     assert json.loads(paths["json"].read_text())["id"] == fid
     bare = fid[:-1]
@@ -90,7 +90,8 @@ def test_suffixed_id_keeps_its_letter_on_both_routes(sample_mirror, make_fs, tmp
 def test_is_valid_features_do_not_collide(sample_mirror, make_fs, tmp_path):
     fid = next(f for f in sample_mirror.movement if f not in sample_mirror.placeholder)
     fs = make_fs(tmp_path / "d")
-    paths = fs.gather_file_id_data_from_s3(fid)
+    assert fs.gather_file_id_data_from_s3(fid) is None  # the official return value
+    paths = fs.gather_file_id(fid)  # already complete: the paths, nothing fetched again
     rec = sample_mirror.files[fid]
     cdn = sample_mirror.root / "cdn" / rec.label / rec.split
     with np.load(paths["npz"]) as npz:
@@ -105,7 +106,7 @@ def test_is_valid_features_do_not_collide(sample_mirror, make_fs, tmp_path):
 def test_annotations_are_json_lines_lists(sample_mirror, make_fs, tmp_path):
     fid = sample_mirror.annotated[0]
     fs = make_fs(tmp_path / "d")
-    doc = json.loads(fs.gather_file_id_data_from_s3(fid)["json"].read_text())
+    doc = json.loads(fs.gather_file_id(fid)["json"].read_text())
     kinds = [k for k in doc if k.startswith("annotations:")]
     assert kinds
     rec = sample_mirror.files[fid]
@@ -117,7 +118,7 @@ def test_annotations_are_json_lines_lists(sample_mirror, make_fs, tmp_path):
 
 def test_missing_transcript_is_absent_not_an_error(sample_mirror, make_fs, tmp_path):
     fid = sample_mirror.no_transcript[0]
-    doc = json.loads(make_fs(tmp_path / "d").gather_file_id_data_from_s3(fid)["json"].read_text())
+    doc = json.loads(make_fs(tmp_path / "d").gather_file_id(fid)["json"].read_text())
     assert "metadata:transcript" not in doc and "metadata:vad" in doc
 
 
@@ -180,12 +181,14 @@ def test_interaction_key_one_digit_short_is_rejected(sample_mirror, make_fs, tmp
     assert fs.get_interaction_pairs(interaction_keys=[key]) == [sorted(sample_mirror.pairs[0])]
 
 
-def test_archive_size_is_bytes_from_head(sample_mirror, make_fs, tmp_path):
+def test_archive_size_exact_bytes_and_official_gib(sample_mirror, make_fs, tmp_path):
     fs = make_fs(tmp_path / "d")
     rec = sample_mirror.files[_hub_ids(sample_mirror)[0]]
-    size = fs.get_tar_archive_size(rec.label, rec.split, rec.batch, rec.archive)
+    size = fs.get_tar_archive_bytes(rec.label, rec.split, rec.batch, rec.archive)
     tar = sample_mirror.root / "hub" / rec.archive_path
     assert isinstance(size, int) and size == tar.stat().st_size
+    gib = fs.get_tar_archive_size(rec.label, rec.split, rec.batch, rec.archive)
+    assert isinstance(gib, float) and gib == size / 1024**3
 
 
 def test_failed_archive_download_raises_instead_of_false(sample_mirror, make_fs, tmp_path):
@@ -213,8 +216,12 @@ def test_extraction_reruns_after_a_crash(sample_mirror, sample_server, make_fs, 
 
 def test_batch_download_uses_catalog_archives(sample_mirror, make_fs, tmp_path):
     fs = make_fs(tmp_path / "d", label="improvised", split="dev")
-    results = fs.download_batch_from_hf(batch_idx=0, archive_list=[fs.list_archives("improvised", "dev", 0)[0]])
-    assert len(results) == 1 and results[0][0] is True
+    first = fs.list_archives("improvised", "dev", 0)[0]
+    assert fs.download_batch_from_hf(batch_idx=0, archive_list=[first]) is True
+    paths = fs.download_archives_from_hf(batch_idx=[0], archive_list=[first])  # complete: nothing refetched
+    assert paths == [str(tmp_path / "d" / "improvised" / "dev" / "0000" / f"{first:04d}")]
+    assert {Path(p).name.split(".")[0] for p in Path(paths[0]).iterdir()} == \
+        set(sample_mirror.archive_ids("improvised", "dev", 0, first))
 
 
 def test_seed_does_not_touch_global_random(make_fs, tmp_path):
@@ -236,19 +243,32 @@ def test_catalog_queries(sample_mirror, make_fs, tmp_path):
     fs = make_fs(tmp_path / "d")
     pair = sample_mirror.pairs[0]
     key = pair[0].rsplit("_P", 1)[0]
-    meta = fs.get_interaction_metadata(key)
+    meta = fs.get_interaction_details(key)
     assert sorted(p["file_id"] for p in meta["participants"]) == sorted(pair)
-    assert meta["num_participants"] == 2 and meta["prompt_hash"] == key[-8:]
-    assert set(fs.get_available_keys("file")) == set(sample_mirror.file_ids)
+    assert meta["prompt_hash"] == key[-8:]
+    summary = fs.get_interaction_metadata(key)
+    assert summary["file_ids"] == sorted(pair) and summary["num_participants"] == 2
+    assert summary["participants"] == [f.rsplit("_P", 1)[1] for f in sorted(pair)]
+    dev = {f for f, r in sample_mirror.files.items() if (r.label, r.split) == ("improvised", "dev")}
+    assert set(fs.get_available_keys("file")) == dev  # the config's label and split
+    assert set(fs.get_available_keys("file", label="naturalistic", split="test")) == \
+        {f for f, r in sample_mirror.files.items() if (r.label, r.split) == ("naturalistic", "test")}
     assert fs.get_available_keys("interaction", limit=2) == sorted(fs.get_available_keys("interaction"))[:2]
     with pytest.raises(ValueError):
         fs.get_available_keys("bogus")
     pairs = fs.get_interaction_pairs(num_pairs=2, label="improvised", split="dev", preferred_vendors_only=False, seed=1)
     assert pairs and all(len(p) == 2 and p[0].rsplit("_P", 1)[0] == p[1].rsplit("_P", 1)[0] for p in pairs)
-    groups = fs.get_session_groups(num_sessions=1, interactions_per_session=4, label="improvised", split="dev",
+    # The official groups count files (2 here), the richer ones whole interactions (both participants).
+    groups = fs.get_session_groups(num_sessions=1, interactions_per_session=2, label="improvised", split="dev",
                                    preferred_vendors_only=False, seed=0)
-    assert len(groups) == 1 and groups[0]
+    assert len(groups) == 1 and len(groups[0]) == 2
     assert len({f.rsplit("_I", 1)[0] for f in groups[0]}) == 1  # one session
+    session = groups[0][0][:9]
+    (whole,) = fs.get_session_interaction_groups(session_keys=session, interactions_per_session=1)
+    first = fs.catalog.session_interactions(session)[0]
+    assert whole == fs.catalog.interaction_file_ids(first)
+    with pytest.raises(ValueError, match="No sessions with sufficient interactions"):
+        fs.get_session_groups(num_sessions=1, interactions_per_session=10**6)
     assert fs.list_batches("improvised", "dev") == sorted({r.batch for r in sample_mirror.files.values()
                                                            if (r.label, r.split) == ("improvised", "dev")})
 

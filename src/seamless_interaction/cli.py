@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def _make_fs(args):
     for field, attr in (("cdn_url", "cdn_url"), ("hf_url", "hf_url"), ("assets", "assets"), ("num_workers", "workers")):
         if getattr(args, attr, None):
             kw[field] = getattr(args, attr)
-    return SeamlessInteractionFS(DatasetConfig(**kw), quiet=args.quiet)
+    return SeamlessInteractionFS(DatasetConfig(**kw), quiet=args.quiet, lazy=True)
 
 
 def _parse_archive_spec(text: str, parts: int) -> tuple:
@@ -104,18 +105,85 @@ def _collect_file_ids(fs, args) -> list[str]:
     return out
 
 
+def _ids_from_file(path: Path) -> list[str]:
+    """File ids, one per line (the first comma field; a ``file_id`` header line and ``#`` comments skipped)."""
+    from seamless_interaction.base.ids import validate_file_id
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise InvalidIdError(f"--ids-from {path}: cannot read it ({exc.strerror})") from None
+    out = []
+    for line in text.splitlines():
+        field = line.split(",", 1)[0].strip().strip('"')
+        if field and not field.startswith("#") and field != "file_id":
+            out.append(validate_file_id(field))
+    return out
+
+
+def _ids_of_table(fs, table) -> list[str]:
+    if "file_id" in table.column_names:
+        return [f for f in table["file_id"].to_pylist() if f]
+    if "interaction_key" in table.column_names:
+        return [f for k in table["interaction_key"].to_pylist() if k for f in fs.catalog.interaction_file_ids(k)]
+    raise InvalidIdError(f"the query must return a file_id (or interaction_key) column; it returned {table.column_names}")
+
+
+def _link(fs, args, file_ids):
+    from seamless_interaction.operations.plan import LinkModel, measure_link
+    from seamless_interaction.remote.urls import hub_archive_url
+
+    conns = fs.config.num_workers
+    if args.latency is not None or args.bandwidth is not None:
+        return LinkModel(args.latency if args.latency is not None else 0.05,
+                         args.bandwidth if args.bandwidth is not None else 50e6, conns)
+    rec = fs.catalog.record(file_ids[0])
+    try:
+        return measure_link(fs.transfer, hub_archive_url(fs.config.hf_url, rec.label, rec.split, rec.batch,
+                                                         rec.archive), connections=conns)
+    except SeamlessError:
+        return LinkModel(connections=conns)
+
+
+def _download_planned(fs, args, file_ids, only) -> int:
+    if not file_ids:
+        print("the selection holds no file ids; nothing to download")
+        return 0
+    for fid in file_ids:
+        fs.catalog.record(fid)
+    plan = fs.plan_download(file_ids, modalities=only or ("json", "mp4", "npz", "wav"), link=_link(fs, args, file_ids))
+    if args.plan or args.dry_run:
+        print(plan.summary())
+        return 0
+    t0 = time.perf_counter()
+    paths = fs.execute_plan(plan)
+    print(f"{len(file_ids)} file ids ({len(paths)} paths) in {fs.local_dir} in {time.perf_counter() - t0:.1f} s "
+          f"(estimated {plan.total().seconds:.1f} s)")
+    return 0
+
+
 def cmd_download(args) -> int:
     with _make_fs(args) as fs:
+        only = tuple(x.strip() for x in args.only.split(",")) if args.only else None
+        if only and [x for x in only if x not in ("json", "mp4", "npz", "wav")]:
+            raise InvalidIdError(f"--only {args.only!r}: expected a comma list of json, mp4, npz, wav")
+        if args.query or args.ids_from:
+            ids = _ids_from_file(args.ids_from) if args.ids_from else []
+            if args.query:
+                table = fs.query(args.query)
+                if table.num_rows == 0:
+                    print("the query returned no rows; nothing to download")
+                    return 0
+                ids += _ids_of_table(fs, table)
+            ids += _collect_file_ids(fs, args)
+            return _download_planned(fs, args, list(dict.fromkeys(ids)), only)
         file_ids = _collect_file_ids(fs, args)
+        if args.plan:
+            return _download_planned(fs, args, file_ids, only)
         archives = [_parse_archive_spec(a, 4) for a in args.archive or []]
         for spec in args.batch or []:
             label, split, b = _parse_archive_spec(spec, 3)
             archives.extend((label, split, b, a) for a in fs.list_archives(label, split, b))
-        only = tuple(x.strip() for x in args.only.split(",")) if args.only else None
-        if only:
-            bad = [x for x in only if x not in ("json", "mp4", "npz", "wav")]
-            if bad:
-                raise InvalidIdError(f"--only {args.only!r}: expected a comma list of json, mp4, npz, wav")
         splits = [_parse_archive_spec(s, 2) for s in args.split or []]
         if not (file_ids or archives or splits):
             raise InvalidIdError("nothing to download: give FILE_IDs, --pair, --session, --archive, --batch or --split")
@@ -129,7 +197,7 @@ def cmd_download(args) -> int:
             ok, path = fs.download_archive_from_hf(a, label=label, split=split, batch=b, extract=not args.keep_tar)
             print(f"archive {label}/{split}/{b:04d}/{a:04d}.tar -> {path}")
         if file_ids:
-            results = fs.download_batch_from_s3(file_ids)
+            results = fs.gather_file_ids(file_ids)
             for fid, paths in zip(file_ids, results):
                 print(f"{fid} -> {paths['npz'].parent}")
     return 0
@@ -153,7 +221,7 @@ def _dry_run(fs, file_ids, archives) -> int:
 
     total = 0
     for label, split, b, a in archives:
-        size = fs.get_tar_archive_size(label, split, b, a)
+        size = fs.get_tar_archive_bytes(label, split, b, a)
         total += size
         print(f"archive {hub_archive_url(fs.config.hf_url, label, split, b, a)}  {_fmt_bytes(size)}")
     if file_ids:
@@ -165,6 +233,33 @@ def _dry_run(fs, file_ids, archives) -> int:
         total += size
         print(f"{len(file_ids)} file ids: {len(present)} of {len(urls)} CDN objects present, {_fmt_bytes(size)}")
     print(f"total: {_fmt_bytes(total)} ({total} bytes); nothing was downloaded (--dry-run)")
+    return 0
+
+
+def cmd_index(args) -> int:
+    if args.batch is not None and not (args.label and args.split_name):
+        raise InvalidIdError("--batch needs --label and --split")
+    with _make_fs(args) as fs:
+        archives = [_parse_archive_spec(a, 4) for a in args.archive or []] or None
+        report = fs.build_index(label=args.label, split=args.split_name, batch=args.batch, archives=archives,
+                                route=args.route)
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
+def cmd_query(args) -> int:
+    from seamless_interaction.operations.query import format_table
+
+    sql = args.sql
+    if sql == "-":
+        sql = sys.stdin.read()
+    with _make_fs(args) as fs:
+        table = fs.query(sql)
+    if table.num_rows == 0:
+        print("the query returned no rows", file=sys.stderr)
+        return 0
+    fmt = "ids" if args.ids else "csv" if args.csv else "json" if args.json else "table"
+    print(format_table(table, fmt, max_rows=None if args.all else 50))
     return 0
 
 
@@ -216,14 +311,8 @@ def cmd_verify(args) -> int:
 
 
 def _query_file_ids(fs, sql: str) -> list[str]:
-    """File ids of an index query (a ``file_id`` or ``interaction_key`` column): the index's ``fs.query``."""
-    from seamless_interaction.base.errors import ExportError
-
-    query = getattr(fs, "query", None)  # HOOK: SeamlessInteractionFS.query comes with the index
-    if query is None:
-        raise ExportError("--query needs the conversation index (seamless-interaction index build), which this "
-                          "version does not have; give file ids, interaction keys or folders instead")
-    table = query(sql)
+    """File ids of a query (a ``file_id`` or ``interaction_key`` column) over the catalog and index views."""
+    table = fs.query(sql)
     if "file_id" in table.column_names:
         return [f for f in table["file_id"].to_pylist() if f]
     if "interaction_key" in table.column_names:
@@ -306,7 +395,34 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--only", metavar="EXTS", help="only these members from Hub archives, e.g. npz,json")
     d.add_argument("--keep-tar", action="store_true", help="keep archives as .tar instead of extracting")
     d.add_argument("--dry-run", action="store_true", help="print what would be fetched and how many bytes")
+    d.add_argument("--query", metavar="SQL", help="download the file ids (or interaction keys) a query returns")
+    d.add_argument("--ids-from", type=Path, metavar="FILE", help="download the file ids listed in FILE (one a line)")
+    d.add_argument("--plan", action="store_true",
+                   help="print the per-archive route plan (whole tar, Range members, CDN) and its estimate only")
+    d.add_argument("--latency", type=float, help="link latency in s for the plan (default: measured)")
+    d.add_argument("--bandwidth", type=float, help="bytes/s per connection for the plan (default: measured)")
     d.set_defaults(func=cmd_download)
+
+    ix = sub.add_parser("index", help="build the conversation index (statistics from headers, json and VAD)")
+    ixsub = ix.add_subparsers(dest="index_cmd", required=True)
+    ib = ixsub.add_parser("build", help="index every archive in scope (incremental, resumable)")
+    _add_dataset_options(ib)
+    ib.add_argument("--batch", type=int, help="only this batch (with --label and --split)")
+    ib.add_argument("--archive", action="append", metavar="L/S/B/A", help="only this archive")
+    ib.add_argument("--route", choices=("auto", "hub", "cdn"), default="auto",
+                    help="how to read each archive (default: the cheaper by estimate)")
+    ib.set_defaults(func=cmd_index)
+
+    qy = sub.add_parser("query", help="SQL over files, interactions, participants, relationships, file_stats, "
+                                      "interaction_stats, archives")
+    _add_dataset_options(qy)
+    qy.add_argument("sql", help="the query ('-' reads it from stdin)")
+    out = qy.add_mutually_exclusive_group()
+    out.add_argument("--csv", action="store_true", help="CSV output")
+    out.add_argument("--json", action="store_true", help="one JSON object per row")
+    out.add_argument("--ids", action="store_true", help="only the file_id column, one a line")
+    qy.add_argument("--all", action="store_true", help="print every row of a table (default: the first 50)")
+    qy.set_defaults(func=cmd_query)
 
     i = sub.add_parser("info", help="catalog row, metadata joins and local state of an id or key")
     _add_dataset_options(i)

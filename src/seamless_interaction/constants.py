@@ -52,6 +52,10 @@ MOVEMENT_NPZ_KEYS = tuple(sorted(f"movement:{f}" for f in MOVEMENT_FEATURES))
 # Parts whose absence makes a file id unusable: the CDN route fails loudly without them.
 REQUIRED_PARTS = ("audio", "video", "metadata/vad", "smplh")
 
+# The official toolkit's pattern, kept for code that imports it. It matches ids by prefix and drops a
+# participant's letter suffix (P0299A -> 0299); this package parses ids with base.ids.FILE_ID_RE.
+FILE_ID_REGEX = r"V(\d+)_S(\d+)_I(\d+)_P(\d+)"
+
 MEDIA_EXTENSIONS = ("wav", "mp4")
 BUNDLE_EXTENSIONS = ("json", "mp4", "npz", "wav")  # tar member order (sorted)
 

@@ -46,7 +46,7 @@ def run_demo(workdir: Path | None = None, *, quiet: bool = False, app: bool = Fa
             t1 = time.perf_counter()
             (got,) = fs_cdn.get_interaction_pairs(interaction_keys=[key])
             fs_cdn.download_batch_from_s3(got)
-            meta = fs_cdn.get_interaction_metadata(key)
+            meta = fs_cdn.get_interaction_details(key)
             say(f"[3/4] CDN route: {key} ({meta.get('interaction_type') or 'interaction'}) "
                 f"-> {', '.join(got)} in {time.perf_counter() - t1:.1f} s")
             cdn_paths = {fid: fs_cdn.get_path_list_for_file_id_local(fid) for fid in got}

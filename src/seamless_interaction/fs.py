@@ -1,64 +1,111 @@
-"""The official toolkit's API, ``SeamlessInteractionFS`` and ``DatasetConfig``, as a thin facade.
+"""The official toolkit's API, ``SeamlessInteractionFS``, ``DatasetConfig`` and ``InteractionKey``, as a thin facade.
 
-User code written for facebookresearch/seamless_interaction runs unchanged. The work is done by
-the modules named for each concept: :mod:`catalog` (ids and tables), :mod:`urls` (plans),
-:mod:`transfer` (HTTP), :mod:`cdn` and :mod:`hub` (the two routes), :mod:`archive` and :mod:`layout`
-(local files), :mod:`access` (time-aligned reading). Where the official behaviour was a bug, the
-method docstring says what differs.
+Code written for facebookresearch/seamless_interaction runs unchanged: the official names keep their
+signatures, defaults, return shapes and error types (COMPATIBILITY.md lists every deliberate
+difference and where the richer answers live). The work is done by the modules named for each concept:
+:mod:`catalog` (ids, tables and the official selections), :mod:`urls` (plans), :mod:`transfer`
+(HTTP), :mod:`cdn` and :mod:`hub` (the two routes), :mod:`archive` and :mod:`layout` (local files),
+:mod:`access` (time-aligned reading).
 """
 
 from __future__ import annotations
 
+import logging
 import random
+from dataclasses import fields as dataclass_fields
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from seamless_interaction.routes import cdn
 
 from seamless_interaction.routes import hub
+from seamless_interaction.catalog import select
 from seamless_interaction.catalog.tables import Catalog
 from seamless_interaction.base.config import DatasetConfig
-from seamless_interaction.base.errors import NotDownloadedError, SeamlessError, UnknownIdError
-from seamless_interaction.base.ids import validate_file_id, validate_interaction_key, validate_session_key
-from seamless_interaction.local.layout import bundle_paths, find_bundle
+from seamless_interaction.base.errors import NotDownloadedError, SeamlessError
+from seamless_interaction.base.ids import InteractionKey, validate_file_id, validate_interaction_key
+from seamless_interaction.base.parallel import map_parallel
+from seamless_interaction.local.layout import ensure_root, glob_bundle
 from seamless_interaction.local.manifest import Manifest
 from seamless_interaction.remote.transfer import Progress, TqdmProgress, Transfer
 from seamless_interaction.remote.urls import cdn_urls
 
 if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
     from seamless_interaction.access.aligned import Interaction, Participant
+    from seamless_interaction.operations.index import BuildReport
+    from seamless_interaction.operations.plan import DownloadPlan, LinkModel
     from seamless_interaction.operations.verify import Report
 
-__all__ = ["SeamlessInteractionFS", "DatasetConfig"]
+__all__ = ["DatasetConfig", "InteractionKey", "SeamlessInteractionFS"]
+
+logger = logging.getLogger(__name__)
+
+_GIB = 1024 ** 3
 
 
 class SeamlessInteractionFS:
     """Find, fetch and locate Seamless Interaction data.
 
     ``SeamlessInteractionFS()`` uses the real endpoints; a ``DatasetConfig`` (or the
-    ``SEAMLESS_INTERACTION_*`` environment variables) points it at a mirror. Nothing touches the
-    network until a method needs the catalog or a download.
+    ``SEAMLESS_INTERACTION_*`` environment variables) points it at a mirror.
+
+    As the official constructor did, this one creates ``local_dir`` and loads the filelist (fetched
+    once into the cache, read from there afterwards); a filelist that cannot be loaded logs a warning
+    and the first method that needs it raises :class:`~seamless_interaction.base.errors.CatalogError`.
+    ``lazy=True`` (the CLI and the app) does neither until a method needs it. ``filelist_path`` reads
+    the tables from a local CSV (the filelist alone) or a folder of the four tables instead.
+    ``dry_run=True`` makes the CDN route list what it would fetch without fetching or writing.
     """
 
-    def __init__(self, config: DatasetConfig | None = None, *, catalog: Catalog | None = None,
-                 quiet: bool = False, progress: Progress | None = None, **overrides) -> None:
-        # The oldest official releases took keyword arguments (local_dir=..., num_workers=...).
-        if overrides:
-            base = config or DatasetConfig()
-            fields = {k: v for k, v in overrides.items() if v is not None and hasattr(base, k)}
-            unknown = set(overrides) - set(fields) - {k for k, v in overrides.items() if v is None}
-            if unknown:
-                raise TypeError(f"unexpected keyword argument(s): {sorted(unknown)}")
-            config = DatasetConfig(**{**base.__dict__, **fields})
-        self.config = (config or DatasetConfig()).resolved()
+    def __init__(self, config: DatasetConfig | None = None, *, local_dir: str | Path | None = None,
+                 filelist_path: str | Path | None = None, dry_run: bool = False, num_workers: int | None = None,
+                 catalog: Catalog | None = None, quiet: bool = False, progress: Progress | None = None,
+                 lazy: bool = False, **overrides) -> None:
+        self.config = _with_overrides(config, local_dir=local_dir, num_workers=num_workers, **overrides)
         self._catalog = catalog
+        self._filelist_path = filelist_path
+        self._dry_run = bool(dry_run)
+        self._frame: pd.DataFrame | None = None  # what _cached_filelist was given or built
+        self._load_error: Exception | None = None
+        # One private generator for calls without a seed: the official toolkit used the global one.
+        self._random = random.Random(self.config.seed)
         self._transfer: Transfer | None = None
         self._manifest: Manifest | None = None
         self.quiet = quiet
         # Byte progress of every download (a tqdm bar by default; the app passes its own).
         self._progress = progress
+        if not lazy:
+            try:
+                ensure_root(self.config.local_dir)
+            except OSError as exc:
+                logger.error("Failed to create local directory %s: %s", self.config.local_dir, exc)
+                raise
+            if catalog is None:
+                self._load_filelist_cache()
 
     # ------------------------------------------------------------------ plumbing
+    @property
+    def config(self) -> DatasetConfig:
+        return self._config
+
+    @config.setter
+    def config(self, value: DatasetConfig) -> None:
+        # Endpoints are filled in once here, so a config assigned later (official code does) works too.
+        self._config = value.resolved()
+
+    @property
+    def num_workers(self) -> int:
+        """File ids or archives fetched at once (the official meaning); HTTP connections are the engine's."""
+        return self.config.num_workers or 1
+
+    @num_workers.setter
+    def num_workers(self, value: int) -> None:
+        self.config = replace(self.config, num_workers=value)
+
     @property
     def local_dir(self) -> Path:
         return Path(self.config.local_dir)
@@ -67,15 +114,61 @@ class SeamlessInteractionFS:
     def catalog(self) -> Catalog:
         """The metadata tables, fetched once into the cache and indexed (lazy)."""
         if self._catalog is None:
-            self._catalog = Catalog.load(self.config.assets, Path(self.config.cache_dir))
+            self._catalog = self._open_catalog()
+            self._load_error = None
         return self._catalog
+
+    def _open_catalog(self) -> Catalog:
+        cache = Path(self.config.cache_dir)
+        if self._filelist_path is None:
+            return Catalog.load(self.config.assets, cache, timeout_s=self.config.timeout_s)
+        path = Path(self._filelist_path).expanduser()
+        if path.is_dir():
+            return Catalog.load(str(path), cache)
+        return Catalog.from_paths({"filelist.csv": path})
+
+    def _load_filelist_cache(self) -> None:
+        """(Re)load the filelist; a failure logs a warning and leaves it empty, as the official method did."""
+        self._catalog, self._frame = None, None
+        try:
+            self._catalog = self._open_catalog()
+        except (SeamlessError, OSError) as exc:
+            self._load_error = exc
+            logger.warning("Could not load filelist: %s", exc)
+            return
+        self._load_error = None
+        logger.info("Loaded filelist with %d entries", len(self._catalog))
+
+    @property
+    def _cached_filelist(self) -> "pd.DataFrame":
+        """The filelist as the official pandas DataFrame; assigning a DataFrame replaces the catalog's
+        filelist (its metadata joins are kept), the official way to work on a chosen subset."""
+        if self._frame is None:
+            if self._catalog is None and self._load_error is None:
+                self._load_filelist_cache()
+            if self._catalog is None:
+                import pandas as pd
+
+                return pd.DataFrame()
+            self._frame = select.filelist_frame(self._catalog)
+        return self._frame
+
+    @_cached_filelist.setter
+    def _cached_filelist(self, frame: "pd.DataFrame | None") -> None:
+        if frame is None:
+            self._catalog, self._frame, self._load_error = None, None, None
+            return
+        self._catalog = select.catalog_from_frame(frame, joins_from=self._catalog)
+        self._frame, self._load_error = frame, None
 
     @property
     def transfer(self) -> Transfer:
         if self._transfer is None:
             # The token goes to the configured Hub only; listings are cached by commit in cache_dir.
-            self._transfer = Transfer.from_config(self.config,
-                                                  progress=self._progress or TqdmProgress(disable=self.quiet))
+            kw: dict[str, Any] = {"progress": self._progress or TqdmProgress(disable=self.quiet)}
+            if self.config.max_connections is not None:
+                kw["max_connections"] = self.config.max_connections
+            self._transfer = Transfer.from_config(self.config, **kw)
         return self._transfer
 
     @property
@@ -96,8 +189,10 @@ class SeamlessInteractionFS:
         self.close()
 
     def _rng(self, seed: int | None) -> random.Random:
-        # A private generator: the official toolkit reseeded Python's global random module.
-        return random.Random(seed if seed is not None else self.config.seed)
+        return random.Random(seed) if seed is not None else self._random
+
+    def _get_preferred_vendors(self) -> list[str]:
+        return list(self.config.preferred_vendors)
 
     def _vendors(self, preferred_vendors_only: bool | None) -> tuple[str, ...] | None:
         use = self.config.preferred_vendors_only if preferred_vendors_only is None else preferred_vendors_only
@@ -106,102 +201,152 @@ class SeamlessInteractionFS:
     def _label_split(self, label: str | None, split: str | None) -> tuple[str, str]:
         return label or self.config.label, split or self.config.split
 
-    # ------------------------------------------------------------------ catalog queries
+    def _query_scope(self, label: str | None, split: str | None) -> tuple[str, str]:
+        # Queries take any label or split, as the official ones did: an unknown one matches nothing
+        # (or raises NoCandidatesError), so it must not be rejected up front like a download target.
+        return label or self.config.label, split or self.config.split
+
+    # ------------------------------------------------------------------ catalog queries (official shapes)
+    def _filter_candidates(self, label: str | None = None, split: str | None = None,
+                           preferred_vendors_only: bool | None = None) -> "pd.DataFrame":
+        """Filelist rows of a label and split (and the preferred vendors), as a DataFrame."""
+        label, split = self._query_scope(label, split)
+        frame = self._cached_filelist
+        if frame.empty:
+            return frame
+        ids = set(select.candidate_ids(self.catalog, label, split, self._vendors(preferred_vendors_only)))
+        return frame[frame["file_id"].isin(ids)]
+
     def sample_random_file_ids(self, num_samples: int = 1, label: str | None = None, split: str | None = None,
                                preferred_vendors_only: bool | None = None, seed: int | None = None) -> list[str]:
-        label, split = self._label_split(label, split)
-        pool = self.catalog.file_ids(label, split, vendors=self._vendors(preferred_vendors_only))
-        if not pool:
-            raise UnknownIdError(f"no file ids for {label}/{split} with the chosen vendor filter")
-        return self._rng(seed).sample(pool, min(num_samples, len(pool)))
+        """Distinct random file ids; ``ValueError`` (NoCandidatesError) when none match."""
+        label, split = self._query_scope(label, split)
+        return select.sample_file_ids(self.catalog, self._rng(seed), num_samples, label, split,
+                                      self._vendors(preferred_vendors_only))
 
-    def get_interaction_pairs(self, interaction_keys: list[str] | None = None, num_pairs: int = 1,
+    def _keys_to_file_ids(self, keys: str | list[str], key_type: Literal["interaction", "session"],
+                          label: str | None = None, split: str | None = None) -> list[str]:
+        return select.keys_to_file_ids(self.catalog, keys, key_type, label, split)
+
+    def get_interaction_pairs(self, interaction_keys: str | list[str] | None = None, num_pairs: int = 1,
                               label: str | None = None, split: str | None = None,
                               preferred_vendors_only: bool | None = None, seed: int | None = None) -> list[list[str]]:
-        """Pairs ``[file_id, file_id]`` of the given interaction keys, or ``num_pairs`` random ones.
+        """Pairs ``[file_id, file_id]`` of the given interaction key(s), or ``num_pairs`` random ones.
 
         Keys match exactly (the official toolkit matched by prefix, so a key one digit short
-        returned other interactions' files). Singleton interactions are skipped.
+        returned other interactions' files); every given key with two participants gives a pair.
         """
         if interaction_keys is None:
-            label, split = self._label_split(label, split)
-            keys = self.catalog.interaction_keys(label, split, vendors=self._vendors(preferred_vendors_only),
-                                                 complete_pairs_only=True)
-            interaction_keys = self._rng(seed).sample(keys, min(num_pairs, len(keys)))
-        pairs = []
-        for key in interaction_keys:
-            ids = self.catalog.interaction_file_ids(validate_interaction_key(key))
-            if len(ids) == 2:
-                pairs.append(list(ids))
-        return pairs
+            extra = {"seed": seed} if seed is not None else {}
+            return self._sample_interaction_pairs(num_pairs, label, split, preferred_vendors_only, **extra)
+        return select.group_pairs(self._keys_to_file_ids(interaction_keys, "interaction", label, split))
 
-    def get_session_groups(self, session_keys: list[str] | None = None, num_sessions: int = 1,
+    def _sample_interaction_pairs(self, num_pairs: int, label: str | None = None, split: str | None = None,
+                                  preferred_vendors_only: bool | None = None, seed: int | None = None
+                                  ) -> list[list[str]]:
+        label, split = self._query_scope(label, split)
+        return select.sample_pairs(self.catalog, self._rng(seed), num_pairs, label, split,
+                                   self._vendors(preferred_vendors_only))
+
+    def get_session_groups(self, session_keys: str | list[str] | None = None, num_sessions: int = 1,
                            interactions_per_session: int = 4, label: str | None = None, split: str | None = None,
                            preferred_vendors_only: bool | None = None, seed: int | None = None) -> list[list[str]]:
-        """File ids of up to ``interactions_per_session`` interactions for each session."""
-        rng = self._rng(seed)
+        """The official groups: per session, its first ``interactions_per_session`` **file ids**.
+
+        The official method counted files despite the name; :meth:`get_session_interaction_groups`
+        gives whole interactions (both participants) instead.
+        """
         if session_keys is None:
-            label, split = self._label_split(label, split)
-            keys = [k for k in self.catalog.session_keys(label, split, vendors=self._vendors(preferred_vendors_only))
-                    if len(self.catalog.session_interactions(k)) >= 1]
-            # Prefer sessions rich enough to fill the request, as the official sampler does.
-            rich = [k for k in keys if len(self.catalog.session_interactions(k)) >= interactions_per_session]
-            session_keys = rng.sample(rich or keys, min(num_sessions, len(rich or keys)))
-        groups = []
-        for key in session_keys:
-            interactions = self.catalog.session_interactions(validate_session_key(key))
-            chosen = interactions[:interactions_per_session]
-            groups.append([fid for ik in chosen for fid in self.catalog.interaction_file_ids(ik)])
-        return groups
+            extra = {"seed": seed} if seed is not None else {}
+            return self._sample_session_groups(num_sessions, interactions_per_session, label, split,
+                                               preferred_vendors_only, **extra)
+        return select.session_groups(self.catalog, session_keys, interactions_per_session, label, split)
+
+    def _sample_session_groups(self, num_sessions: int, interactions_per_session: int, label: str | None = None,
+                               split: str | None = None, preferred_vendors_only: bool | None = None,
+                               seed: int | None = None) -> list[list[str]]:
+        label, split = self._query_scope(label, split)
+        return select.sample_session_groups(self.catalog, self._rng(seed), num_sessions, interactions_per_session,
+                                            label, split, self._vendors(preferred_vendors_only))
+
+    def get_session_interaction_groups(self, session_keys: str | list[str] | None = None, num_sessions: int = 1,
+                                       interactions_per_session: int = 4, label: str | None = None,
+                                       split: str | None = None, preferred_vendors_only: bool | None = None,
+                                       seed: int | None = None) -> list[list[str]]:
+        """File ids of up to ``interactions_per_session`` whole interactions for each session."""
+        label, split = self._query_scope(label, split)
+        return select.session_interaction_groups(self.catalog, self._rng(seed), session_keys, num_sessions,
+                                                 interactions_per_session, label, split,
+                                                 self._vendors(preferred_vendors_only))
 
     def get_available_keys(self, key_type: Literal["session", "interaction", "file"] = "interaction",
                            label: str | None = None, split: str | None = None, limit: int | None = None) -> list[str]:
-        if key_type == "file":
-            keys = self.catalog.file_ids(label, split)
-        elif key_type == "interaction":
-            keys = self.catalog.interaction_keys(label, split)
-        elif key_type == "session":
-            keys = self.catalog.session_keys(label, split)
-        else:
-            raise ValueError(f"key_type {key_type!r} is not one of 'session', 'interaction', 'file'")
-        return keys[:limit] if limit is not None else keys
+        """Sorted keys of the config's (or the given) label and split, every vendor."""
+        label, split = self._query_scope(label, split)
+        return select.available_keys(self.catalog, key_type, label, split, limit)
 
     def get_interaction_metadata(self, interaction_key: str) -> dict:
+        """The official summary (ids, participants as ``"0947"`` strings, first archive); ``{}`` if unknown.
+
+        :meth:`get_interaction_details` gives the full join: participant records with archive and
+        BFI-2 traits, prompt texts, IPC codes and the relationship.
+        """
+        return select.interaction_summary(self.catalog, interaction_key)
+
+    def get_interaction_details(self, interaction_key: str) -> dict:
         """Catalog rows of both participants (full ids, suffix kept) with prompt, IPC, relationship, BFI-2."""
-        meta = self.catalog.interaction_metadata(validate_interaction_key(interaction_key))
-        # The official dict's keys, kept for existing code: one batch per interaction (FORMAT.md 2.3),
-        # but an archive per participant, since partners often sit in different archives.
-        meta.setdefault("num_participants", len(meta["participants"]))
-        meta.setdefault("batch_idx", meta["participants"][0]["batch"] if meta["participants"] else None)
-        meta.setdefault("archive_idx", [p["archive"] for p in meta["participants"]])
-        return meta
+        return self.catalog.interaction_metadata(validate_interaction_key(interaction_key))
 
     def list_batches(self, label: str | None = None, split: str | None = None) -> list[int]:
-        label, split = self._label_split(label, split)
-        return self.catalog.batches(label, split)
+        label, split = self._query_scope(label, split)
+        return self.catalog.batches(label, split) if (label, split) in self.catalog.labels_splits() else []
 
     def list_archives(self, label: str | None = None, split: str | None = None, batch: int = 0) -> list[int]:
-        label, split = self._label_split(label, split)
-        return self.catalog.archives(label, split, batch)
+        label, split = self._query_scope(label, split)
+        archives = self.catalog.archives(label, split, batch) \
+            if (label, split) in self.catalog.labels_splits() else []
+        if not archives:
+            logger.error("No archives found for %s/%s/%s", label, split, batch)
+        return archives
 
-    def get_tar_archive_size(self, label: str, split: str, batch: int, archive: int) -> int:
-        """Size in **bytes** from a HEAD request (the official method returned GiB labelled "GB")."""
+    def get_tar_archive_size(self, label: str | None = None, split: str | None = None, batch: int = 0,
+                             archive: int = 0) -> float:
+        """Size in GiB (the official unit, labelled "GB" there); :meth:`get_tar_archive_bytes` is exact."""
+        return self.get_tar_archive_bytes(label, split, batch, archive) / _GIB
+
+    def get_tar_archive_bytes(self, label: str | None = None, split: str | None = None, batch: int = 0,
+                              archive: int = 0) -> int:
+        """Exact size in bytes of one Hub archive, from a HEAD request."""
+        label, split = self._label_split(label, split)
         return hub.archive_size(self.transfer, self.config.hf_url, label, split, batch, archive)
 
     # ------------------------------------------------------------------ CDN route
     def get_path_list_for_file_id_s3(self, file_id: str) -> list[str]:
+        """Every CDN URL of ``file_id``; ``ValueError`` (UnknownIdError) when the catalog lacks it."""
         rec = self.catalog.record(file_id)
         return cdn_urls(self.config.cdn_url, rec.label, rec.split, rec.file_id)
 
     def gather_file_id_data_from_s3(self, file_id: str, *, num_workers: int | None = None,
-                                    local_dir: str | Path | None = None) -> dict[str, Path]:
+                                    local_dir: str | Path | None = None) -> None:
         """Fetch every CDN object of ``file_id`` and write its ``.wav/.mp4/.npz/.json`` bundle.
 
-        Returns the four final paths. Raises :class:`~seamless_interaction.base.errors.InvalidIdError`
-        (a ``ValueError``) for a malformed id and ``UnknownIdError`` for one the catalog lacks, both
-        before any request; ``MissingPartError``/``TransferError`` (with URL and status) when a
-        required part is absent or a transfer fails. Nothing is left at a final path on failure.
-        ``num_workers`` is accepted for compatibility; concurrency is the config's ``num_workers``.
+        Returns None, as the official method did; :meth:`gather_file_id` returns the four paths.
+        ``num_workers`` is accepted for compatibility: the parts share the transfer engine's
+        connections. With ``dry_run`` the URLs are logged and nothing is fetched or written.
+        """
+        if self._dry_run:
+            urls = self.get_path_list_for_file_id_s3(validate_file_id(file_id))
+            logger.info("dry run: %s would fetch %d objects, e.g. %s", file_id, len(urls), urls[0])
+            return
+        self.gather_file_id(file_id, local_dir=local_dir)
+
+    def gather_file_id(self, file_id: str, *, local_dir: str | Path | None = None) -> dict[str, Path]:
+        """Fetch every CDN object of ``file_id`` and write its bundle; returns the four final paths.
+
+        Raises :class:`~seamless_interaction.base.errors.InvalidIdError` (a ``ValueError``) for a
+        malformed id and ``UnknownIdError`` (a ``KeyError`` and ``ValueError``) for one the catalog
+        lacks, both before any request; ``MissingPartError``/``TransferError`` (with URL and status)
+        when a required part is absent or a transfer fails. Nothing is left at a final path on failure.
         """
         validate_file_id(file_id)
         root = Path(local_dir) if local_dir is not None else self.local_dir
@@ -209,19 +354,38 @@ class SeamlessInteractionFS:
                                  manifest=Manifest(root) if local_dir is not None else self.manifest)
         return res.paths
 
-    def download_batch_from_s3(self, file_ids: list[str], *, local_dir: str | Path | None = None) -> list[dict[str, Path]]:
-        for fid in file_ids:
-            validate_file_id(fid)
-        root = Path(local_dir) if local_dir is not None else self.local_dir
-        for fid in file_ids:  # unknown ids fail before the progress bar or any request
-            self.catalog.record(fid)
-        self.transfer.progress.start(None, f"{len(file_ids)} file ids")
+    def download_batch_from_s3(self, batch: list[str], local_dir: str | Path | None = None,
+                               num_workers: int | None = None) -> bool:
+        """Each file id through :meth:`gather_file_id_data_from_s3`, ``num_workers`` ids at once, all on
+        one transfer engine and one progress bar. Returns True; the first failure is raised (after the
+        ids in flight finish), not logged and skipped. :meth:`gather_file_ids` returns the paths."""
+        ids = self._checked_ids(batch)
+        self.transfer.progress.start(None, f"{len(ids)} file ids")
         try:
-            results = cdn.gather_many(self.transfer, self.catalog, self.config.cdn_url, root, list(file_ids),
+            map_parallel(lambda fid: self.gather_file_id_data_from_s3(fid, local_dir=local_dir), ids,
+                         num_workers or self.num_workers, name="si-file-id")
+        finally:
+            self.transfer.progress.close()
+        return True
+
+    def gather_file_ids(self, file_ids: list[str], *, local_dir: str | Path | None = None) -> list[dict[str, Path]]:
+        """Bundles of several file ids, their parts in one transfer batch; the four paths per id, in order."""
+        ids = self._checked_ids(file_ids)
+        root = Path(local_dir) if local_dir is not None else self.local_dir
+        self.transfer.progress.start(None, f"{len(ids)} file ids")
+        try:
+            results = cdn.gather_many(self.transfer, self.catalog, self.config.cdn_url, root, ids,
                                       manifest=Manifest(root) if local_dir is not None else self.manifest)
         finally:
             self.transfer.progress.close()
         return [r.paths for r in results]
+
+    def _checked_ids(self, file_ids: str | list[str]) -> list[str]:
+        # Malformed and unknown ids fail before the progress bar or any request.
+        ids = [validate_file_id(f) for f in select.split_keys(file_ids)]
+        for fid in ids:
+            self.catalog.record(fid)
+        return ids
 
     # ------------------------------------------------------------------ Hub route
     def download_archive_from_hf(self, archive: int, label: str | None = None, split: str | None = None,
@@ -239,33 +403,53 @@ class SeamlessInteractionFS:
         return True, str(res.path)
 
     def download_batch_from_hf(self, label: str | None = None, split: str | None = None,
-                               batch_idx: int | None = None, archive_list: list[int] | None = None,
-                               local_dir: str | Path | None = None, extract: bool = True) -> list[tuple[bool, str]]:
-        """Archives of one batch (``batch_idx``), or of every batch of the split when it is None."""
+                               batch_idx: int | list[int] | None = None, *, local_dir: str | Path | None = None,
+                               num_workers: int | None = None, archive_list: list[int] | None = None,
+                               extract: bool = True) -> bool:
+        """Archives of one batch, several (a list) or every batch of the split (None), ``num_workers``
+        archives at once. Returns True; the first failure is raised. :meth:`download_archives_from_hf`
+        returns the paths."""
+        self.download_archives_from_hf(label, split, batch_idx, local_dir=local_dir, num_workers=num_workers,
+                                       archive_list=archive_list, extract=extract)
+        return True
+
+    def download_archives_from_hf(self, label: str | None = None, split: str | None = None,
+                                  batch_idx: int | list[int] | None = None, *, local_dir: str | Path | None = None,
+                                  num_workers: int | None = None, archive_list: list[int] | None = None,
+                                  extract: bool = True) -> list[str]:
+        """Like :meth:`download_batch_from_hf`; returns each archive's folder (or tar, without
+        ``extract``), in batch then archive order."""
         label, split = self._label_split(label, split)
-        batches = [batch_idx] if batch_idx is not None else self.list_batches(label, split)
-        out = []
-        for b in batches:
-            archives = archive_list if archive_list is not None else self.list_archives(label, split, b)
-            for a in archives:
-                out.append(self.download_archive_from_hf(a, label=label, split=split, batch=b,
-                                                         local_dir=local_dir, extract=extract))
-        return out
+        if batch_idx is None:
+            batches = self.list_batches(label, split)
+        else:
+            batches = [batch_idx] if isinstance(batch_idx, int) else list(batch_idx)
+        todo = [(b, a) for b in batches
+                for a in (archive_list if archive_list is not None else self.list_archives(label, split, b))]
+
+        def one(item: tuple[int, int]) -> str:
+            return self.download_archive_from_hf(item[1], label=label, split=split, batch=item[0],
+                                                 local_dir=local_dir, extract=extract)[1]
+
+        return map_parallel(one, todo, num_workers or self.num_workers, name="si-archive")
 
     # ------------------------------------------------------------------ local files
     def get_path_list_for_file_id_local(self, file_id: str) -> list[str]:
-        """Existing local files of ``file_id`` (wav, mp4, npz, json), whichever route fetched them."""
+        """Existing local files of ``file_id`` (wav, mp4, npz, json), whichever route fetched them.
+
+        Works offline: the catalog is used when loaded, else the layout is searched. ``[]`` (and a
+        warning) when nothing is there; the official method also raised for ids it did not know.
+        """
         validate_file_id(file_id)
-        # Works offline: the catalog is used only when already loaded, else the layout is searched.
-        rec = None
+        found: list[str] = []
         if self._catalog is not None and file_id in self._catalog:
             rec = self._catalog.record(file_id)
-        if rec is not None:
-            paths = bundle_paths(self.local_dir, rec.label, rec.split, rec.batch, rec.archive, rec.file_id)
-            found = [str(p) for p in paths.values() if p.exists()]
-            if found:
-                return found
-        return [str(p) for p in find_bundle(self.local_dir, file_id).values()]
+            found = glob_bundle(self.local_dir, file_id, (rec.label, rec.split, rec.batch, rec.archive))
+        if not found:
+            found = glob_bundle(self.local_dir, file_id)
+        if not found:
+            logger.warning("No local files found for %s under %s", file_id, self.local_dir)
+        return found
 
     # ------------------------------------------------------------------ members of remote archives
     def fetch_members(self, label: str, split: str, batch: int, archive: int, file_ids: list[str] | None = None,
@@ -364,6 +548,66 @@ class SeamlessInteractionFS:
             raise NotDownloadedError(f"{file_id}: no local files under {self.local_dir}; download it first")
         return load_interaction_data(paths)
 
+    # ------------------------------------------------------------------ conversation index and queries
+    @property
+    def index_folder(self) -> Path:
+        """Where the index of this catalog source and Hub endpoint lives (under the cache folder)."""
+        from seamless_interaction.operations.index import index_dir
+
+        return index_dir(self.config.cache_dir, self.config.assets, self.config.hf_url)
+
+    def build_index(self, *, label: str | None = None, split: str | None = None, batch: int | None = None,
+                    archives: list[tuple[str, str, int, int]] | None = None, route: str = "auto",
+                    workers: int = 4) -> "BuildReport":
+        """Build or update the conversation index (file_stats, interaction_stats) for the archives in
+        scope, reading only headers, json and VAD (see :mod:`operations.index`). Incremental and resumable."""
+        from seamless_interaction.operations.index import build_index
+
+        if batch is not None and not (label and split):
+            raise ValueError("batch needs label and split")
+        return build_index(self.transfer, self.catalog, assets=self.config.assets, hf_url=self.config.hf_url,
+                           cdn_url=self.config.cdn_url, cache_dir=self.config.cache_dir, label=label, split=split,
+                           batch=batch, archives=archives, route=route, workers=workers, quiet=self.quiet)
+
+    def query(self, sql: str) -> "pa.Table":
+        """Run SQL over the views files, interactions, participants, relationships, file_stats,
+        interaction_stats and archives (DuckDB; ``pip install seamless-interaction[index]``)."""
+        from seamless_interaction.operations.query import QueryEngine
+
+        with QueryEngine(self.catalog, self.index_folder, filelist_sha256=self._filelist_sha256()) as engine:
+            return engine.query(sql)
+
+    def _filelist_sha256(self) -> str:
+        import hashlib
+
+        from seamless_interaction.catalog.assets import load_tables
+
+        path = load_tables(self.config.assets, self.config.cache_dir)["filelist.csv"]
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+    def plan_download(self, file_ids: list[str], *, modalities: tuple[str, ...] = ("json", "mp4", "npz", "wav"),
+                      link: "LinkModel | None" = None) -> "DownloadPlan":
+        """Per archive, the fastest route (whole tar, Range members, CDN objects) for ``file_ids``."""
+        from seamless_interaction.operations.plan import plan_download
+
+        known = None
+        try:
+            table = self.query("SELECT file_id, json_bytes AS json, mp4_bytes AS mp4, npz_bytes AS npz, "
+                               "wav_bytes AS wav, npz_raw_bytes AS npz_raw FROM file_stats")
+            known = {r.pop("file_id"): r for r in table.to_pylist()}
+        except SeamlessError:
+            pass  # no index: the tar member sizes stand in
+        return plan_download(self.transfer, self.catalog, self.config.hf_url, file_ids, modalities=modalities,
+                             link=link, cache_dir=self.config.cache_dir, known_sizes=known)
+
+    def execute_plan(self, plan: "DownloadPlan") -> list[Path]:
+        """Download what ``plan`` says, each archive by its chosen route."""
+        from seamless_interaction.operations.plan import execute_plan
+
+        return execute_plan(plan, self.transfer, self.catalog, hf_url=self.config.hf_url,
+                            cdn_url=self.config.cdn_url, local_dir=self.local_dir, cache_dir=self.config.cache_dir,
+                            manifest=self.manifest)
+
     # ------------------------------------------------------------------ audit
     def verify(self, *, label: str | None = None, split: str | None = None, batch: int | None = None,
                deep: bool = False, check_remote: bool = False, repair: bool = False) -> "Report":
@@ -373,3 +617,15 @@ class SeamlessInteractionFS:
 
         return verify_fs(self, label=label, split=split, batch=batch, deep=deep, check_remote=check_remote,
                          repair=repair)
+
+
+def _with_overrides(config: DatasetConfig | None, **overrides) -> DatasetConfig:
+    """``config`` (or the default) with the constructor's keyword arguments applied, as the official
+    constructor applied ``local_dir`` and ``num_workers``; any other DatasetConfig field works too."""
+    base = config or DatasetConfig()
+    known = {f.name for f in dataclass_fields(DatasetConfig)}
+    unknown = sorted(k for k in overrides if k not in known)
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s): {unknown}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return replace(base, **given) if given else base

@@ -108,7 +108,9 @@ def resolve_shards(sources: Iterable[Any] | str | Path | tuple, *, catalog=None,
         sources = [sources]
     out: list[Shard] = []
     for src in sources:
-        if isinstance(src, tuple):
+        if isinstance(src, Shard):
+            out.append(src)
+        elif isinstance(src, tuple):
             label, split, batches = src
             if catalog is None or hf_url is None:
                 raise ValueError(f"source {src!r} needs catalog= and hf_url= to list its archives")
@@ -118,6 +120,34 @@ def resolve_shards(sources: Iterable[Any] | str | Path | tuple, *, catalog=None,
         else:
             out.append(Shard.parse(src))
     return out
+
+
+def _file_selection(sources: Any, catalog, hf_url: str | None, dyadic: bool
+                    ) -> tuple[Any, frozenset[str] | None]:
+    """File ids given as sources (a list of ids, or a table with a ``file_id`` column such as a
+    ``fs.query`` result) become the Hub shards that hold them plus the set of ids to keep; a
+    dyadic dataset keeps both partners of each selected interaction. Other sources pass through."""
+    ids: list[str] | None = None
+    names = getattr(sources, "column_names", None) or list(getattr(sources, "columns", []) or [])
+    if "file_id" in names:
+        col = sources["file_id"]
+        ids = [str(f) for f in (col.to_pylist() if hasattr(col, "to_pylist") else list(col)) if f is not None]
+    elif isinstance(sources, (list, tuple)) and sources and all(
+            isinstance(x, str) and _FILE_ID_RE.match(x) for x in sources):
+        ids = list(sources)
+    if ids is None:
+        return sources, None
+    if catalog is None or hf_url is None:
+        raise ValueError("file ids as sources need catalog= and hf_url= to find the archives holding them")
+    keep = set(ids)
+    if dyadic:
+        keep |= {p for f in ids for p in catalog.interaction_file_ids(f[:19])}
+    refs = sorted({(r.label, r.split, r.batch, r.archive) for r in map(catalog.record, keep)})
+    shards = [Shard(hub_archive_url(hf_url, *ref), ref[0], ref[1], ref[2], ref[3]) for ref in refs]
+    return shards, frozenset(keep)
+
+
+_FILE_ID_RE = re.compile(r"^V\d{2}_S\d{4}_I\d{8}_P\d{4}[A-Z]?$")
 
 
 def _looks_like_shard(text: str) -> bool:
@@ -415,6 +445,7 @@ class WindowDataset(IterableDataset):
         bad = set(modalities) - set(LOADER_MODALITIES)
         if bad:
             raise ValueError(f"unknown modalities {sorted(bad)}; the loader supports {list(LOADER_MODALITIES)}")
+        sources, self._selected = _file_selection(sources, catalog, hf_url, dyadic)
         self.shards = resolve_shards(sources, catalog=catalog, hf_url=hf_url)
         self.modalities = tuple(modalities)
         self.window_s, self.hop_s = window_s, hop_s
@@ -445,7 +476,8 @@ class WindowDataset(IterableDataset):
         if shard.batch is None:
             raise ValueError(f"{shard.location}: not a {{label}}/{{split}}/{{batch}}/{{archive}}.tar path; "
                              "the catalog cannot say what it holds")
-        return list(self.catalog.archive_file_ids(shard.label, shard.split, shard.batch, shard.archive))
+        ids = self.catalog.archive_file_ids(shard.label, shard.split, shard.batch, shard.archive)
+        return [f for f in ids if self._selected is None or f in self._selected]
 
     def plan(self, worker: int, world: int) -> tuple[list[list[Shard]], Callable[[str], bool], dict[str, int]]:
         """(shard groups in read order, ownership test on a unit, expected participants per unit)."""

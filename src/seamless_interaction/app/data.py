@@ -83,7 +83,7 @@ def make_fs(progress: Any = None, local: Path | None = None):
     from seamless_interaction.fs import SeamlessInteractionFS
 
     cfg = config(local)
-    return SeamlessInteractionFS(cfg, catalog=catalog(cfg), quiet=True, progress=progress)
+    return SeamlessInteractionFS(cfg, catalog=catalog(cfg), quiet=True, progress=progress, lazy=True)
 
 
 @st.cache_data(show_spinner=False, ttl=3600, max_entries=4096)
@@ -91,7 +91,7 @@ def archive_size(hf_url: str, label: str, split: str, batch: int, archive: int) 
     """Bytes of one Hub archive (a HEAD request), cached for an hour."""
     fs = make_fs()
     try:
-        return fs.get_tar_archive_size(label, split, batch, archive)
+        return fs.get_tar_archive_bytes(label, split, batch, archive)
     finally:
         fs.close()
 

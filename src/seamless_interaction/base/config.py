@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from seamless_interaction.constants import (
@@ -39,7 +39,14 @@ def default_cache_dir() -> Path:
 
 
 def default_num_workers() -> int:
-    # Downloads are I/O bound: threads, not processes, so more than the core count is fine.
+    """The official default: how many file ids or archives run at once (``min(10, max(1, cpu - 2))``)."""
+    return min(10, max(1, (os.cpu_count() or 1) - 2))
+
+
+def default_max_connections() -> int:
+    # Downloads are I/O bound: threads, not processes, so more connections than cores is fine. Kept
+    # apart from num_workers so that the official 1-worker default on a small machine does not
+    # throttle the transfer engine.
     return min(32, max(4, 4 * (os.cpu_count() or 1)))
 
 
@@ -47,15 +54,17 @@ def default_num_workers() -> int:
 class DatasetConfig:
     """Configuration shared by the filesystem API, the CLI and the app.
 
-    The first six fields are the official toolkit's. ``seed`` seeds a private
+    The first six fields are the official toolkit's, with its semantics: ``num_workers`` (how many
+    file ids or archives are fetched at once) is filled in at construction, ``local_dir`` keeps the
+    type it was given (``None`` becomes the default, as a ``str``). ``seed`` seeds a private
     ``random.Random``: unlike the official toolkit, Python's global ``random`` is never reseeded.
     """
 
     label: str = "improvised"
     split: str = "dev"
     preferred_vendors_only: bool = True
-    local_dir: Path | str = field(default_factory=default_local_dir)
     num_workers: int | None = None
+    local_dir: str | Path | None = None
     seed: int | None = None
     # Additions: endpoints (None means environment variable, then the real default).
     cdn_url: str | None = None
@@ -65,6 +74,8 @@ class DatasetConfig:
     hf_token: str | None = None
     preferred_vendors: tuple[str, ...] = PREFERRED_VENDORS
     timeout_s: float = 60.0
+    # Simultaneous HTTP requests of the transfer engine (None: its own budget, see default_max_connections).
+    max_connections: int | None = None
 
     def __repr__(self) -> str:
         # The token never appears in a repr (logs, tracebacks, the app): only whether one is set.
@@ -79,19 +90,28 @@ class DatasetConfig:
             raise ValueError(f"label {self.label!r} is not one of {list(ALL_LABELS)}")
         if self.split not in ALL_SPLITS:
             raise ValueError(f"split {self.split!r} is not one of {list(ALL_SPLITS)}")
-        if self.num_workers is not None and int(self.num_workers) < 1:
+        if self.num_workers is None:
+            self.num_workers = default_num_workers()
+        if int(self.num_workers) < 1:
             raise ValueError(f"num_workers must be >= 1, got {self.num_workers!r}")
-        self.local_dir = Path(self.local_dir).expanduser()
+        if self.max_connections is not None and int(self.max_connections) < 1:
+            raise ValueError(f"max_connections must be >= 1, got {self.max_connections!r}")
+        if self.local_dir is None:
+            self.local_dir = str(default_local_dir())
+        elif isinstance(self.local_dir, str):
+            self.local_dir = os.path.expanduser(self.local_dir)
+        else:
+            self.local_dir = Path(self.local_dir).expanduser()
 
     def resolved(self) -> DatasetConfig:
-        """A copy with every endpoint, the cache dir, the worker count and the token filled in."""
+        """A copy with every endpoint, the cache dir, the worker count, the connection budget and the token filled in."""
         return replace(
             self,
             cdn_url=(self.cdn_url or os.environ.get(ENV_CDN_URL) or DEFAULT_CDN_URL).rstrip("/"),
             hf_url=(self.hf_url or os.environ.get(ENV_HF_URL) or DEFAULT_HF_URL).rstrip("/"),
             assets=(self.assets or os.environ.get(ENV_ASSETS) or DEFAULT_ASSETS_URL).rstrip("/"),
             cache_dir=Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir(),
-            num_workers=self.num_workers or default_num_workers(),
+            max_connections=self.max_connections or default_max_connections(),
             hf_token=self.hf_token or find_hf_token(),
         )
 

@@ -1,8 +1,8 @@
 """Typed errors, all rooted in :class:`SeamlessError`.
 
 Each error also derives from the builtin a caller would naturally catch (``ValueError`` for malformed
-input, ``KeyError`` for unknown ids, ``OSError`` for transfer failures) so that code written against
-the official toolkit keeps working.
+input, ``KeyError`` and ``ValueError`` for unknown ids, ``OSError`` for transfer failures) so that code
+written against the official toolkit, which raised ``ValueError`` for all of these inputs, keeps working.
 """
 
 from __future__ import annotations
@@ -16,11 +16,18 @@ class InvalidIdError(SeamlessError, ValueError):
     """A file id, interaction key or session key that does not follow the grammar."""
 
 
-class UnknownIdError(SeamlessError, KeyError):
-    """A well-formed id or key that the catalog does not contain."""
+class UnknownIdError(SeamlessError, KeyError, ValueError):
+    """A well-formed id or key that the catalog does not contain.
+
+    A ``KeyError`` (a lookup that missed) and a ``ValueError`` (what the official toolkit raised).
+    """
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+class NoCandidatesError(SeamlessError, ValueError):
+    """A sampling request that no file, interaction or session of the catalog satisfies."""
 
 
 class CatalogError(SeamlessError):

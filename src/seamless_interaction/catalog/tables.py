@@ -176,6 +176,22 @@ class Catalog:
         tables = {name: _load_prepared(name, path, folder) for name, path in by_name.items()}
         return cls(tables, source=str(by_name["filelist"].parent))
 
+    @classmethod
+    def from_filelist(cls, filelist: pa.Table, *, joins_from: "Catalog | None" = None,
+                      source: str = "<filelist>") -> "Catalog":
+        """Build from a filelist table already in memory (any column types: every cell is read as text).
+
+        The interactions, participants and relationships tables are taken from ``joins_from`` when
+        given, else left empty. A table without any column is an empty filelist.
+        """
+        if filelist.num_columns == 0:
+            raw = pa.table({c: pa.array([], pa.string()) for c in _FILELIST_BASE})
+        else:
+            raw = pa.table({name: _as_text(filelist.column(name)) for name in filelist.column_names})
+        tables = dict(joins_from._tables) if joins_from is not None else {}
+        tables["filelist"] = _prepare_filelist(raw, Path(source))
+        return cls(tables, source=source)
+
     # ------------------------------------------------------------------ files
 
     def __len__(self) -> int:
@@ -376,7 +392,7 @@ class Catalog:
             )
         i = self._row.get(file_id.strip())
         if i is None:
-            raise UnknownIdError(f"file id {file_id!r} is not in the catalog loaded from {self.source}")
+            raise UnknownIdError(f"File ID {file_id!r} not found in the catalog loaded from {self.source}")
         return i
 
     def _interaction_range(self, key: str) -> tuple[int, int]:
@@ -614,6 +630,16 @@ def _read_csv(path: Path) -> pa.Table:
     # Tables written by pandas carry an unnamed index column.
     drop = [c for c in table.column_names if c == "" or c.startswith("Unnamed:")]
     return table.drop_columns(drop) if drop else table
+
+
+def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+    """A column as strings, nulls as empty cells, the way a CSV would have carried it."""
+    if pa.types.is_floating(column.type):
+        # A pandas int column with a missing value arrives as float: 5.0 must read as 5.
+        return pa.array(["" if v is None or v != v else str(int(v)) if float(v).is_integer() else str(v)
+                         for v in column.to_pylist()], pa.string())
+    text = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+    return pc.fill_null(text, "")
 
 
 def _require(table: pa.Table, columns: Iterable[str], path: Path) -> None:

@@ -100,6 +100,9 @@ class MirrorSpec:
     samples_per_archive: int = 3
     video_padding_bytes: int = 0
     video_crf: int = 23
+    # Comma-separated LABEL/SPLIT names that get the extra interactions ("" = all four), so that a
+    # benchmark can grow one split to hundreds of archives without building the other three.
+    extra_splits: str = ""
 
     def __post_init__(self) -> None:
         if self.width % 2 or self.height % 2 or self.width < 32 or self.height < 32:
@@ -295,8 +298,11 @@ def _plan(spec: MirrorSpec, rng: np.random.Generator, prompts: list[str]) -> lis
     nat.files[1].annotations = ("3P-V",)
     add("naturalistic", "test", "V03", [ids.participant("V03"), ids.participant("V03")])
     add("naturalistic", "test", "V00", [ids.participant("V00"), ids.participant("V00")])
+    grow = {tuple(s.strip().split("/")) for s in spec.extra_splits.split(",") if s.strip()}
     for label, split in (("improvised", "dev"), ("improvised", "test"), ("naturalistic", "dev"),
                          ("naturalistic", "test")):
+        if grow and (label, split) not in grow:
+            continue
         for k in range(spec.extra_interactions):
             vendor = ("V00", "V01", "V03")[k % 3]
             add(label, split, vendor, [ids.participant(vendor), ids.participant(vendor)])

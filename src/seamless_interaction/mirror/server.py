@@ -11,6 +11,8 @@ Routes (``{url}`` is ``http://host:port``):
 * ``{url}/api/datasets/facebook/seamless-interaction/{revision/R, tree/R/path, paths-info/R}``: the
   Hub API's commit, listing (paginated with ``Link: rel="next"``) and paths-info endpoints.
 * ``{url}/assets/{table}.csv``: the metadata tables.
+* ``{url}/api/datasets/facebook/seamless-interaction/revision/main``: the Hub API's revision info
+  (``{"id": ..., "sha": <commit>}``), the commit being ``MirrorServer.repo_commit``.
 * ``{url}/_mirror/requests``: the request log as JSON (``DELETE`` clears it).
 
 :class:`HubBehaviour` switches on what the real endpoints do beyond that (docs/ENDPOINTS.md): the CDN
@@ -60,6 +62,7 @@ API_PREFIX = f"/api/datasets/{REPO_ID}"
 LFS_PREFIX = "/lfs"
 ASSETS_PREFIX = "/assets"
 LOG_PATH = "/_mirror/requests"
+API_REVISION_PATH = "/api/datasets/facebook/seamless-interaction/revision/main"
 # The Hub stores these as LFS objects and redirects resolve requests for them.
 LFS_SUFFIXES = (".tar",)
 # Any fixed 40-hex value: clients read X-Repo-Commit to name their cache folders.
@@ -221,6 +224,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._target(path[len(LFS_PREFIX) + 1:], head)
             elif path.startswith(ASSETS_PREFIX + "/"):
                 self._serve_file(owner.root / "assets", path[len(ASSETS_PREFIX) + 1:], head, missing=404)
+            elif path == API_REVISION_PATH:
+                body = json.dumps({"id": "facebook/seamless-interaction", "sha": owner.repo_commit}).encode()
+                self._send_bytes(200, body, "application/json", head=head)
             else:
                 self._send_bytes(404, b"not found\n", "text/plain", head=head)
         except _BadPath as exc:
@@ -261,12 +267,12 @@ class _Handler(BaseHTTPRequestHandler):
         kind, _, rest = rel.partition("/")
         rev, _, sub = rest.partition("/")
         rev = urllib.parse.unquote(rev)
-        if kind in ("revision", "tree", "paths-info") and rev not in ("main", REPO_COMMIT):
+        if kind in ("revision", "tree", "paths-info") and rev not in ("main", owner.repo_commit):
             self._send_bytes(404, b'{"error":"Invalid rev id"}', "application/json", head=head,
                              headers={"X-Error-Code": "RevisionNotFound"})
             return
         if kind == "revision":
-            data: Any = {"id": REPO_ID, "sha": REPO_COMMIT, "private": False, "gated": owner.behaviour.gated}
+            data: Any = {"id": REPO_ID, "sha": owner.repo_commit, "private": False, "gated": owner.behaviour.gated}
         elif kind == "tree":
             entries = owner.listing(sub.strip("/"), self._query().get("recursive") in ("true", "1", "True"))
             if entries is None:
@@ -297,7 +303,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _json(self, data: Any, head: bool, headers: dict[str, str]) -> None:
         self._send_bytes(200, json.dumps(data).encode(), "application/json", head=head,
-                         headers={"X-Repo-Commit": REPO_COMMIT, **headers})
+                         headers={"X-Repo-Commit": self.server.owner.repo_commit, **headers})
 
     def _begin(self, status: int, length: int, ctype: str, headers: dict[str, str], log: bool = True) -> _Entry:
         """Send status and headers; the log entry exists before the client can see any of it."""
@@ -351,11 +357,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = None if synthetic is not None else self._safe_file(owner.root / "hub", rel)
         if path is None and synthetic is None:
             self._send_bytes(404, b"Entry not found\n", "text/plain", head=head,
-                             headers={"X-Error-Code": "EntryNotFound", "X-Repo-Commit": REPO_COMMIT})
+                             headers={"X-Error-Code": "EntryNotFound", "X-Repo-Commit": owner.repo_commit})
             return
         if path is not None and not rel.endswith(LFS_SUFFIXES):
             self._serve_file(owner.root / "hub", rel, head, missing=404, etag=True,
-                             extra={"X-Repo-Commit": REPO_COMMIT})
+                             extra={"X-Repo-Commit": owner.repo_commit})
             return
         size, sha = synthetic if synthetic is not None else (path.stat().st_size, owner.sha256(path))  # type: ignore[union-attr]
         # The Hub's 302 for an LFS/Xet file carries X-Linked-Size and X-Linked-Etag, and no ETag.
@@ -363,7 +369,7 @@ class _Handler(BaseHTTPRequestHandler):
             "Location": owner.target_url(rel, self.headers.get("Host")),
             "X-Linked-Size": str(size),
             "X-Linked-Etag": f'"{sha}"',
-            "X-Repo-Commit": REPO_COMMIT,
+            "X-Repo-Commit": owner.repo_commit,
         })
 
     def _target(self, rel: str, head: bool) -> None:
@@ -506,6 +512,9 @@ class MirrorServer:
         self.port = port
         self.latency_s = float(latency_s)
         self.bandwidth_bps = bandwidth_bps
+        # The Hub commit the mirror reports (X-Repo-Commit, revision API); tests change it to
+        # simulate a new release.
+        self.repo_commit = REPO_COMMIT
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()

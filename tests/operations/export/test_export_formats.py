@@ -263,14 +263,19 @@ def test_cli_export(local_tree, sample_mirror, tmp_path, capsys):
         main(["export", "--to", "csv", key])
 
 
-def test_cli_query_needs_the_index(local_tree, tmp_path, capsys):
-    from seamless_interaction.fs import SeamlessInteractionFS
-
-    if hasattr(SeamlessInteractionFS, "query"):
-        pytest.skip("the index is present: --query is answered by fs.query (tested with the index)")
+def test_cli_export_from_a_query(local_tree, sample_mirror, sample_server, tmp_path, capsys, monkeypatch):
+    """--query selects through the catalog views (no index needed for `files`)."""
+    monkeypatch.setenv("SEAMLESS_INTERACTION_ASSETS", sample_server.assets_url)
+    monkeypatch.setenv("SEAMLESS_INTERACTION_CACHE", str(tmp_path / "cache"))
+    key = FileId.parse(sample_mirror.pairs[0][0]).interaction_key
+    sql = f"SELECT file_id FROM files WHERE file_id LIKE '{key}%'"
     assert main(["export", "--to", "rttm", "--local-dir", str(local_tree), "--out", str(tmp_path), "-q",
-                 "--query", "SELECT file_id FROM file_stats"]) == 1
-    assert "--query needs the conversation index" in capsys.readouterr().err
+                 "--query", sql]) == 0
+    assert "1 interaction(s) to rttm" in capsys.readouterr().out
+    assert (tmp_path / f"{key}.vad.rttm").exists()
+    assert main(["export", "--to", "rttm", "--local-dir", str(local_tree), "--out", str(tmp_path), "-q",
+                 "--query", "SELECT 1 AS x"]) == 2
+    assert "file_id" in capsys.readouterr().err
 
 
 def test_both_routes_export_the_same(local_tree, sample_mirror, make_fs, tmp_path):
