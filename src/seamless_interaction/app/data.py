@@ -123,6 +123,43 @@ def media_url(path: Path, root: Path | None = None) -> str:
     return registry().site(Path(root or local_dir())).url_for(path, st.get_option("server.baseUrlPath") or "")
 
 
+def index_folder(cfg: DatasetConfig | None = None) -> Path:
+    """Where ``seamless-interaction index`` keeps the conversation index of the configured endpoints."""
+    from seamless_interaction.operations.index import index_dir
+
+    cfg = cfg or config()
+    return index_dir(cfg.cache_dir, cfg.assets, cfg.hf_url)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st_ = path.stat()
+    except OSError:
+        return None
+    return st_.st_size, st_.st_mtime_ns
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _tables(assets: str, cache_dir: str, folder: str, stamp: tuple | None) -> dict[str, Any]:
+    from seamless_interaction.app.finder import file_frame, index_tables, interaction_frame
+
+    cat = catalog(config())
+    files = file_frame(cat)
+    inter_stats, file_stats = index_tables(folder)
+    if file_stats is not None:
+        files = files.merge(file_stats, on="file_id", how="left")
+    return {"files": files, "interactions": interaction_frame(cat, files, inter_stats),
+            "index": inter_stats is not None}
+
+
+def tables() -> dict[str, Any]:
+    """``{"files", "interactions", "index"}``: per-file and per-interaction frames of the catalog, with
+    the index's statistics (durations, turn-taking) when it is built; recomputed when the index changes."""
+    cfg = config()
+    folder = index_folder(cfg)
+    return _tables(str(cfg.assets), str(cfg.cache_dir), str(folder), _stamp(folder / "interaction_stats.parquet"))
+
+
 def file_signature(paths: list[Path]) -> tuple:
     """(path, size, mtime) of each file: a cache key that changes when a file is replaced."""
     out = []

@@ -194,6 +194,9 @@ body{margin:0;padding:2px 4px;background:transparent}
 .w{cursor:pointer;border-radius:3px;padding:0 1px}
 .w.cur{background:var(--c);color:#fff}
 .empty{color:#999;font-style:italic;font-size:12px}
+.txm{height:170px;overflow-y:auto;border:1px solid #e6e7eb;border-radius:6px;padding:4px 8px;background:#fff;margin-top:6px;position:relative}
+.mseg{border-left:3px solid var(--c);padding:1px 6px;margin:2px 0;cursor:pointer;line-height:1.45}
+.mseg b{color:var(--c);font-size:12px}.mseg.cur{background:color-mix(in srgb, var(--c) 12%, #fff)}
 .grid2{display:flex;gap:14px}.grid2>div{flex:1;min-width:0}
 </style></head>
 <body>
@@ -211,6 +214,7 @@ body{margin:0;padding:2px 4px;background:transparent}
 <div id="linkbox"><input id="linktext" readonly></div>
 <div class="panel" id="lanes"><canvas id="lanecv" height="62"></canvas><div class="cursor"></div></div>
 <div class="tx" id="tx"></div>
+<div class="txm" id="txm"><div class="txhead" style="--c:#31333f">Conversation (both participants, in time order)</div></div>
 <div id="charts"></div>
 <script>
 (function(){
@@ -359,6 +363,22 @@ people.forEach((p, i) => {
     col.appendChild(seg); sEls.push(seg); });
   tx.appendChild(col); wordEls.push(wEls); segEls.push(sEls); boxes.push(col);
 });
+// One conversation in time order: every transcript segment of both participants, coloured by speaker.
+const txm = document.getElementById('txm'), merged = [];
+people.forEach((p, i) => p.segments.forEach(([s0, w0], si) => {
+  const w1 = si + 1 < p.segments.length ? p.segments[si+1][1] : p.words.length;
+  if (w1 > w0) merged.push({ i, start: s0, end: p.words[w1 - 1][1], text: p.words.slice(w0, w1).map(w => w[2]).join(' ') }); }));
+merged.sort((x, y) => x.start - y.start || x.i - y.i);
+if (!merged.length) txm.insertAdjacentHTML('beforeend', '<div class="empty">no transcript</div>');
+const mEls = merged.map((m, k) => { const d = document.createElement('div'); d.className = 'mseg'; d.style.setProperty('--c', people[m.i].color);
+  d.dataset.who = m.i; d.innerHTML = '<span class="ts"></span><b></b> <span class="mt"></span>';
+  d.querySelector('.ts').textContent = fmt(m.start); d.querySelector('b').textContent = people[m.i].short;
+  d.querySelector('.mt').textContent = m.text; d.onclick = () => seek(m.start + 0.001); txm.appendChild(d); return d; });
+let curMerged = [];
+function updateMerged(t){ const now = []; merged.forEach((m, k) => { if (m.start <= t && t < m.end + 0.15) now.push(k); });
+  if (now.join() === curMerged.join()) return; curMerged.forEach(k => mEls[k].classList.remove('cur')); now.forEach(k => mEls[k].classList.add('cur'));
+  curMerged = now; txm.dataset.current = now.join(',');
+  if (now.length) { const top = mEls[now[0]].offsetTop; if (top < txm.scrollTop + 10 || top > txm.scrollTop + txm.clientHeight - 30) txm.scrollTop = Math.max(0, top - 30); } }
 const curWord = people.map(() => -1);
 // The word being spoken: the last one started at or before t, while t is inside it (or 0.15 s after).
 function wordAt(p, t){ let lo = 0, hi = p.words.length - 1, k = -1;
@@ -418,7 +438,7 @@ function draw(force){ const t = master().currentTime;
   const paused = master().paused; if (btn.dataset.paused !== String(paused)) { btn.dataset.paused = String(paused);
     btn.innerHTML = paused ? PLAY_ICON + ' Play' : PAUSE_ICON + ' Pause'; }
   placeCursor(document.getElementById('lanes'), t); charts.forEach(c => placeCursor(c.div, t));
-  updateTranscript(t); document.body.dataset.t = t.toFixed(3); }
+  updateTranscript(t); updateMerged(t); document.body.dataset.t = t.toFixed(3); }
 function redrawAll(){ drawLanes(); charts.forEach(drawChart); draw(true); }
 function meters(){ if (!actx) return; voices.forEach(v => { const bar = v.ctl && v.ctl.querySelector('.meter span');
   if (bar) bar.style.width = Math.min(100, rms(v.an) * 300).toFixed(0) + '%'; }); }
