@@ -131,7 +131,7 @@ def index_folder(cfg: DatasetConfig | None = None) -> Path:
     return index_dir(cfg.cache_dir, cfg.assets, cfg.hf_url)
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
+def file_stamp(path: Path) -> tuple[int, int] | None:
     try:
         st_ = path.stat()
     except OSError:
@@ -157,7 +157,7 @@ def tables() -> dict[str, Any]:
     the index's statistics (durations, turn-taking) when it is built; recomputed when the index changes."""
     cfg = config()
     folder = index_folder(cfg)
-    return _tables(str(cfg.assets), str(cfg.cache_dir), str(folder), _stamp(folder / "interaction_stats.parquet"))
+    return _tables(str(cfg.assets), str(cfg.cache_dir), str(folder), file_stamp(folder / "interaction_stats.parquet"))
 
 
 def file_signature(paths: list[Path]) -> tuple:
