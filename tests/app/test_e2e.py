@@ -376,3 +376,65 @@ def test_both_participants_are_heard_on_the_video_clock_with_mute_and_solo(serve
     frame.wait_for_function("window.seamlessPlayer.audio.levels()[0] > 0.01", timeout=5000)
     screenshot(page, "10-viewer-audio")
     frame.locator("#play").click()
+
+
+def test_timeline_zooms_pans_and_keys_work_from_the_page(served, page):
+    key = served.setup.key
+    open_page(page, f"{served.url}/viewer?interaction={key}", "Interaction viewer")
+    frame = player_frame(page)
+    duration = frame.evaluate("window.seamlessPlayer.payload.duration")
+    assert frame.evaluate("window.seamlessPlayer.view()") == [0, duration]
+    lanes = frame.locator("#lanes")
+    box = lanes.bounding_box()
+    # Wheel over the middle of the timeline: the window narrows around the pointer's time.
+    lanes.hover(position={"x": 44 + (box["width"] - 52) * 0.5, "y": 20})
+    for _ in range(4):
+        page.mouse.wheel(0, -300)
+    page.wait_for_timeout(200)
+    v0, v1 = frame.evaluate("window.seamlessPlayer.view()")
+    assert v1 - v0 < duration / 2 and v0 < duration / 2 < v1, (v0, v1)
+    # The cursor of every panel follows the same window.
+    t = (v0 + v1) / 2
+    frame.evaluate(f"window.seamlessPlayer.seek({t})")
+    wait_seeked(frame)
+    chart = frame.locator("#chart-valence")
+    cw = chart.evaluate("e => e.clientWidth")
+    expected = 44 + (cw - 52) * (t - v0) / (v1 - v0)
+    assert abs(float(chart.get_attribute("data-cursor-x")) - expected) < 1.5
+    # Drag to the left pans later in time.
+    box = lanes.bounding_box()
+    y = box["y"] + 20
+    page.mouse.move(box["x"] + box["width"] * 0.6, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.4, y, steps=5)
+    page.mouse.up()
+    p0, p1 = frame.evaluate("window.seamlessPlayer.view()")
+    assert p0 > v0 and abs((p1 - p0) - (v1 - v0)) < 1e-6, (v0, v1, p0, p1)
+    screenshot(page, "11-viewer-zoomed")
+    frame.locator("#zfit").click()
+    assert frame.evaluate("window.seamlessPlayer.view()") == [0, duration]
+    # Keys pressed on Streamlit's page (outside the player) drive the player: frame steps and play/pause.
+    frame.evaluate("window.seamlessPlayer.seek(2.0)")
+    wait_seeked(frame)
+    page.locator("h1").first.click()
+    page.keyboard.press("ArrowRight")
+    wait_seeked(frame)
+    fps = frame.evaluate("(window.seamlessPlayer.payload.participants.find(p => p.fps) || {}).fps || 30")
+    assert abs(frame.evaluate("window.seamlessPlayer.time()") - (round(2.0 * fps) + 1) / fps) < 0.01
+    assert frame.locator("#frame").inner_text() == f"frame {round(2.0 * fps) + 1}"
+    page.keyboard.press("k")
+    frame.wait_for_function("!document.querySelector('#video0').paused")
+    page.keyboard.press("k")
+    frame.wait_for_function("document.querySelector('#video0').paused")
+    page.keyboard.press("?")
+    assert frame.locator("#help").evaluate("e => getComputedStyle(e).display") == "flex"
+    page.keyboard.press("Escape")
+    # N jumps to the next transcript segment's start (of either participant) in the merged transcript.
+    payload = frame.evaluate("window.seamlessPlayer.payload")
+    starts = sorted(seg[0] for p in payload["participants"] for seg in p["segments"])
+    frame.evaluate("window.seamlessPlayer.seek(0)")
+    wait_seeked(frame)
+    page.keyboard.press("n")
+    wait_seeked(frame)
+    expected = next(s0 for s0 in starts if s0 > 0.05)
+    assert abs(frame.evaluate("window.seamlessPlayer.time()") - expected) < 0.01
