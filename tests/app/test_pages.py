@@ -341,3 +341,25 @@ def test_files_page_delete_resets_the_selection_and_confirmation(app_env, tmp_pa
     assert at.multiselect(key="files_delete").value == []
     assert at.checkbox(key="files_sure").value is False
     assert next(b for b in at.button if b.label == "Delete").disabled
+
+
+def test_viewer_exports_clip_elan_and_textgrid_with_the_export_writers(app_env, tmp_path):
+    from seamless_interaction.base.formats import read_wav_info
+
+    at = run_app("views/viewer.py", interaction=app_env.key)
+    out = tmp_path / "exports"
+    at.text_input(key="x_out").set_value(str(out)).run()
+    at.checkbox(key="x_clip").check().run()
+    at.slider(key="x_range").set_value((2.0, 5.0)).run()
+    at.button(key="x_go").click().run()
+    assert_clean(at)
+    eafs = sorted((out / "elan").rglob("*.eaf"))
+    grids = sorted((out / "textgrid").rglob("*.TextGrid"))
+    wavs = sorted((out / "clip").rglob("*.wav"))
+    assert len(eafs) == 1 and len(grids) == 1 and len(wavs) == 2
+    assert all(app_env.key in p.name or app_env.key in str(p) for p in eafs + grids)
+    for wav in wavs:
+        info = read_wav_info(wav.read_bytes()[:4096])
+        assert abs(info.duration_s - 3.0) < 0.05, (wav, info.duration_s)
+    assert len(sorted((out / "clip").rglob("*.mp4"))) == 2
+    assert any(b.label.endswith(".eaf") for b in at.get("download_button"))

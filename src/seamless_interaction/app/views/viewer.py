@@ -245,6 +245,43 @@ def _turn_taking(payload: dict[str, Any]) -> None:
         st.plotly_chart(fig, width="stretch", key="fto_hist")
 
 
+EXPORT_FORMATS = {"clip": "Clip of the range (both videos and WAVs, sliced npz/json)",
+                  "elan": "ELAN .eaf (transcript, VAD, annotations)",
+                  "textgrid": "Praat TextGrid (transcript, VAD, annotations)"}
+
+
+def _export_panel(key: str, root: Path, duration: float) -> None:
+    """Export this interaction with the export module's writers (one implementation with the CLI)."""
+    from seamless_interaction.operations.export import export
+
+    with st.expander("Export this interaction", icon=":material/ios_share:"):
+        c = st.columns([2, 1])
+        span = c[0].slider("Time range (s), for the clip", 0.0, max(duration, 0.1), (0.0, max(duration, 0.1)),
+                           0.1, key="x_range")
+        out = Path(c[1].text_input("Output folder (on the app's machine)", str(root / "exports"), key="x_out"))
+        chosen = [f for f, text in EXPORT_FORMATS.items() if st.checkbox(text, value=f != "clip", key=f"x_{f}")]
+        if not st.button("Export", key="x_go", disabled=not chosen, icon=":material/ios_share:"):
+            return
+        written: list[Path] = []
+        for fmt in chosen:
+            opts = {"start_s": span[0], "end_s": span[1]} if fmt == "clip" else {}
+            try:
+                with st.spinner(f"Writing {fmt}…"):
+                    res = export([key], to=fmt, out=out / fmt, local_dir=root, catalog=data.catalog(), **opts)
+            except (SeamlessError, OSError, ValueError) as exc:
+                st.error(f"Export to {fmt} failed: {type(exc).__name__}: {exc}", icon=":material/error:")
+                continue
+            written += res.paths
+            if res.skipped:
+                st.warning(f"{fmt}: nothing to export for {', '.join(res.skipped)}")
+        if written:
+            st.success(f"Wrote {len(written)} file(s) under `{out}`", icon=":material/check_circle:")
+            st.code("\n".join(str(p) for p in written), language=None)
+            # Files land on the app's machine; small ones are offered to the browser too (remote use).
+            for k, path in enumerate(p for p in written if p.is_file() and p.stat().st_size < (32 << 20)):
+                st.download_button(f"Download {path.name}", path.read_bytes(), file_name=path.name, key=f"x_dl_{k}")
+
+
 def _traits_chart(meta: dict[str, Any]) -> go.Figure | None:
     fig = go.Figure()
     any_traits = False
@@ -351,6 +388,7 @@ if any(b is not None for b in bundles):
     if notes:
         st.caption(" · ".join(notes))
     _turn_taking(payload)
+    _export_panel(key, root, float(payload["duration"]))
 
 st.subheader("Conversation")
 c1, c2 = st.columns([3, 2])
