@@ -179,8 +179,9 @@ def waveform_envelope(p: Any, rate: int = WAVE_RATE, chunk_s: float = 20.0) -> s
 def build_payload(interaction: Any, media: Mapping[str, Mapping[str, str]], *, au_columns: Sequence[int] = DEFAULT_AUS,
                   start_s: float = 0.0, max_points: int = MAX_POINTS) -> dict[str, Any]:
     """The player's data for an ``access.Interaction``; ``media`` maps file id -> {"mp4": url, "wav": url}."""
+    # File id order, as everywhere else: the first participant is partner A and the first colour.
     people = [_participant_payload(p, media.get(p.file_id, {}), au_columns, max_points)
-              for p in interaction.participants]
+              for p in sorted(interaction.participants, key=lambda q: q.file_id)]
     for person, color in zip(people, PARTICIPANT_COLORS):
         person["color"] = color
     duration = max([p["duration"] for p in people] + [0.0])

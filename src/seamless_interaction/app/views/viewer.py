@@ -18,7 +18,7 @@ import streamlit as st
 
 from seamless_interaction.access.aligned import Participant
 from seamless_interaction.app import data, ui
-from seamless_interaction.app.player import AU_NAMES, DEFAULT_AUS, build_payload, player_html
+from seamless_interaction.app.player import AU_NAMES, DEFAULT_AUS, PARTICIPANT_COLORS, build_payload, player_html
 from seamless_interaction.app.progress import format_bytes
 from seamless_interaction.base import conversation as cv
 from seamless_interaction.base.errors import SeamlessError
@@ -285,7 +285,8 @@ def _export_panel(key: str, root: Path, duration: float) -> None:
 def _traits_chart(meta: dict[str, Any]) -> go.Figure | None:
     fig = go.Figure()
     any_traits = False
-    for person, color in zip(meta["participants"], ("#1f77b4", "#e8710a")):
+    # The player's colours: one per speaker throughout, in file id order.
+    for person, color in zip(sorted(meta["participants"], key=lambda p: p["file_id"]), PARTICIPANT_COLORS):
         traits = person.get("traits") or {}
         if not any(v is not None for v in traits.values()):
             continue
@@ -294,7 +295,9 @@ def _traits_chart(meta: dict[str, Any]) -> go.Figure | None:
         fig.add_trace(go.Bar(x=names, y=[traits[k] for k in traits], name=person["file_id"], marker_color=color))
     if not any_traits:
         return None
-    fig.update_layout(barmode="group", height=260, margin=dict(l=10, r=10, t=30, b=10), yaxis_range=[1, 5],
+    fig.update_xaxes(automargin=True, tickangle=0)
+    fig.update_yaxes(automargin=True)
+    fig.update_layout(barmode="group", height=280, margin=dict(l=10, r=10, t=30, b=10), yaxis_range=[1, 5],
                       title="BFI-2 domain means (1-5)", showlegend=True, legend=dict(orientation="h", y=-0.3))
     return fig
 
@@ -383,7 +386,7 @@ if any(b is not None for b in bundles):
         st.error(f"Cannot read {key}: {type(exc).__name__}: {exc}", icon=":material/error:")
         st.stop()
     payload["start"] = min(link_t, payload["duration"])
-    st.iframe(player_html(payload), height="content", alt="seamless-player")
+    st.iframe(player_html(payload, video_px=460), height="content", alt="seamless-player")
     notes = [f"{p['file_id']}: {n}" for p in payload["participants"] for n in p["notes"]]
     if notes:
         st.caption(" · ".join(notes))
