@@ -43,7 +43,7 @@ PAGES = {
     "viewer": ("viewer", "text=/^NPZ · /"),
     "files": ("files", 'button:has-text("Delete")'),
 }
-FULL_PAGES = ("overview", "download", "viewer")
+FULL_PAGES = ("overview", "viewer")  # the Download page asks the Hub for sizes: measured on the sample
 # With nothing on disk the viewer ends on the file columns' "not on disk" notes instead of the NPZ previews.
 FULL_MARKERS = {"viewer": 'text="not on disk"'}
 
@@ -89,12 +89,33 @@ class App:
         self._log.close()
 
 
-def visit(pw, url: str, marker: str) -> float:
-    """Seconds from navigation to the marker, charts drawn and the script run finished, in a fresh browser."""
+ARTIFACTS = REPO / "test-artifacts" / "app"
+
+
+def visit(pw, url: str, marker: str, shot: str) -> float | None:
+    """Seconds from navigation to the marker, charts drawn and the script run finished, in a fresh browser.
+
+    None when the marker never appears (the page failed); a screenshot of it is kept under test-artifacts/app/.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(120_000)
+        page.set_default_timeout(60_000)
+        try:
+            return _timed(page, url, marker)
+        except PlaywrightTimeout:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"bench-failed-{shot}.png"), full_page=True)
+            print(f"  {shot}: the marker {marker!r} did not appear", file=sys.stderr)
+            return None
+    finally:
+        browser.close()
+
+
+def _timed(page, url: str, marker: str) -> float:
+    if True:
         t0 = time.perf_counter()
         page.goto(url)
         page.locator(marker).first.wait_for(state="attached")
@@ -103,12 +124,10 @@ def visit(pw, url: str, marker: str) -> float:
             " return c.every(e => e.querySelector('.main-svg')) && !document.querySelector('[data-testid=stStatusWidget]'); })()",
             polling=20)
         return time.perf_counter() - t0
-    finally:
-        browser.close()
 
 
 def measure(src: Path, env: dict[str, str], pages: tuple[str, ...], runs: int, log: Path,
-            markers: dict[str, str] | None = None) -> dict[str, float]:
+            markers: dict[str, str] | None = None) -> dict[str, float | None]:
     from playwright.sync_api import sync_playwright
 
     app = App(src, env, log)
@@ -118,8 +137,13 @@ def measure(src: Path, env: dict[str, str], pages: tuple[str, ...], runs: int, l
             for name in pages:
                 path, marker = PAGES[name]
                 marker = (markers or {}).get(name, marker)
-                visit(pw, f"{app.url}/{path}", marker)  # warm the server's caches
-                out[name] = statistics.median(visit(pw, f"{app.url}/{path}", marker) for _ in range(runs))
+                shot = f"{log.stem}-{name}"
+                if visit(pw, f"{app.url}/{path}", marker, shot) is None:  # warms the server's caches
+                    out[name] = None
+                    continue
+                times = [visit(pw, f"{app.url}/{path}", marker, shot) for _ in range(runs)]
+                out[name] = statistics.median(times) if None not in times else None
+                print(f"  {log.stem} {name}: {out[name]}", file=sys.stderr)
         return out
     finally:
         app.close()
@@ -161,7 +185,7 @@ def main() -> None:
                                  capture_output=True).stdout
             subprocess.run(["tar", "-x", "-C", str(base)], input=tar, check=True)
             trees = {"baseline": base / "src", **trees}
-        results: dict[tuple[str, str, str], float] = {}
+        results: dict[tuple[str, str, str], float | None] = {}
         sets = []
         if args.only in (None, "sample"):
             sets.append(("sample", _sample(work), tuple(PAGES), {}))
@@ -183,8 +207,9 @@ def main() -> None:
         for set_name, _env, pages, _markers in sets:
             for page in pages:
                 row = [results[(set_name, page, t)] for t in trees]
-                line = f"{set_name:<22}{page:<10}" + "".join(f"{v:>10.2f}" for v in row)
-                if len(row) > 1:
+                line = f"{set_name:<22}{page:<10}" + "".join(f"{v:>10.2f}" if v is not None else f"{'failed':>10}"
+                                                               for v in row)
+                if len(row) > 1 and None not in row:
                     line += f"{row[0] / row[1]:>9.1f}x"
                 print(line)
     finally:

@@ -75,7 +75,7 @@ def served(app_setup, tmp_path_factory):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"streamlit did not start: {(base / 'streamlit.log').read_text()[-2000:]}")
                 time.sleep(0.2)
-            yield SimpleNamespace(url=url, local=local, setup=app_setup, mirror=app_setup.mirror)
+            yield SimpleNamespace(url=url, local=local, setup=app_setup, mirror=app_setup.mirror, server=mirror)
         finally:
             proc.terminate()
             try:
@@ -438,3 +438,78 @@ def test_timeline_zooms_pans_and_keys_work_from_the_page(served, page):
     wait_seeked(frame)
     expected = next(s0 for s0 in starts if s0 > 0.05)
     assert abs(frame.evaluate("window.seamlessPlayer.time()") - expected) < 0.01
+
+
+def _progress_texts(page, until, timeout_s: float = 60) -> list[str]:
+    texts: list[str] = []
+    bar = page.locator('[data-testid="stProgress"]')
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not until(texts):
+        if bar.count():
+            try:
+                texts.append(bar.first.inner_text(timeout=500))
+            except playwright_api.Error:
+                pass
+        time.sleep(0.1)
+    return texts
+
+
+def test_header_stop_cancels_a_running_download_and_keeps_the_partial_file(served, page):
+    # An archive not downloaded by the other tests; the throttled mirror makes it take seconds.
+    label, split, batch, archive = next(a for a in served.mirror.archives
+                                        if a != served.mirror.missing_archive and a[:3] != ("improvised", "dev", 1))
+    name = f"{label}/{split}/{batch:04d}/{archive:04d}.tar"
+    open_page(page, f"{served.url}/download", "Download")
+    _select(page, "Label", label)
+    _select(page, "Split", split)
+    _select(page, "Batch", f"{batch:04d}")
+    _select(page, "Archive", f"{archive:04d}")
+    page.get_by_role("button", name=f"Download {name}").click()
+    texts = _progress_texts(page, lambda t: any("/s" in x for x in t))
+    assert any("/s" in x for x in texts), texts
+    page.locator('[data-testid="stStatusWidget"]').get_by_role("button", name="Stop").click()
+    wait_idle(page)
+    def served_bytes() -> int:
+        return sum(r.body_bytes for r in served.server.requests if r.path.endswith(f"{archive:04d}.tar"))
+
+    before = served_bytes()
+    time.sleep(1.5)  # had the transfer gone on in the background, the mirror would have sent more
+    assert served_bytes() == before
+    size = (served.mirror.root / "hub" / name).stat().st_size
+    assert 0 < before < size, (before, size)  # stopped midway
+    assert not (served.local / name).exists()
+    # The next run of the page (any widget) tells what happened, on the tab the download was started from.
+    page.get_by_text("Extract after download").click()
+    wait_idle(page)
+    screenshot(page, "12-download-stopped")
+    page.get_by_text(f"{name} stopped after").wait_for()
+    assert "Archives" in page.get_by_role("tab", selected=True).inner_text()
+    screenshot(page, "12-download-stopped")
+
+
+def test_cdn_pair_download_shows_bytes_and_time_left_and_stays_on_its_tab(served, page):
+    local = {p.stem for p in served.local.rglob("*.mp4")}
+    key = next(p[0][:19] for p in served.mirror.pairs if not set(p) & local)
+    open_page(page, f"{served.url}/download", "Download")
+    page.get_by_role("tab", name="Files, pairs and sessions (CDN)").click()
+    wait_idle(page)
+    fid = next(p for p in served.mirror.pairs if p[0][:19] == key)[0]
+    rec = served.mirror.files[fid]
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Label").nth(1).click()
+    page.get_by_role("option", name=rec.label, exact=True).click()
+    wait_idle(page)
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Split").nth(1).click()
+    page.get_by_role("option", name=rec.split, exact=True).click()
+    wait_idle(page)
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Interaction").first.click()
+    page.get_by_role("option", name=key, exact=True).click()
+    wait_idle(page)
+    page.get_by_role("button", name="Download", exact=True).click()
+    texts = _progress_texts(page, lambda t: bool(page.get_by_text(f"Downloaded pair {key}").count()))
+    page.get_by_text(f"Downloaded pair {key}").wait_for()
+    wait_idle(page)
+    assert_no_exception(page)
+    # Bytes against an estimate, and a time left, while the ids were still incomplete.
+    assert any(" / ~" in x and "left" in x and x.startswith(f"pair {key} · 0 of 2") for x in texts), texts
+    assert "Files, pairs" in page.get_by_role("tab", selected=True).inner_text()
+    assert page.get_by_text("Already complete on disk.").count() == 1

@@ -34,6 +34,7 @@ def run_download(title: str, job: Callable[[Any, ProgressRecorder], Any], *, pag
     set: the running transfers raise ``TransferCancelled`` between two chunks, partial files stay for
     a resume, and the worker is joined before the run ends, so nothing keeps downloading unseen.
     """
+    results = _results()  # taken now: a stopped run cannot reach the session state any more
     rec = ProgressRecorder()
     if units:
         rec.expect_units(units)
@@ -61,15 +62,16 @@ def run_download(title: str, job: Callable[[Any, ProgressRecorder], Any], *, pag
             snap = rec.snapshot()
             bar.progress(snap.fraction or 0.0, text=f"{title} · {snap.text(with_desc=False)}")
             worker.join(0.25)
-    except BaseException:
-        # Stop, rerun or disconnect: Streamlit interrupts this run at the next page call.
+    except BaseException as exc:
+        # Stop, rerun or disconnect: Streamlit interrupts this run at the next page call. From here on
+        # the run may not touch st.* (session state included, it raises again): only plain objects.
         cancel.set()
         worker.join(STOP_WAIT_S)
         fs.close()
-        data.invalidate_inventory()
         snap = rec.snapshot()
-        _record(page, "stopped", f"{title} stopped after {format_bytes(snap.all_bytes)}; the partial files are kept "
-                "and the next download of it resumes them.", "")
+        results["result"] = (page, "stopped", f"{title} stopped after {format_bytes(snap.all_bytes)}; the partial "
+                             "files are kept and the next download of it resumes them.", "")
+        logger.info("download %s interrupted (%s): its transfers were cancelled", title, type(exc).__name__)
         raise
     fs.close()
     snap = rec.snapshot()
@@ -84,8 +86,12 @@ def run_download(title: str, job: Callable[[Any, ProgressRecorder], Any], *, pag
                 describe(box.get("value")))
 
 
+def _results() -> dict[str, Any]:
+    return st.session_state.setdefault(RESULT_KEY, {})
+
+
 def _record(page: str, kind: str, message: str, detail: str) -> None:
-    st.session_state[RESULT_KEY] = (page, kind, message, detail)
+    _results()["result"] = (page, kind, message, detail)
 
 
 def describe(value: Any) -> str:
@@ -96,12 +102,13 @@ def describe(value: Any) -> str:
 
 def show_result(page: str) -> None:
     """The outcome of the last download started on ``page``; leaving the page drops it."""
-    result = st.session_state.get(RESULT_KEY)
+    box = _results()
+    result = box.get("result")
     if not result:
         return
     where, kind, message, detail = result
     if where != page:
-        st.session_state.pop(RESULT_KEY, None)
+        box.clear()
         return
     if kind == "ok":
         st.success(message, icon=":material/check_circle:")
