@@ -31,7 +31,9 @@ def chromium_path() -> str | None:
 
 
 CHROMIUM = chromium_path()
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no system Chromium (apt-get install chromium)")
+# One app and one browser for the whole module (about a minute): slow.
+pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason="no system Chromium (apt-get install chromium)"),
+              pytest.mark.slow]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "app"
 # Without the background-networking switches Chromium keeps trying to reach Google services.
@@ -470,7 +472,7 @@ def test_header_stop_cancels_a_running_download_and_keeps_the_partial_file(serve
     page.locator('[data-testid="stStatusWidget"]').get_by_role("button", name="Stop").click()
     wait_idle(page)
     def served_bytes() -> int:
-        return sum(r.body_bytes for r in served.server.requests if r.path.endswith(f"{archive:04d}.tar"))
+        return sum(r.body_bytes for r in served.server.requests if r.path.endswith(name))
 
     before = served_bytes()
     time.sleep(1.5)  # had the transfer gone on in the background, the mirror would have sent more
