@@ -164,7 +164,7 @@ def _sample(work: Path) -> dict[str, str]:
         fs.download_batch_from_s3(list(pair))
     _sample.server = server  # type: ignore[attr-defined]  # closed in main
     return {"SEAMLESS_INTERACTION_CDN_URL": server.cdn_url, "SEAMLESS_INTERACTION_HF_URL": server.hf_url,
-            "SEAMLESS_INTERACTION_ASSETS": server.assets_url, "SEAMLESS_INTERACTION_CACHE_DIR": str(work / "cache"),
+            "SEAMLESS_INTERACTION_ASSETS": server.assets_url, "SEAMLESS_INTERACTION_CACHE": str(work / "cache"),
             "SEAMLESS_INTERACTION_LOCAL_DIR": str(work / "data")}
 
 
@@ -193,7 +193,7 @@ def main() -> None:
             anchor = Path("/work/shared/data/anchor/assets")
             assets = write_catalog(work / "full", generate_rows(args.rows, seed=0),
                                    anchor_assets=anchor if anchor.is_dir() else None)
-            env = {"SEAMLESS_INTERACTION_ASSETS": str(assets), "SEAMLESS_INTERACTION_CACHE_DIR": str(work / "cache-full"),
+            env = {"SEAMLESS_INTERACTION_ASSETS": str(assets), "SEAMLESS_INTERACTION_CACHE": str(work / "cache-full"),
                    "SEAMLESS_INTERACTION_LOCAL_DIR": str(work / "data"),
                    "SEAMLESS_INTERACTION_CDN_URL": "http://127.0.0.1:9/cdn", "SEAMLESS_INTERACTION_HF_URL": "http://127.0.0.1:9/hf"}
             sets.append((f"full {args.rows:,} rows", env, FULL_PAGES, FULL_MARKERS))

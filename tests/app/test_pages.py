@@ -363,3 +363,39 @@ def test_viewer_exports_clip_elan_and_textgrid_with_the_export_writers(app_env, 
         assert abs(info.duration_s - 3.0) < 0.05, (wav, info.duration_s)
     assert len(sorted((out / "clip").rglob("*.mp4"))) == 2
     assert any(b.label.endswith(".eaf") for b in at.get("download_button"))
+
+
+def test_overview_and_finder_use_the_conversation_index_when_built(app_env, tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from seamless_interaction.base.config import DatasetConfig
+    from seamless_interaction.fs import SeamlessInteractionFS
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SEAMLESS_INTERACTION_CACHE", str(cache))
+    at = run_app("views/overview.py")
+    assert {m.label: m.value for m in at.metric}["Hours"] == "n/a"  # no index yet
+    cfg = DatasetConfig(local_dir=app_env.local_dir, cdn_url=app_env.server.cdn_url, hf_url=app_env.server.hf_url,
+                        assets=app_env.server.assets_url, cache_dir=cache)
+    with SeamlessInteractionFS(cfg, quiet=True) as fs:
+        fs.build_index()
+        folder = fs.index_folder
+    files = pq.read_table(folder / "file_stats.parquet").to_pandas()
+    inter = pq.read_table(folder / "interaction_stats.parquet").to_pandas()
+    at = run_app("views/overview.py")
+    assert_clean(at)
+    assert {m.label: m.value for m in at.metric}["Hours"] == f"{files['duration_s'].sum() / 3600:,.1f}"
+    assert any("indexed interactions" in c.value for c in at.caption)
+    # The viewer's finder gains the index's measures, and the viewer's own turn-taking numbers for the
+    # pair on disk are the index's (one implementation, base/conversation.py).
+    at = run_app("views/viewer.py", interaction=app_env.key)
+    assert_clean(at)
+    table = next(d for d in at.dataframe if "interaction_key" in d.value.columns).value
+    assert "n_turns" in table.columns
+    row = inter.set_index("interaction_key").loc[app_env.key]
+    assert {m.label: m.value for m in at.metric}["Turns"] == str(int(row["n_turns"]))
+    lo, hi = float(inter["duration_s"].min()), float(inter["duration_s"].max())
+    if hi > lo:
+        at.slider(key="f_duration_s").set_value((hi - 0.001, hi)).run()
+        table = next(d for d in at.dataframe if "interaction_key" in d.value.columns).value
+        assert set(table["interaction_key"]) == set(inter.loc[inter["duration_s"] >= hi - 0.001, "interaction_key"])
