@@ -29,7 +29,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _catalog_gen import generate_rows, write_catalog  # noqa: E402
+from _catalog_gen import generate_rows, write_catalog
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -194,7 +194,7 @@ def main() -> None:
             assets = write_catalog(work / "full", generate_rows(args.rows, seed=0),
                                    anchor_assets=anchor if anchor.is_dir() else None)
             env = {"SEAMLESS_INTERACTION_ASSETS": str(assets), "SEAMLESS_INTERACTION_CACHE": str(work / "cache-full"),
-                   "SEAMLESS_INTERACTION_LOCAL_DIR": str(work / "data"),
+                   "SEAMLESS_INTERACTION_LOCAL_DIR": str(work / "data-full"),
                    "SEAMLESS_INTERACTION_CDN_URL": "http://127.0.0.1:9/cdn", "SEAMLESS_INTERACTION_HF_URL": "http://127.0.0.1:9/hf"}
             sets.append((f"full {args.rows:,} rows", env, FULL_PAGES, FULL_MARKERS))
         for set_name, env, pages, markers in sets:

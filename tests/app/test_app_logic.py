@@ -13,7 +13,11 @@ from seamless_interaction.access.aligned import open_interaction
 from seamless_interaction.app.local import delete_bundles, scan_local_dir
 from seamless_interaction.app.media import MediaRegistry, media_routes
 from seamless_interaction.app.player import build_payload, downsample, player_html
-from seamless_interaction.app.progress import ProgressRecorder, format_bytes, format_duration
+from seamless_interaction.app.progress import (
+    ProgressRecorder,
+    format_bytes,
+    format_duration,
+)
 from seamless_interaction.local.manifest import Manifest
 
 

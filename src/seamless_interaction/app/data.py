@@ -19,8 +19,8 @@ import streamlit as st
 from seamless_interaction.app.launch import ENV_LOCAL_DIR
 from seamless_interaction.app.local import LocalInventory, scan_local_dir
 from seamless_interaction.app.media import registry
-from seamless_interaction.catalog.tables import Catalog
 from seamless_interaction.base.config import DatasetConfig, default_local_dir
+from seamless_interaction.catalog.tables import Catalog
 from seamless_interaction.constants import DEFAULT_CDN_URL
 from seamless_interaction.local.manifest import MANIFEST_NAME
 
@@ -139,9 +139,15 @@ def file_stamp(path: Path) -> tuple[int, int] | None:
     return st_.st_size, st_.st_mtime_ns
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
+# A resource, not data: every page run would otherwise unpickle a copy of the 130,000-row frames.
+# Callers only read them (filters make new frames).
+@st.cache_resource(show_spinner=False, max_entries=4)
 def _tables(assets: str, cache_dir: str, folder: str, stamp: tuple | None) -> dict[str, Any]:
-    from seamless_interaction.app.finder import file_frame, index_tables, interaction_frame
+    from seamless_interaction.app.finder import (
+        file_frame,
+        index_tables,
+        interaction_frame,
+    )
 
     cat = catalog(config())
     files = file_frame(cat)

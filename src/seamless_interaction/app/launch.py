@@ -50,8 +50,8 @@ def launch_app(local_dir: Path | str | None = None, mirror_root: Path | str | No
         open_browser: open a browser tab once the server is up.
     """
     try:
-        import streamlit  # noqa: F401  (only checks that the extra is installed)
         import plotly  # noqa: F401
+        import streamlit  # noqa: F401  (only checks that the extra is installed)
     except ImportError as exc:
         print(f"The app needs the 'app' extra ({exc.name} is missing): pip install 'seamless-interaction[app]'",
               file=sys.stderr)

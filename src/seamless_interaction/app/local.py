@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from seamless_interaction.constants import BUNDLE_EXTENSIONS
 from seamless_interaction.base.ids import FILE_ID_RE
+from seamless_interaction.constants import BUNDLE_EXTENSIONS
 from seamless_interaction.local.layout import TMP_SUFFIX
 
 __all__ = ["LocalBundle", "LocalInventory", "delete_bundles", "scan_local_dir"]

@@ -17,6 +17,8 @@ from seamless_interaction.app.media import media_routes
 
 __all__ = ["app"]
 
+# No Deploy button and no developer menu for the people using the app, however it is started.
+st.set_option("client.toolbarMode", "viewer")
 # `streamlit run` loads the command line's options before it imports this module.
 app = st.App(str(Path(__file__).with_name("Welcome.py")),
              routes=media_routes(base_path=_st_config.get_option("server.baseUrlPath") or ""))

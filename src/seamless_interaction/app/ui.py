@@ -10,14 +10,19 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import streamlit as st
 
-from seamless_interaction.routes import cdn
 from seamless_interaction.app import data
-from seamless_interaction.app.progress import ProgressRecorder, format_bytes, format_duration
+from seamless_interaction.app.progress import (
+    ProgressRecorder,
+    format_bytes,
+    format_duration,
+)
 from seamless_interaction.base.errors import SeamlessError
+from seamless_interaction.routes import cdn
 
 logger = logging.getLogger(__name__)
 

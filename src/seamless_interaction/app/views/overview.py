@@ -44,7 +44,7 @@ def _selection(fl_all: pd.DataFrame, labels: tuple, splits: tuple, vendors: tupl
     return fl
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_resource(show_spinner=False, max_entries=64)  # shared, read-only: no unpickled copy per run
 def _summary(stamp: tuple, labels: tuple, splits: tuple, vendors: tuple, need: tuple) -> dict[str, Any]:
     """Metrics and figures of one selection; ``stamp`` names the tables (catalog source, index state)."""
     t = data.tables()

@@ -18,7 +18,13 @@ import streamlit as st
 
 from seamless_interaction.access.aligned import Participant
 from seamless_interaction.app import data, ui
-from seamless_interaction.app.player import AU_NAMES, DEFAULT_AUS, PARTICIPANT_COLORS, build_payload, player_html
+from seamless_interaction.app.player import (
+    AU_NAMES,
+    DEFAULT_AUS,
+    PARTICIPANT_COLORS,
+    build_payload,
+    player_html,
+)
 from seamless_interaction.app.progress import format_bytes
 from seamless_interaction.base import conversation as cv
 from seamless_interaction.base.errors import SeamlessError
@@ -101,7 +107,12 @@ def _open_result(cat) -> None:
 
 def _find(cat, frame, local_keys: set[str], only_local: bool, has_index: bool):
     """The "Find interactions" panel: metadata filters, then a table whose rows open the viewer."""
-    from seamless_interaction.app.finder import INDEX_MEASURES, TRAITS, Filters, apply_filters
+    from seamless_interaction.app.finder import (
+        INDEX_MEASURES,
+        TRAITS,
+        Filters,
+        apply_filters,
+    )
 
     f = Filters(keys=set(local_keys) if only_local else None)
     with st.expander("Find interactions by metadata", icon=":material/filter_alt:", expanded=True):
@@ -307,7 +318,9 @@ st.title(":material/movie: Interaction viewer")
 cat = data.require_catalog()
 root = data.local_dir()
 inv = data.inventory()
-local_keys = inv.complete_interactions()
+known = set(cat.interaction_keys())
+# Pairs on disk that this catalog does not list (another source's files in the same folder) cannot be opened.
+local_keys = inv.complete_interactions() & known
 link_t = _apply_link(cat)
 ui.show_result("viewer")
 
@@ -316,7 +329,6 @@ nav = st.container(border=True)
 top = nav.columns([1, 1, 1, 2.4, 1.1])
 st.session_state.setdefault("v_only_local", bool(local_keys))
 only_local = nav.checkbox(f"Only interactions on disk ({len(local_keys)})", key="v_only_local")
-known = set(cat.interaction_keys())
 local_recs = {k: cat.record(cat.interaction_file_ids(k)[0]) for k in local_keys if k in known}
 if only_local:
     pairs = sorted({(r.label, r.split) for r in local_recs.values()})
