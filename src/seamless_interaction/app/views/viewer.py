@@ -235,7 +235,7 @@ def _turn_taking(payload: dict[str, Any]) -> None:
         return "n/a" if v is None else f"{v:.{digits}f}{unit}"
 
     share = m.speech_share_a
-    c = st.columns(6)
+    c = st.columns(3) + st.columns(3)  # two rows: the values stay readable next to the player
     c[0].metric(f"Speaking share {a['short']} / {b['short']}",
                 "n/a" if share is None else f"{share:.0%} / {1 - share:.0%}",
                 help="Share of all speech time (talkspurts of the VAD), CONVERSATION.md")
@@ -306,7 +306,7 @@ def _traits_chart(meta: dict[str, Any]) -> go.Figure | None:
         fig.add_trace(go.Bar(x=names, y=[traits[k] for k in traits], name=person["file_id"], marker_color=color))
     if not any_traits:
         return None
-    fig.update_xaxes(automargin=True, tickangle=0)
+    fig.update_xaxes(automargin=True, tickangle=-30)
     fig.update_yaxes(automargin=True)
     fig.update_layout(barmode="group", height=280, margin=dict(l=10, r=10, t=30, b=10), yaxis_range=[1, 5],
                       title="BFI-2 domain means (1-5)", showlegend=True, legend=dict(orientation="h", y=-0.3))
