@@ -32,7 +32,7 @@ from seamless_interaction.base.ids import INTERACTION_KEY_RE
 
 NAV_KEYS = ("v_label", "v_split", "v_batch", "v_key")
 POOL_KEY, RESULT_KEYS = "_v_pool", "_v_result_keys"
-RESULT_LIMIT = 2000
+RESULT_LIMIT = 500  # rows listed; the filters narrow the rest (Random draws from all matches)
 
 
 @st.cache_data(show_spinner="Reading the interaction…", max_entries=16)
