@@ -130,7 +130,8 @@ def _traits_figure(fl: pd.DataFrame) -> tuple[go.Figure | None, str]:
         iqr = q3 - q1
         lo = float(v[v >= q1 - 1.5 * iqr].min())
         hi = float(v[v <= q3 + 1.5 * iqr].max())
-        fig.add_trace(go.Box(name=col.removesuffix("_raw"), q1=[q1], median=[med], q3=[q3], lowerfence=[lo],
+        name = col.removesuffix("_raw")
+        fig.add_trace(go.Box(name=name, x=[name], q1=[q1], median=[med], q3=[q3], lowerfence=[lo],
                              upperfence=[hi], mean=[float(v.mean())], marker_color=px.colors.qualitative.Plotly[k],
                              showlegend=False))
     fig.update_layout(**{**LAYOUT, "height": 320}, yaxis_range=[1, 5],
