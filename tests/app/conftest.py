@@ -11,9 +11,19 @@ import pytest
 pytest.importorskip("streamlit")
 pytest.importorskip("plotly")
 
-from seamless_interaction.base.config import DatasetConfig  # noqa: E402
-from seamless_interaction.constants import ENV_ASSETS, ENV_CACHE_DIR, ENV_CDN_URL, ENV_HF_URL  # noqa: E402
-from seamless_interaction.mirror import MirrorInfo, MirrorServer, MirrorSpec, build_mirror  # noqa: E402
+from seamless_interaction.base.config import DatasetConfig
+from seamless_interaction.constants import (
+    ENV_ASSETS,
+    ENV_CACHE_DIR,
+    ENV_CDN_URL,
+    ENV_HF_URL,
+)
+from seamless_interaction.mirror import (
+    MirrorInfo,
+    MirrorServer,
+    MirrorSpec,
+    build_mirror,
+)
 
 ENV_LOCAL_DIR = "SEAMLESS_INTERACTION_LOCAL_DIR"
 # Long enough to play, pause and seek in a browser; short enough to build in a few seconds.

@@ -6,15 +6,18 @@ import json
 import shutil
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
 from seamless_interaction.access.aligned import open_interaction
 from seamless_interaction.app.local import delete_bundles, scan_local_dir
-from seamless_interaction.app.media import MediaServer
+from seamless_interaction.app.media import MediaRegistry, media_routes
 from seamless_interaction.app.player import build_payload, downsample, player_html
-from seamless_interaction.app.progress import ProgressRecorder, format_bytes, format_duration
+from seamless_interaction.app.progress import (
+    ProgressRecorder,
+    format_bytes,
+    format_duration,
+)
 from seamless_interaction.local.manifest import Manifest
 
 
@@ -103,27 +106,34 @@ def test_inventory_and_delete(app_setup, tmp_path):
     assert scan_local_dir(tmp_path / "absent").bundles == []
 
 
-def test_media_server_serves_ranges_inside_its_root_only(app_setup):
+def test_media_route_serves_ranges_inside_its_root_only(app_setup):
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
     bundle = scan_local_dir(app_setup.local_dir).bundle(app_setup.pair[0])
     mp4 = bundle.paths(app_setup.local_dir)["mp4"]
     data = mp4.read_bytes()
-    with MediaServer(app_setup.local_dir) as media:
-        url = media.url_for(mp4)
-        r = httpx.get(url)
+    reg = MediaRegistry()
+    site = reg.site(app_setup.local_dir)
+    assert reg.site(app_setup.local_dir) is site and MediaRegistry().site(app_setup.local_dir).token != site.token
+    with TestClient(Starlette(routes=media_routes(reg, base_path="/proxied/"))) as client:
+        url = site.url_for(mp4, "/proxied/")
+        assert url.startswith(f"/proxied/seamless-media/{site.token}/")
+        r = client.get(url)
         assert r.status_code == 200 and r.content == data and r.headers["content-type"] == "video/mp4"
-        r = httpx.get(url, headers={"Range": "bytes=100-199"})
+        r = client.get(url, headers={"Range": "bytes=100-199"})
         assert r.status_code == 206 and r.content == data[100:200]
         assert r.headers["content-range"] == f"bytes 100-199/{len(data)}"
-        r = httpx.get(url, headers={"Range": "bytes=-50"})
+        r = client.get(url, headers={"Range": "bytes=-50"})
         assert r.content == data[-50:]
-        assert httpx.get(url, headers={"Range": f"bytes={len(data)}-"}).status_code == 416
+        assert client.get(url, headers={"Range": f"bytes={len(data)}-"}).status_code == 416
+        assert client.head(url).headers["content-length"] == str(len(data))
         npz = url.rsplit(".", 1)[0] + ".npz"  # not a media file
-        assert httpx.get(npz).status_code == 404
-        assert httpx.get(url.replace(media.token, "wrong-token")).status_code == 404
-        escape = f"{media.url}/../{mp4.name}"
-        assert httpx.get(escape).status_code == 404
+        assert client.get(npz).status_code == 404
+        assert client.get(url.replace(site.token, "wrong-token")).status_code == 404
+        assert site.resolve(f"../{mp4.name}") is None and site.resolve("a//b.mp4") is None
         with pytest.raises(ValueError):
-            media.url_for(bundle.paths(app_setup.local_dir)["npz"])
+            site.url_for(bundle.paths(app_setup.local_dir)["npz"])
 
 
 def test_payload_matches_the_files(app_setup):

@@ -1,6 +1,6 @@
-"""Streamlit glue shared by the pages: settings, cached catalog and filesystem, inventory, media server.
+"""Streamlit glue shared by the pages: settings, cached catalog and filesystem, inventory, media URLs.
 
-Heavy objects are made once per process (``st.cache_resource``: the catalog, the media server) and
+Heavy objects are made once per process (``st.cache_resource``: the catalog) and
 derived data once per input (``st.cache_data``: archive sizes, plot tables, player payloads). The
 endpoints come from :class:`DatasetConfig` and its environment variables, so the app talks to the
 real dataset or to a mirror with no code change; the local folder comes from
@@ -17,9 +17,9 @@ import streamlit as st
 
 from seamless_interaction.app.launch import ENV_LOCAL_DIR
 from seamless_interaction.app.local import LocalInventory, scan_local_dir
-from seamless_interaction.app.media import MediaServer
-from seamless_interaction.catalog.tables import Catalog
+from seamless_interaction.app.media import registry
 from seamless_interaction.base.config import DatasetConfig, default_local_dir
+from seamless_interaction.catalog.tables import Catalog
 from seamless_interaction.constants import DEFAULT_CDN_URL
 from seamless_interaction.local.manifest import MANIFEST_NAME
 
@@ -130,13 +130,52 @@ def invalidate_inventory() -> None:
     st.session_state["_inventory_generation"] = st.session_state.get("_inventory_generation", 0) + 1
 
 
-@st.cache_resource(show_spinner=False)
-def _media_server(root: str) -> MediaServer:
-    return MediaServer(root).start()
+def media_url(path: Path, root: Path | None = None) -> str:
+    """The same-origin URL path the page plays ``path`` (a media file under the local folder) from."""
+    return registry().site(Path(root or local_dir())).url_for(path, st.get_option("server.baseUrlPath") or "")
 
 
-def media_server(root: Path | None = None) -> MediaServer:
-    return _media_server(str(Path(root or local_dir()).expanduser().resolve()))
+def index_folder(cfg: DatasetConfig | None = None) -> Path:
+    """Where ``seamless-interaction index`` keeps the conversation index of the configured endpoints."""
+    from seamless_interaction.operations.index import index_dir
+
+    cfg = cfg or config()
+    return index_dir(cfg.cache_dir, cfg.assets, cfg.hf_url)
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st_ = path.stat()
+    except OSError:
+        return None
+    return st_.st_size, st_.st_mtime_ns
+
+
+# A resource, not data: every page run would otherwise unpickle a copy of the 130,000-row frames.
+# Callers only read them (filters make new frames).
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _tables(assets: str, cache_dir: str, folder: str, stamp: tuple | None) -> dict[str, Any]:
+    from seamless_interaction.app.finder import (
+        file_frame,
+        index_tables,
+        interaction_frame,
+    )
+
+    cat = catalog(config())
+    files = file_frame(cat)
+    inter_stats, file_stats = index_tables(folder)
+    if file_stats is not None:
+        files = files.merge(file_stats, on="file_id", how="left")
+    return {"files": files, "interactions": interaction_frame(cat, files, inter_stats),
+            "index": inter_stats is not None}
+
+
+def tables() -> dict[str, Any]:
+    """``{"files", "interactions", "index"}``: per-file and per-interaction frames of the catalog, with
+    the index's statistics (durations, turn-taking) when it is built; recomputed when the index changes."""
+    cfg = config()
+    folder = index_folder(cfg)
+    return _tables(str(cfg.assets), str(cfg.cache_dir), str(folder), file_stamp(folder / "interaction_stats.parquet"))
 
 
 def file_signature(paths: list[Path]) -> tuple:

@@ -19,17 +19,20 @@ from pathlib import Path
 
 from seamless_interaction.constants import ENV_ASSETS, ENV_CDN_URL, ENV_HF_URL
 
-__all__ = ["ENTRY_POINT", "launch_app", "streamlit_command"]
+__all__ = ["ENTRY_POINT", "SERVER_POINT", "launch_app", "streamlit_command"]
 
 
-ENTRY_POINT = Path(__file__).with_name("Welcome.py")
+ENTRY_POINT = Path(__file__).with_name("Welcome.py")  # the page script (AppTest runs it directly)
+SERVER_POINT = Path(__file__).with_name("serve.py")  # the ASGI app: the pages plus the media route
 ENV_LOCAL_DIR = "SEAMLESS_INTERACTION_LOCAL_DIR"  # read by app/data.py
 
 
 def streamlit_command(*, port: int | None = None, headless: bool = False, address: str | None = None) -> list[str]:
     """The ``python -m streamlit run`` command line for the app (usage stats off)."""
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ENTRY_POINT),
-           "--browser.gatherUsageStats", "false", "--server.headless", "true" if headless else "false"]
+    cmd = [sys.executable, "-m", "streamlit", "run", str(SERVER_POINT),
+           "--browser.gatherUsageStats", "false", "--server.headless", "true" if headless else "false",
+           # No Deploy button; the pages fetch nothing from the internet.
+           "--client.toolbarMode", "viewer"]
     if port is not None:
         cmd += ["--server.port", str(int(port))]
     if address is not None:
@@ -48,8 +51,8 @@ def launch_app(local_dir: Path | str | None = None, mirror_root: Path | str | No
         open_browser: open a browser tab once the server is up.
     """
     try:
-        import streamlit  # noqa: F401  (only checks that the extra is installed)
         import plotly  # noqa: F401
+        import streamlit  # noqa: F401  (only checks that the extra is installed)
     except ImportError as exc:
         print(f"The app needs the 'app' extra ({exc.name} is missing): pip install 'seamless-interaction[app]'",
               file=sys.stderr)

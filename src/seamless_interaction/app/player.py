@@ -20,7 +20,8 @@ import numpy as np
 
 __all__ = ["AU_NAMES", "MAX_POINTS", "PARTICIPANT_COLORS", "build_payload", "downsample", "player_html"]
 
-MAX_POINTS = 1200
+MAX_POINTS = 4000  # 0.15 s per point over 10 minutes; every frame of an interaction up to 2.2 minutes
+WAVE_RATE = 100  # waveform envelope bins per second (10 ms): a second zoomed in still shows syllables
 PARTICIPANT_COLORS = ("#1f77b4", "#e8710a")
 SERIES_COLORS = ("#1f77b4", "#e8710a", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 # FAUValue column names as the official README lists them; the README does not say that this is
@@ -136,14 +137,51 @@ def _participant_payload(p: Any, media: Mapping[str, str], au_columns: Sequence[
         except Exception as exc:
             out["notes"].append(f"features unreadable: {exc}")
     out["series"] = series
+    if p.has("wav"):
+        try:
+            out["wave"] = {"rate": WAVE_RATE, "env": waveform_envelope(p)}
+        except Exception as exc:
+            out["notes"].append(f"waveform unreadable: {exc}")
+    try:
+        out["fps"] = round(float(p.frame_rate), 4) if p.frame_rate else None
+    except Exception:  # the frame counter is optional; the note above already names unreadable files
+        out["fps"] = None
     return out
+
+
+def waveform_envelope(p: Any, rate: int = WAVE_RATE, chunk_s: float = 20.0) -> str:
+    """Peak absolute amplitude per ``1/rate`` s, as base64 bytes (0-255, relative to full scale 1.0).
+
+    Read in chunks so that a 10-minute 48 kHz WAV (115 MB of float32) never sits in memory at once.
+    """
+    import base64
+
+    info = p.wav_info
+    if info is None or not info.frames:
+        return ""
+    sr = int(info.sample_rate)
+    hop = max(1, sr // rate)
+    out = []
+    step = int(chunk_s * sr) // hop * hop
+    for a in range(0, info.frames, step):
+        b = min(info.frames, a + step)
+        x = np.abs(np.asarray(p.audio(a / sr, b / sr), dtype=np.float32))
+        if x.ndim > 1:
+            x = x.max(axis=1)
+        pad = (-len(x)) % hop
+        if pad:
+            x = np.concatenate([x, np.zeros(pad, np.float32)])
+        out.append(x.reshape(-1, hop).max(axis=1))
+    env = np.clip(np.concatenate(out) * 255.0, 0, 255).astype(np.uint8) if out else np.zeros(0, np.uint8)
+    return base64.b64encode(env.tobytes()).decode("ascii")
 
 
 def build_payload(interaction: Any, media: Mapping[str, Mapping[str, str]], *, au_columns: Sequence[int] = DEFAULT_AUS,
                   start_s: float = 0.0, max_points: int = MAX_POINTS) -> dict[str, Any]:
     """The player's data for an ``access.Interaction``; ``media`` maps file id -> {"mp4": url, "wav": url}."""
+    # File id order, as everywhere else: the first participant is partner A and the first colour.
     people = [_participant_payload(p, media.get(p.file_id, {}), au_columns, max_points)
-              for p in interaction.participants]
+              for p in sorted(interaction.participants, key=lambda q: q.file_id)]
     for person, color in zip(people, PARTICIPANT_COLORS):
         person["color"] = color
     duration = max([p["duration"] for p in people] + [0.0])
@@ -169,6 +207,11 @@ body{margin:0;padding:2px 4px;background:transparent}
 .vwrap .novid{height:100%;aspect-ratio:9/16;max-width:100%;background:#eee;border-radius:8px;border:3px dashed var(--c);
   display:flex;align-items:center;justify-content:center;text-align:center;color:#666;padding:8px;box-sizing:border-box}
 .vlabel{font-weight:600;color:var(--c);margin:3px 0 0 0;font-size:13px}
+.actl{display:flex;align-items:center;gap:6px;margin-top:3px;font-size:12px}
+.actl button{border:1px solid #d0d3da;background:#fff;border-radius:5px;padding:1px 7px;cursor:pointer;font-size:12px}
+.actl button.on{background:var(--c);border-color:var(--c);color:#fff}
+.actl .vol{width:90px;accent-color:var(--c)}
+.meter{display:inline-block;width:60px;height:6px;background:#eee;border-radius:3px;overflow:hidden}.meter span{display:block;height:100%;width:0;background:var(--c)}
 .controls{display:flex;align-items:center;gap:8px;margin:8px 0 6px 0;flex-wrap:nowrap}
 .controls button{border:1px solid #d0d3da;background:#fff;border-radius:6px;padding:4px 10px;cursor:pointer;font-size:14px;white-space:nowrap}
 .controls button:hover{border-color:#ff4b4b;color:#ff4b4b}
@@ -189,6 +232,12 @@ body{margin:0;padding:2px 4px;background:transparent}
 .w{cursor:pointer;border-radius:3px;padding:0 1px}
 .w.cur{background:var(--c);color:#fff}
 .empty{color:#999;font-style:italic;font-size:12px}
+.txm{height:170px;overflow-y:auto;border:1px solid #e6e7eb;border-radius:6px;padding:4px 8px;background:#fff;margin-top:6px;position:relative}
+.mseg{border-left:3px solid var(--c);padding:1px 6px;margin:2px 0;cursor:pointer;line-height:1.45}
+.mseg b{color:var(--c);font-size:12px}.mseg.cur{background:color-mix(in srgb, var(--c) 12%, #fff)}
+#help{display:none;position:fixed;inset:0;background:rgba(0,0,0,.35);z-index:10;align-items:flex-start;justify-content:center}
+#help.show{display:flex}#help .hbox{background:#fff;border-radius:8px;padding:12px 18px;margin-top:40px;font-size:13px}
+#help td{padding:2px 10px 2px 0}#frame{font-variant-numeric:tabular-nums;color:#666;font-size:12px;min-width:70px}
 .grid2{display:flex;gap:14px}.grid2>div{flex:1;min-width:0}
 </style></head>
 <body>
@@ -200,12 +249,21 @@ body{margin:0;padding:2px 4px;background:transparent}
   <button id="fwd" title="Forward 5 s (right arrow)">+5 s</button>
   <input type="range" id="seek" min="0" step="0.01" value="0" aria-label="Seek">
   <span id="time">0:00.0 / 0:00.0</span>
+  <button id="zin" title="Zoom in the timeline (+)">+</button><button id="zout" title="Zoom out (-)">&#8722;</button><button id="zfit" title="Whole interaction (0)">Fit</button>
+  <span id="frame" title="Video frame at the current time">frame 0</span>
   <select id="rate" title="Playback speed"><option>0.5</option><option selected>1</option><option>1.5</option><option>2</option></select>
+  <button id="helpbtn" title="Keyboard shortcuts (?)">?</button>
   <button id="link" title="Link to this interaction at the current time"><svg width="12" height="12" viewBox="0 0 24 24"><path fill="currentColor" d="M10.6 13.4a1 1 0 0 1 0-1.4l4-4a3 3 0 1 1 4.2 4.2l-2 2-1.4-1.4 2-2a1 1 0 1 0-1.4-1.4l-4 4a1 1 0 0 1-1.4 0zm2.8-2.8a1 1 0 0 1 0 1.4l-4 4a3 3 0 1 1-4.2-4.2l2-2 1.4 1.4-2 2a1 1 0 1 0 1.4 1.4l4-4a1 1 0 0 1 1.4 0z"/></svg> Link</button>
 </div>
+<div id="help"><div class="hbox"><b>Keyboard shortcuts</b> (anywhere on the page)<table>
+<tr><td>Space / K</td><td>play / pause</td></tr><tr><td>J / L</td><td>back / forward 5 s</td></tr>
+<tr><td>&larr; / &rarr;</td><td>previous / next frame (Shift: 5 s)</td></tr><tr><td>N / P</td><td>next / previous turn</td></tr>
+<tr><td>+ / - / 0</td><td>zoom the timeline in / out / whole interaction</td></tr><tr><td>?</td><td>this help</td></tr>
+<tr><td>timeline</td><td>click: seek · drag: pan · wheel: zoom · Shift+wheel: pan</td></tr></table></div></div>
 <div id="linkbox"><input id="linktext" readonly></div>
-<div class="panel" id="lanes"><canvas id="lanecv" height="62"></canvas><div class="cursor"></div></div>
+<div class="panel" id="lanes" title="Click: seek · drag: pan · wheel: zoom"><canvas id="lanecv" height="62"></canvas><div class="cursor"></div></div>
 <div class="tx" id="tx"></div>
+<div class="txm" id="txm"><div class="txhead" style="--c:#31333f">Conversation (both participants, in time order)</div></div>
 <div id="charts"></div>
 <script>
 (function(){
@@ -231,29 +289,70 @@ people.forEach((p, i) => {
     wrap.innerHTML = '<div class="novid">no local video for<br>' + p.file_id + '</div>';
   }
   const lab = document.createElement('div'); lab.className = 'vlabel'; lab.textContent = p.file_id;
-  col.appendChild(wrap); col.appendChild(lab); vids.appendChild(col);
+  col.appendChild(wrap); col.appendChild(lab);
+  // Per-speaker audio controls: mute, solo, volume, and a level meter fed by the speaker's analyser.
+  const ac = document.createElement('div'); ac.className = 'actl'; ac.id = 'actl' + i;
+  if (p.audio) {
+    ac.innerHTML = '<button class="mute" title="Mute ' + p.short + '">Mute</button><button class="solo" title="Solo ' + p.short +
+      '">Solo</button><input type="range" class="vol" min="0" max="1.5" step="0.05" value="1" aria-label="Volume ' + p.short +
+      '"><span class="meter"><span></span></span>';
+  } else { ac.innerHTML = '<span class="empty">no local audio</span>'; }
+  col.appendChild(ac); vids.appendChild(col);
 });
 // A clock for interactions without a playable video, so transcript and plots still play.
 const fake = { t: 0, last: 0, paused: true, playbackRate: 1,
   get currentTime(){ if (!this.paused){ const now = performance.now()/1000; this.t = Math.min(D, this.t + (now - this.last)*this.playbackRate); this.last = now; if (this.t >= D) this.paused = true; } return this.t; },
   set currentTime(v){ this.t = v; this.last = performance.now()/1000; },
   play(){ this.paused = false; this.last = performance.now()/1000; return Promise.resolve(); }, pause(){ this.currentTime; this.paused = true; } };
-const master = () => videos[0] || fake;
-const followers = () => videos.slice(1);
+// ---- audio: both WAVs through one Web Audio graph ---------------------------------------------
+// element -> MediaElementSource -> gain (mute/solo/volume) -> speaker analyser -> mix analyser -> output.
+// The media are same-origin, so the analysers see the real samples.
+const audios = [], voices = [];
+people.forEach((p, i) => { if (!p.audio) return;
+  const a = document.createElement('audio'); a.src = p.audio; a.preload = 'auto'; a.id = 'audio' + i; a.dataset.fileId = p.file_id;
+  a.addEventListener('error', () => { const k = audios.indexOf(a); if (k >= 0) audios.splice(k, 1);
+    const c = document.getElementById('actl' + i); if (c) c.innerHTML = '<span class="empty">audio cannot be played</span>'; });
+  document.body.appendChild(a); audios.push(a);
+  voices.push({ i, el: a, vol: 1, muted: false, solo: false, gain: null, an: null, ctl: document.getElementById('actl' + i) }); });
+let actx = null, mixAn = null;
+function audioGraph(){ if (actx || !voices.length) return actx; const AC = window.AudioContext || window.webkitAudioContext; if (!AC) return null;
+  actx = new AC(); mixAn = actx.createAnalyser(); mixAn.fftSize = 2048; mixAn.connect(actx.destination);
+  voices.forEach(v => { const src = actx.createMediaElementSource(v.el); v.gain = actx.createGain(); v.an = actx.createAnalyser(); v.an.fftSize = 2048;
+    src.connect(v.gain); v.gain.connect(v.an); v.an.connect(mixAn); });
+  applyGains(); return actx; }
+function applyGains(){ const solo = voices.some(v => v.solo);
+  voices.forEach(v => { const g = (v.muted || (solo && !v.solo)) ? 0 : v.vol;
+    if (v.gain) v.gain.gain.value = g; else v.el.volume = Math.min(1, g);
+    if (v.ctl) { v.ctl.querySelector('.mute').classList.toggle('on', v.muted); v.ctl.querySelector('.solo').classList.toggle('on', v.solo);
+      v.ctl.dataset.gain = g.toFixed(2); } }); }
+function rms(an){ if (!an) return 0; const buf = new Float32Array(an.fftSize); an.getFloatTimeDomainData(buf);
+  let s = 0; for (let k = 0; k < buf.length; k++) s += buf[k]*buf[k]; return Math.sqrt(s / buf.length); }
+voices.forEach(v => { const c = v.ctl; if (!c) return;
+  c.querySelector('.mute').onclick = () => { v.muted = !v.muted; applyGains(); };
+  c.querySelector('.solo').onclick = () => { v.solo = !v.solo; applyGains(); };
+  c.querySelector('.vol').oninput = e => { v.vol = parseFloat(e.target.value); applyGains(); }; });
+applyGains();
+
+// ---- the clock: the first video (else the first audio, else a timer); the rest follow it ----
+const master = () => videos[0] || audios[0] || fake;
+const followers = () => [...videos, ...audios].filter(v => v !== master());
 let rate = 1;
 
-function play(){ const m = master(); followers().forEach(v => { v.currentTime = m.currentTime; });
+function play(){ const ctx = audioGraph(); if (ctx && ctx.state === 'suspended') ctx.resume().catch(() => {});
+  const m = master(); followers().forEach(v => { v.currentTime = m.currentTime; });
   return Promise.all([m, ...followers()].map(v => v.play().catch(e => console.warn('play', e)))); }
 function pause(){ const m = master(); m.pause(); followers().forEach(v => { v.pause(); v.currentTime = m.currentTime; }); }
 function seek(t){ t = Math.max(0, Math.min(D, t)); [master(), ...followers()].forEach(v => { v.currentTime = t; }); draw(true); }
 function toggle(){ if (master().paused) play(); else pause(); }
 function setRate(r){ rate = r; [master(), ...followers()].forEach(v => { v.playbackRate = r; }); }
 
-// Followers chase the master: a hard seek for big gaps, a 5 % speed nudge for small ones.
+// Followers chase the master: a hard seek for big gaps, a speed nudge for small ones. Audio is held
+// tighter than video (a lip-sync error is heard from ~40 ms; a video frame is 33 ms).
 function sync(){ const m = master(); if (m.paused) return; const t = m.currentTime;
-  followers().forEach(v => { const d = v.currentTime - t;
-    if (Math.abs(d) > 0.25) { v.currentTime = t; v.playbackRate = rate; }
-    else if (Math.abs(d) > 0.03) { v.playbackRate = rate * (d > 0 ? 0.95 : 1.05); }
+  followers().forEach(v => { const d = v.currentTime - t, isAudio = v.tagName === 'AUDIO';
+    const nudge = isAudio ? 0.012 : 0.03, jump = isAudio ? 0.2 : 0.25, k = Math.min(0.1, Math.abs(d) * 2 + 0.02);
+    if (Math.abs(d) > jump) { v.currentTime = t; v.playbackRate = rate; }
+    else if (Math.abs(d) > nudge) { v.playbackRate = rate * (d > 0 ? 1 - k : 1 + k); }
     else if (v.playbackRate !== rate) { v.playbackRate = rate; }
     if (v.paused && !v.ended) v.play().catch(() => {}); }); }
 
@@ -267,9 +366,30 @@ let dragging = false;
 slider.addEventListener('input', () => { dragging = true; seek(parseFloat(slider.value)); });
 slider.addEventListener('change', () => { dragging = false; });
 document.getElementById('rate').onchange = e => setRate(parseFloat(e.target.value));
-document.addEventListener('keydown', e => { if (e.target.tagName === 'INPUT' && e.target.type !== 'range') return;
-  if (e.code === 'Space') { e.preventDefault(); toggle(); }
-  else if (e.code === 'ArrowLeft') seek(master().currentTime - 5); else if (e.code === 'ArrowRight') seek(master().currentTime + 5); });
+// Keyboard, anywhere on the page (the player's frame and Streamlit's page, same origin): space or K
+// play/pause, J/L -5/+5 s, arrows -/+1 frame (shift: 5 s), N/P next/previous turn, +/-/0 zoom, ? help.
+const FPS = (people.find(p => p.fps) || {}).fps || 30;
+function nextTurn(dir){ const t = master().currentTime, turnStarts = merged.map(m => m.start); const c = dir > 0 ? turnStarts.find(s => s > t + 0.05) : [...turnStarts].reverse().find(s => s < t - 0.3);
+  if (c !== undefined) seek(c + 0.001); }
+function frameStep(n){ if (!master().paused) pause(); seek((Math.round(master().currentTime * FPS) + n) / FPS + 0.0005); }
+function onKey(e){ const tag = (e.target && e.target.tagName) || ''; if ((tag === 'INPUT' && e.target.type !== 'range') || tag === 'TEXTAREA' || (e.target && e.target.isContentEditable)) return;
+  if (e.ctrlKey || e.metaKey || e.altKey) return;
+  const k = e.key; let done = true;
+  if (k === ' ' || k === 'k' || k === 'K') toggle();
+  else if (k === 'j' || k === 'J') seek(master().currentTime - 5); else if (k === 'l' || k === 'L') seek(master().currentTime + 5);
+  else if (k === 'ArrowLeft') { if (e.shiftKey) seek(master().currentTime - 5); else frameStep(-1); }
+  else if (k === 'ArrowRight') { if (e.shiftKey) seek(master().currentTime + 5); else frameStep(1); }
+  else if (k === 'n' || k === 'N') nextTurn(1); else if (k === 'p' || k === 'P') nextTurn(-1);
+  else if (k === '+' || k === '=') zoomBy(0.5, master().currentTime); else if (k === '-') zoomBy(2, master().currentTime); else if (k === '0') setView(0, D);
+  else if (k === '?') help.classList.toggle('show'); else if (k === 'Escape') help.classList.remove('show');
+  else done = false;
+  if (done) { e.preventDefault(); e.stopPropagation(); } }
+document.addEventListener('keydown', onKey);
+try { const top = window.parent.document; if (top !== document) { if (window.parent.__seamlessKeys) top.removeEventListener('keydown', window.parent.__seamlessKeys);
+  window.parent.__seamlessKeys = onKey; top.addEventListener('keydown', onKey); } } catch (err) { /* another origin: keys work inside the player only */ }
+const help = document.getElementById('help');
+document.getElementById('helpbtn').onclick = () => help.classList.toggle('show');
+help.onclick = () => help.classList.remove('show');
 document.getElementById('link').onclick = () => {
   let base = '';
   try { base = window.parent.location.origin + window.parent.location.pathname; } catch (e) { base = document.referrer.split('?')[0]; }
@@ -279,22 +399,77 @@ document.getElementById('link').onclick = () => {
   if (navigator.clipboard) navigator.clipboard.writeText(url).catch(() => {});
 };
 
-// ---- lanes (VAD) ---------------------------------------------------------------------------
-function xOf(t, w){ return ML + (w - ML - MR) * t / D; }
-function tOf(x, w){ return (x - ML) / (w - ML - MR) * D; }
+// ---- the timeline: one view window [V0, V1] shared by the lanes and every chart ------------------
+// Wheel zooms around the pointer, drag pans, a click seeks; +/- and Fit in the controls; the window
+// pages along with playback. Lanes per speaker: waveform (peak envelope), VAD, transcript segments,
+// annotations (1P/3P) when present.
+let V0 = 0, V1 = D; const MIN_SPAN = 0.5;
+function setView(a, b){ let span = Math.max(MIN_SPAN, Math.min(D, b - a)); a = Math.max(0, Math.min(D - span, a));
+  V0 = a; V1 = a + span; document.getElementById('lanes').dataset.view = V0.toFixed(3) + ',' + V1.toFixed(3); redrawAll(); }
+function zoomBy(f, at){ const t = at === undefined ? (V0 + V1) / 2 : at; setView(t - (t - V0) * f, t + (V1 - t) * f); }
+function xOf(t, w){ return ML + (w - ML - MR) * (t - V0) / (V1 - V0); }
+function tOf(x, w){ return V0 + (x - ML) / (w - ML - MR) * (V1 - V0); }
 function setupCanvas(cv, h){ const dpr = window.devicePixelRatio || 1, w = cv.parentElement.clientWidth;
   cv.width = Math.round(w*dpr); cv.height = Math.round(h*dpr); cv.style.height = h + 'px';
   const g = cv.getContext('2d'); g.setTransform(dpr, 0, 0, dpr, 0, 0); return [g, w]; }
-function axisTime(g, w, h){ g.fillStyle = '#999'; g.font = '10px sans-serif'; g.textAlign = 'center';
-  const step = [1,2,5,10,15,30,60,120,300,600].find(s => D/s <= 10) || 600;
-  for (let s = 0; s <= D + 1e-6; s += step) { const x = xOf(s, w); g.fillText(fmt(s).replace(/\.0$/, ''), x, h - 2);
+function axisTime(g, w, h){ g.fillStyle = '#999'; g.font = '10px sans-serif'; g.textAlign = 'center'; const span = V1 - V0;
+  const step = [0.1,0.2,0.5,1,2,5,10,15,30,60,120,300,600].find(s => span/s <= 10) || 600;
+  for (let s = Math.ceil(V0 / step) * step; s <= V1 + 1e-6; s += step) { const x = xOf(s, w);
+    g.fillText(step < 1 ? fmt(s) : fmt(s).replace(/\.0$/, ''), x, h - 2);
     g.strokeStyle = '#f0f0f0'; g.beginPath(); g.moveTo(x, 0); g.lineTo(x, h - 12); g.stroke(); } }
+function decodeEnv(b64){ if (!b64) return null; const bin = atob(b64), out = new Uint8Array(bin.length);
+  for (let k = 0; k < bin.length; k++) out[k] = bin.charCodeAt(k); return out; }
+people.forEach(p => { p.env = p.wave ? decodeEnv(p.wave.env) : null; p.annList = [];
+  Object.entries(p.annotations || {}).forEach(([kind, recs]) => (recs || []).forEach(r => {
+    const a = parseFloat(r.start_ts ?? r.start), b = parseFloat(r.end_ts ?? r.end);
+    if (isFinite(a) && isFinite(b)) p.annList.push([a, b, kind, String(r.annotation ?? '')]); })); });
+const WAVE_H = 26, VAD_H = 9, SEG_H = 13, ANN_H = 9;
+const laneH = p => WAVE_H + VAD_H + SEG_H + (p.annList.length ? ANN_H + 2 : 0) + 8;
+const LANES_H = people.reduce((a, p) => a + laneH(p), 0) + 16;
 const lanecv = document.getElementById('lanecv');
-function drawLanes(){ const [g, w] = setupCanvas(lanecv, 62); g.clearRect(0, 0, w, 62); axisTime(g, w, 62);
-  people.forEach((p, i) => { const y = 4 + i*24; g.fillStyle = '#f3f4f6'; g.fillRect(ML, y, w - ML - MR, 18);
-    g.fillStyle = p.color; p.vad.forEach(([s, e]) => { const a = xOf(s, w), b = xOf(e, w); g.fillRect(a, y, Math.max(1, b - a), 18); });
-    g.fillStyle = '#555'; g.font = '11px sans-serif'; g.textAlign = 'left'; g.fillText(p.short, 2, y + 13); }); }
-lanecv.parentElement.addEventListener('click', e => { const r = lanecv.getBoundingClientRect(); seek(tOf(e.clientX - r.left, r.width)); });
+function drawLanes(){ const [g, w] = setupCanvas(lanecv, LANES_H); g.clearRect(0, 0, w, LANES_H); axisTime(g, w, LANES_H);
+  const x0 = ML, x1 = w - MR; let y = 4;
+  people.forEach((p, i) => {
+    g.save(); g.beginPath(); g.rect(x0, 0, x1 - x0, LANES_H); g.clip();
+    // waveform: the largest peak of the envelope bins under each pixel column
+    g.fillStyle = '#f6f7f9'; g.fillRect(x0, y, x1 - x0, WAVE_H);
+    if (p.env) { const rate = p.wave.rate, mid = y + WAVE_H / 2; g.fillStyle = p.color;
+      for (let x = x0; x < x1; x++) { const a = Math.floor(tOf(x, w) * rate), b = Math.max(a + 1, Math.floor(tOf(x + 1, w) * rate));
+        let m = 0; for (let k = Math.max(0, a); k < Math.min(p.env.length, b); k++) if (p.env[k] > m) m = p.env[k];
+        const hh = Math.max(0.5, (m / 255) * (WAVE_H / 2 - 1)); g.fillRect(x, mid - hh, 1, 2 * hh); } }
+    y += WAVE_H + 1;
+    g.fillStyle = '#f3f4f6'; g.fillRect(x0, y, x1 - x0, VAD_H); g.fillStyle = p.color;
+    p.vad.forEach(([s0, e0]) => { if (e0 < V0 || s0 > V1) return; const a = xOf(s0, w), b = xOf(e0, w); g.fillRect(a, y, Math.max(1, b - a), VAD_H); });
+    y += VAD_H + 1;
+    // transcript segments, with their words when there is room
+    g.font = '10px sans-serif'; g.textAlign = 'left';
+    p.segments.forEach(([s0, w0], si) => { const w1 = si + 1 < p.segments.length ? p.segments[si+1][1] : p.words.length;
+      if (w1 <= w0) return; const e0 = p.words[w1 - 1][1]; if (e0 < V0 || s0 > V1) return;
+      const a = xOf(s0, w), b = xOf(e0, w); g.fillStyle = p.color + '33'; g.fillRect(a, y, Math.max(1, b - a), SEG_H);
+      g.fillStyle = '#31333f'; for (let k = w0; k < w1; k++) { const wd = p.words[k], xa = xOf(wd[0], w), xb = xOf(wd[1], w);
+        if (xb < x0 || xa > x1) continue; if (g.measureText(wd[2]).width < xb - xa + 6) g.fillText(wd[2], xa + 1, y + SEG_H - 3); } });
+    y += SEG_H + 1;
+    if (p.annList.length) { p.annList.forEach(([a0, b0, kind]) => { if (b0 < V0 || a0 > V1) return;
+        const a = xOf(a0, w), b = xOf(b0, w); g.fillStyle = kind.startsWith('1P') ? '#9467bd' : '#2ca02c';
+        g.fillRect(a, y, Math.max(2, b - a), ANN_H); }); y += ANN_H + 2; }
+    g.restore();
+    g.fillStyle = p.color; g.font = '600 11px sans-serif'; g.textAlign = 'left'; g.fillText(p.short, 2, y - laneH(p) / 2 + 2);
+    g.fillStyle = '#999'; g.font = '9px sans-serif'; g.fillText('wave/vad/tx' + (p.annList.length ? '/ann' : ''), 2, y - laneH(p) / 2 + 13);
+    y += 6; }); }
+// Click seeks; drag pans; wheel zooms around the pointer (horizontal wheel or shift pans).
+function timeAxisEvents(el, cvOf){ let down = null, moved = false;
+  el.addEventListener('mousedown', e => { down = { x: e.clientX, v0: V0, v1: V1 }; moved = false; });
+  window.addEventListener('mousemove', e => { if (!down) return; const dx = e.clientX - down.x; if (Math.abs(dx) > 3) moved = true;
+    if (moved) { const r = cvOf().getBoundingClientRect(), dt = dx / (r.width - ML - MR) * (down.v1 - down.v0); setView(down.v0 - dt, down.v1 - dt); } });
+  window.addEventListener('mouseup', e => { if (!down) return; const wasMoved = moved; down = null;
+    if (!wasMoved && e.target.closest && e.target.closest('.panel') === el) { const r = cvOf().getBoundingClientRect(); seek(tOf(e.clientX - r.left, r.width)); } });
+  el.addEventListener('wheel', e => { e.preventDefault(); const r = cvOf().getBoundingClientRect();
+    if (e.shiftKey || Math.abs(e.deltaX) > Math.abs(e.deltaY)) { const d = (e.shiftKey ? e.deltaY : e.deltaX) / (r.width - ML - MR) * (V1 - V0); setView(V0 + d, V1 + d); }
+    else zoomBy(Math.pow(1.0015, e.deltaY), Math.max(V0, Math.min(V1, tOf(e.clientX - r.left, r.width)))); }, { passive: false }); }
+timeAxisEvents(lanecv.parentElement, () => lanecv);
+document.getElementById('zin').onclick = () => zoomBy(0.5, master().currentTime);
+document.getElementById('zout').onclick = () => zoomBy(2, master().currentTime);
+document.getElementById('zfit').onclick = () => setView(0, D);
 
 // ---- transcript ----------------------------------------------------------------------------
 const tx = document.getElementById('tx'), wordEls = [], segEls = [], boxes = [];
@@ -313,6 +488,22 @@ people.forEach((p, i) => {
     col.appendChild(seg); sEls.push(seg); });
   tx.appendChild(col); wordEls.push(wEls); segEls.push(sEls); boxes.push(col);
 });
+// One conversation in time order: every transcript segment of both participants, coloured by speaker.
+const txm = document.getElementById('txm'), merged = [];
+people.forEach((p, i) => p.segments.forEach(([s0, w0], si) => {
+  const w1 = si + 1 < p.segments.length ? p.segments[si+1][1] : p.words.length;
+  if (w1 > w0) merged.push({ i, start: s0, end: p.words[w1 - 1][1], text: p.words.slice(w0, w1).map(w => w[2]).join(' ') }); }));
+merged.sort((x, y) => x.start - y.start || x.i - y.i);
+if (!merged.length) txm.insertAdjacentHTML('beforeend', '<div class="empty">no transcript</div>');
+const mEls = merged.map((m, k) => { const d = document.createElement('div'); d.className = 'mseg'; d.style.setProperty('--c', people[m.i].color);
+  d.dataset.who = m.i; d.innerHTML = '<span class="ts"></span><b></b> <span class="mt"></span>';
+  d.querySelector('.ts').textContent = fmt(m.start); d.querySelector('b').textContent = people[m.i].short;
+  d.querySelector('.mt').textContent = m.text; d.onclick = () => seek(m.start + 0.001); txm.appendChild(d); return d; });
+let curMerged = [];
+function updateMerged(t){ const now = []; merged.forEach((m, k) => { if (m.start <= t && t < m.end + 0.15) now.push(k); });
+  if (now.join() === curMerged.join()) return; curMerged.forEach(k => mEls[k].classList.remove('cur')); now.forEach(k => mEls[k].classList.add('cur'));
+  curMerged = now; txm.dataset.current = now.join(',');
+  if (now.length) { const top = mEls[now[0]].offsetTop; if (top < txm.scrollTop + 10 || top > txm.scrollTop + txm.clientHeight - 30) txm.scrollTop = Math.max(0, top - 30); } }
 const curWord = people.map(() => -1);
 // The word being spoken: the last one started at or before t, while t is inside it (or 0.15 s after).
 function wordAt(p, t){ let lo = 0, hi = p.words.length - 1, k = -1;
@@ -332,7 +523,7 @@ function addChart(id, title, lines, h, parent){ if (!lines.length) return;
   const div = document.createElement('div'); div.className = 'panel'; div.id = id;
   div.innerHTML = '<canvas></canvas><div class="cursor"></div>'; (parent || chartsEl).appendChild(div);
   const c = { id, title, lines, h, div, cv: div.querySelector('canvas'), cur: div.querySelector('.cursor') }; charts.push(c);
-  div.addEventListener('click', e => { const r = c.cv.getBoundingClientRect(); seek(tOf(e.clientX - r.left, r.width)); }); }
+  timeAxisEvents(div, () => c.cv); }
 function drawChart(c){ const [g, w] = setupCanvas(c.cv, c.h), h = c.h, bot = h - 14;
   g.clearRect(0, 0, w, h); axisTime(g, w, h);
   g.font = '600 11px sans-serif'; const titleEnd = ML + g.measureText(c.title).width + 12;
@@ -345,8 +536,10 @@ function drawChart(c){ const [g, w] = setupCanvas(c.cv, c.h), h = c.h, bot = h -
   [lo + pad, hi - pad].forEach(v => g.fillText(v.toFixed(2), ML - 4, y(v) + 3));
   if (lo < 0 && hi > 0) { g.strokeStyle = '#ddd'; g.beginPath(); g.moveTo(ML, y(0)); g.lineTo(w - MR, y(0)); g.stroke(); }
   c.lines.forEach(l => { g.strokeStyle = l.color; g.lineWidth = 1.4; g.setLineDash(l.dash ? [4, 3] : []); g.beginPath(); let pen = false;
-    l.v.forEach((v, i) => { if (v === null) { pen = false; return; } const X = xOf((i + 0.5) * l.dt, w), Y = y(v);
-      if (pen) g.lineTo(X, Y); else { g.moveTo(X, Y); pen = true; } }); g.stroke(); });
+    g.save(); g.beginPath(); g.rect(ML, 0, w - ML - MR, h); g.clip(); g.beginPath();
+    const i0 = Math.max(0, Math.floor(V0 / l.dt) - 1), i1 = Math.min(l.v.length, Math.ceil(V1 / l.dt) + 1);
+    l.v.slice(i0, i1).forEach((v, j) => { const i = i0 + j; if (v === null) { pen = false; return; } const X = xOf((i + 0.5) * l.dt, w), Y = y(v);
+      if (pen) g.lineTo(X, Y); else { g.moveTo(X, Y); pen = true; } }); g.stroke(); g.restore(); });
   g.setLineDash([]); g.fillStyle = '#31333f'; g.font = '600 11px sans-serif'; g.textAlign = 'left'; g.fillText(c.title, ML, 11);
   let lx = w - MR; const ly = twoRows ? 23 : 11; g.font = '10px sans-serif'; g.textAlign = 'right';
   c.lines.slice().reverse().forEach(l => { g.fillStyle = l.color; g.fillText(l.name, lx, ly); lx -= g.measureText(l.name).width + 12; }); }
@@ -362,26 +555,31 @@ people.forEach((p, i) => { const s = p.series.head; if (!s) return;
 if (!charts.length) chartsEl.insertAdjacentHTML('beforeend', '<div class="empty" style="margin-top:6px">No per-frame movement features for this interaction (they exist for vendor V00 only).</div>');
 
 // ---- the loop ------------------------------------------------------------------------------
-function placeCursor(el, t){ const w = el.clientWidth, x = xOf(t, w); el.querySelector('.cursor').style.left = (x - 1) + 'px';
+function placeCursor(el, t){ const w = el.clientWidth, x = xOf(t, w), cur = el.querySelector('.cursor'); cur.style.left = (x - 1) + 'px';
+  cur.style.display = (t < V0 || t > V1) ? 'none' : '';
   el.dataset.cursorX = x.toFixed(1); el.dataset.t = t.toFixed(3); }
-let lastT = -1;
+let lastT = -1; const frameEl = document.getElementById('frame');
 function draw(force){ const t = master().currentTime;
   if (!force && Math.abs(t - lastT) < 1e-4) return; lastT = t;
+  if (!master().paused && (t > V1 || t < V0) && V1 - V0 < D) { const span = V1 - V0; setView(t - 0.1 * span, t + 0.9 * span); return; }
   if (!dragging) slider.value = t.toFixed(2);
-  tlabel.textContent = fmt(t) + ' / ' + fmt(D);
+  tlabel.textContent = fmt(t) + ' / ' + fmt(D); frameEl.textContent = 'frame ' + Math.floor(t * FPS + 1e-6);
   const paused = master().paused; if (btn.dataset.paused !== String(paused)) { btn.dataset.paused = String(paused);
     btn.innerHTML = paused ? PLAY_ICON + ' Play' : PAUSE_ICON + ' Pause'; }
   placeCursor(document.getElementById('lanes'), t); charts.forEach(c => placeCursor(c.div, t));
-  updateTranscript(t); document.body.dataset.t = t.toFixed(3); }
+  updateTranscript(t); updateMerged(t); document.body.dataset.t = t.toFixed(3); }
 function redrawAll(){ drawLanes(); charts.forEach(drawChart); draw(true); }
-function loop(){ sync(); draw(false); requestAnimationFrame(loop); }
-[...videos].forEach(v => { v.addEventListener('pause', () => draw(true)); v.addEventListener('play', () => draw(true));
+function meters(){ if (!actx) return; voices.forEach(v => { const bar = v.ctl && v.ctl.querySelector('.meter span');
+  if (bar) bar.style.width = Math.min(100, rms(v.an) * 300).toFixed(0) + '%'; }); }
+function loop(){ sync(); draw(false); meters(); requestAnimationFrame(loop); }
+[...videos, ...audios].forEach(v => { v.addEventListener('pause', () => draw(true)); v.addEventListener('play', () => draw(true));
   v.addEventListener('ended', () => { if (v === master()) pause(); }); v.addEventListener('seeked', () => draw(true)); });
 window.addEventListener('resize', redrawAll);
 let ready = 0, started = false; function onReady(){ ready += 1; if (!started && ready >= videos.length) { started = true; if (P.start > 0) seek(P.start); document.body.dataset.ready = '1'; } }
 videos.forEach(v => { if (v.readyState >= 1) onReady(); else v.addEventListener('loadedmetadata', onReady, { once: true }); });
 if (!videos.length) { if (P.start > 0) fake.currentTime = P.start; document.body.dataset.ready = '1'; }
-window.seamlessPlayer = { play, pause, seek, toggle, setRate, time: () => master().currentTime, videos, payload: P };
+window.seamlessPlayer = { play, pause, seek, toggle, setRate, view: () => [V0, V1], setView, time: () => master().currentTime, videos, audios, payload: P,
+  audio: { context: () => actx, mix: () => mixAn, level: () => rms(mixAn), levels: () => voices.map(v => rms(v.an)), voices } };
 redrawAll(); requestAnimationFrame(loop);
 })();
 </script>

@@ -32,9 +32,15 @@ class ProgressSnapshot:
     units_done: int = 0
     units_total: int | None = None  # items (file ids) when byte totals are unknown up front
     unit_name: str = "file ids"
+    expected_bytes: int | None = None  # the whole operation's estimated bytes (HEADs of its big parts)
 
     @property
     def fraction(self) -> float | None:
+        if self.expected_bytes:
+            # Bytes move smoothly; items jump (a pair's two ids complete at the very end).
+            by_bytes = min(0.99, self.all_bytes / self.expected_bytes) if not self.finished else 1.0
+            by_units = self.units_done / self.units_total if self.units_total else 0.0
+            return min(1.0, max(by_bytes, by_units))
         if self.units_total:
             return min(1.0, self.units_done / self.units_total)
         if not self.total_bytes:
@@ -45,6 +51,8 @@ class ProgressSnapshot:
     def eta_s(self) -> float | None:
         if self.finished:
             return None
+        if self.expected_bytes and self.rate_bps > 0:
+            return max(0.0, (self.expected_bytes - self.all_bytes) / self.rate_bps)
         if self.units_total:
             # Byte totals of CDN parts are not known before they arrive: extrapolate from items done.
             f = self.fraction or 0.0
@@ -58,7 +66,10 @@ class ProgressSnapshot:
         parts = []
         if self.units_total:
             parts.append(f"{self.units_done} of {self.units_total} {self.unit_name}")
-            parts.append(format_bytes(self.all_bytes))
+            size = format_bytes(self.all_bytes)
+            if self.expected_bytes:
+                size += f" / ~{format_bytes(self.expected_bytes)}"
+            parts.append(size)
         else:
             size = format_bytes(self.done_bytes)
             if self.total_bytes:
@@ -93,6 +104,7 @@ class ProgressRecorder:
         self._units_done = 0
         self._units_total: int | None = None
         self._unit_name = "file ids"
+        self._expected: int | None = None
         self._samples: deque[tuple[float, int]] = deque([(self._t0, 0)])
 
     def start(self, total_bytes: int | None, desc: str) -> None:
@@ -120,6 +132,11 @@ class ProgressRecorder:
         with self._lock:
             self._units_total, self._unit_name = total, name
 
+    def expect_bytes(self, total: int | None) -> None:
+        """The operation's estimated total bytes, when its own phases do not know theirs."""
+        with self._lock:
+            self._expected = total or None
+
     def unit_done(self) -> None:
         with self._lock:
             self._units_done += 1
@@ -139,7 +156,7 @@ class ProgressRecorder:
                 rate = self._all / elapsed if elapsed > 1e-3 else 0.0
             return ProgressSnapshot(self._desc, self._done, self._total, self._all, self._phases, rate,
                                     now - self._t0, self._finished, self._closed, self._units_done,
-                                    self._units_total, self._unit_name)
+                                    self._units_total, self._unit_name, self._expected)
 
 
 def format_bytes(n: float) -> str:

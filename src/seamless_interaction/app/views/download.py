@@ -15,6 +15,7 @@ from seamless_interaction.app.local import disk_free_bytes
 from seamless_interaction.app.progress import format_bytes
 from seamless_interaction.base.ids import ArchiveRef
 
+PAGE = "download"
 OPTION_LIMIT = 500  # options shown in one select box; the filter box narrows bigger lists
 
 
@@ -37,13 +38,14 @@ root = data.local_dir()
 free = disk_free_bytes(root)
 st.info(f"Files are saved under `{root}` (change the folder in the sidebar)"
         + (f" · {format_bytes(free)} free" if free is not None else ""), icon=":material/folder:")
-ui.show_result()
+ui.show_result(PAGE)
 
 pairs = cat.labels_splits()
 labels = sorted({lab for lab, _ in pairs})
 
+# Keyed, so that the rerun after a download comes back to the tab it was started from.
 hub_tab, cdn_tab = st.tabs([":material/inventory_2: Archives (Hugging Face Hub)",
-                           ":material/person_search: Files, pairs and sessions (CDN)"])
+                            ":material/person_search: Files, pairs and sessions (CDN)"], key="dl_tab", on_change="rerun")
 
 with hub_tab:
     st.caption("Whole WebDataset archives (~1 GB and a few hundred files each in the full release), "
@@ -73,9 +75,13 @@ with hub_tab:
             st.dataframe({"file_id": in_archive, "on disk": ["yes" if f in local else "" for f in in_archive]},
                          hide_index=True, width="stretch")
         extract = st.checkbox("Extract after download (and delete the .tar)", value=True, key="hub_extract")
-        if st.button(f"Download {name}", type="primary", key="hub_go", disabled=size is None):
+        on_disk = bool(in_archive) and all(f in local for f in in_archive)
+        if on_disk:
+            st.success(f"Every file id of {name} is already complete on disk.", icon=":material/task_alt:")
+        if st.button(f"Download {name} again" if on_disk else f"Download {name}", key="hub_go",
+                     type="secondary" if on_disk else "primary", disabled=size is None):
             ui.run_download(name, lambda fs, rec: fs.download_archive_from_hf(
-                archive, label=label, split=split, batch=batch, extract=extract)[1])
+                archive, label=label, split=split, batch=batch, extract=extract)[1], page=PAGE)
             st.rerun()
 
 with cdn_tab:
@@ -100,16 +106,24 @@ with cdn_tab:
         skey = _pick("Session", cat.session_keys(label_c, split_c), "cdn_session")
         if skey:
             inter = cat.session_interactions(skey)
-            n = st.slider("Interactions of the session", 1, max(1, len(inter)), min(4, len(inter)), key="cdn_n")
+            if len(inter) > 1:
+                n = st.slider("Interactions of the session", 1, len(inter), min(4, len(inter)), key="cdn_n")
+            else:  # a slider needs min < max
+                n = len(inter)
+                st.caption(f"This session has {len(inter)} interaction.")
             ids = [f for k in inter[:n] for f in cat.interaction_file_ids(k)]
             what = f"session {skey} ({n} interaction(s))"
     else:
         st.caption("Draws one complete pair of the chosen label and split at random.")
+    on_disk = False
     if ids:
         local = data.inventory().complete_ids
+        on_disk = all(f in local for f in ids)
         st.write(f"{len(ids)} file id(s): " + ", ".join(f"`{f}`" + (" (on disk)" if f in local else "") for f in ids))
-    go = st.button("Download" if mode != "Random pair" else "Download a random pair", type="primary", key="cdn_go",
-                   disabled=not ids and mode != "Random pair")
+        if on_disk:
+            st.success("Already complete on disk.", icon=":material/task_alt:")
+    go = st.button("Download a random pair" if mode == "Random pair" else ("Check again" if on_disk else "Download"),
+                   type="secondary" if on_disk else "primary", key="cdn_go", disabled=not ids and mode != "Random pair")
     if go:
         if mode == "Random pair":
             with data.make_fs() as fs0:
@@ -119,5 +133,5 @@ with cdn_tab:
                 st.error(f"No complete pair in {label_c}/{split_c}.", icon=":material/error:")
                 st.stop()
             ids, what = drawn[0], f"random pair {drawn[0][0][:19]}"
-        ui.run_download(what, ui.gather_job(ids), units=len(ids))
+        ui.run_download(what, ui.gather_job(ids), units=len(ids), page=PAGE)
         st.rerun()

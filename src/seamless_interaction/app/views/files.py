@@ -19,7 +19,11 @@ inv = data.inventory()
 free = disk_free_bytes(root)
 
 if DELETED_KEY in st.session_state:
-    st.success(st.session_state.pop(DELETED_KEY), icon=":material/delete:")
+    kind, message = st.session_state.pop(DELETED_KEY)
+    if kind == "ok":
+        st.success(message, icon=":material/delete:")
+    else:
+        st.error(message, icon=":material/error:")
 
 complete = inv.complete_ids
 m = st.columns(5)
@@ -74,10 +78,13 @@ if pick:
     c0, c1, c2 = st.columns([1, 1.5, 2.5])
     with c0:
         if "mp4" in paths:
-            st.video(data.media_server().url_for(paths["mp4"]))
+            # Same-origin URL paths: st.video/st.audio would read a path starting with "/" as a file.
+            st.html(f'<video src="{data.media_url(paths["mp4"])}" controls preload="metadata" '
+                    'style="width:100%;max-height:420px"></video>')
     with c1:
         if "wav" in paths:
-            st.audio(data.media_server().url_for(paths["wav"]), format="audio/wav")
+            st.html(f'<audio src="{data.media_url(paths["wav"])}" controls preload="metadata" '
+                    'style="width:100%"></audio>')
         st.markdown("\n".join(f"- `{pick}.{ext}`: {format_bytes(size)}" for ext, size in bundle.sizes.items()))
         st.caption(f"in `{bundle.folder}`" + ("" if bundle.complete else f" · missing: {', '.join(bundle.missing)}"))
     with c2:
@@ -102,20 +109,27 @@ if pick:
 
 st.subheader("Delete")
 incomplete = [b.file_id for b in inv.bundles if not b.complete]
-if incomplete and st.button(f"Select the {len(incomplete)} incomplete file id(s)"):
-    st.session_state["files_delete"] = incomplete
+st.button(f"Select the {len(incomplete)} incomplete file id(s)", disabled=not incomplete,
+          on_click=lambda: st.session_state.update(files_delete=incomplete))
 chosen = st.multiselect("File ids to delete", ids, key="files_delete")
 chosen_bundles = [b for b in inv.bundles if b.file_id in set(chosen)]
 sure = st.checkbox(f"Yes, delete {len(chosen_bundles)} file id(s) "
                    f"({format_bytes(sum(b.size_bytes for b in chosen_bundles))}) from disk", key="files_sure")
-if st.button("Delete", type="primary", disabled=not (chosen_bundles and sure)):
+
+
+def _delete(bundles: list) -> None:
+    """Button callback: widget state may only be reset before the widgets are drawn, i.e. here."""
     try:
-        removed = delete_bundles(root, chosen_bundles, manifest=Manifest(root))
+        removed = delete_bundles(root, bundles, manifest=Manifest(root))
     except OSError as exc:
-        st.error(f"Delete failed: {type(exc).__name__}: {exc}", icon=":material/error:")
+        st.session_state[DELETED_KEY] = ("error", f"Delete failed: {type(exc).__name__}: {exc}")
     else:
-        st.session_state[DELETED_KEY] = f"Deleted {len(removed)} file(s) of {len(chosen_bundles)} file id(s)."
-        data.invalidate_inventory()
-        for key in ("files_delete", "files_sure"):
-            st.session_state.pop(key, None)
-        st.rerun()
+        st.session_state[DELETED_KEY] = ("ok", f"Deleted {len(removed)} file(s) of {len(bundles)} file id(s).")
+    data.invalidate_inventory()
+    st.session_state["files_delete"] = []
+    st.session_state["files_sure"] = False
+    if st.session_state.get("files_preview") in {b.file_id for b in bundles}:
+        st.session_state.pop("files_preview", None)
+
+
+st.button("Delete", type="primary", disabled=not (chosen_bundles and sure), on_click=_delete, args=(chosen_bundles,))
