@@ -121,7 +121,8 @@ def _timed(page, url: str, marker: str) -> float:
         page.locator(marker).first.wait_for(state="attached")
         page.wait_for_function(
             "(() => { const c = [...document.querySelectorAll('[data-testid=stPlotlyChart]')];"
-            " return c.every(e => e.querySelector('.main-svg')) && !document.querySelector('[data-testid=stStatusWidget]'); })()",
+            " return c.every(e => e.querySelector('.main-svg'))"
+            " && !document.querySelector('[data-testid=stStatusWidget]'); })()",
             polling=20)
         return time.perf_counter() - t0
 
@@ -203,7 +204,8 @@ def main() -> None:
                 for page, secs in got.items():
                     results[(set_name, page, tree)] = secs
         print(f"median of {args.runs} fresh browser sessions, navigation to the page's last element (s)")
-        print(f"{'data':<22}{'page':<10}" + "".join(f"{t:>10}" for t in trees) + ("     ratio" if len(trees) > 1 else ""))
+        ratio = "     ratio" if len(trees) > 1 else ""
+        print(f"{'data':<22}{'page':<10}" + "".join(f"{t:>10}" for t in trees) + ratio)
         for set_name, _env, pages, _markers in sets:
             for page in pages:
                 row = [results[(set_name, page, t)] for t in trees]

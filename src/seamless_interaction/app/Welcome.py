@@ -16,7 +16,8 @@ from seamless_interaction.app.progress import format_bytes
 
 # A local icon: a Material icon as page_icon is fetched from fonts.gstatic.com, which a tunnel or an
 # offline cluster node cannot reach.
-st.set_page_config(page_title="Seamless Interaction", page_icon=str(Path(__file__).with_name("icon.svg")), layout="wide")
+st.set_page_config(page_title="Seamless Interaction", page_icon=str(Path(__file__).with_name("icon.svg")),
+                   layout="wide")
 
 _VIEWS = Path(__file__).parent / "views"
 pages = [

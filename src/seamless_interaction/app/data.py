@@ -28,14 +28,17 @@ __all__ = [
     "catalog",
     "config",
     "file_signature",
+    "file_stamp",
+    "index_folder",
     "initial_local_dir",
     "invalidate_inventory",
     "inventory",
     "is_mirror",
     "local_dir",
     "make_fs",
-    "media_server",
+    "media_url",
     "require_catalog",
+    "tables",
 ]
 
 LOCAL_DIR_KEY = "local_dir"
@@ -140,7 +143,7 @@ def index_folder(cfg: DatasetConfig | None = None) -> Path:
     from seamless_interaction.operations.index import index_dir
 
     cfg = cfg or config()
-    return index_dir(cfg.cache_dir, cfg.assets, cfg.hf_url)
+    return index_dir(str(cfg.cache_dir), str(cfg.assets), str(cfg.hf_url))
 
 
 def file_stamp(path: Path) -> tuple[int, int] | None:

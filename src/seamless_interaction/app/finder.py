@@ -21,7 +21,7 @@ import pandas as pd
 
 from seamless_interaction.catalog.tables import FLAG_COLUMNS, TRAIT_COLUMNS
 
-__all__ = ["INDEX_MEASURES", "Filters", "apply_filters", "index_tables", "interaction_frame"]
+__all__ = ["Filters", "INDEX_MEASURES", "apply_filters", "file_frame", "index_tables", "interaction_frame"]
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AU_NAMES", "MAX_POINTS", "PARTICIPANT_COLORS", "build_payload", "downsample", "player_html"]
+__all__ = [
+    "AU_NAMES",
+    "MAX_POINTS",
+    "PARTICIPANT_COLORS",
+    "build_payload",
+    "downsample",
+    "player_html",
+    "waveform_envelope",
+]
 
 MAX_POINTS = 4000  # 0.15 s per point over 10 minutes; every frame of an interaction up to 2.2 minutes
 WAVE_RATE = 100  # waveform envelope bins per second (10 ms): a second zoomed in still shows syllables

@@ -84,9 +84,9 @@ def run_download(title: str, job: Callable[[Any, ProgressRecorder], Any], *, pag
     snap = rec.snapshot()
     data.invalidate_inventory()
     if "error" in box:
-        exc = box["error"]
+        err = box["error"]
         bar.progress(snap.fraction or 0.0, text=f"{title} · failed after {format_duration(snap.elapsed_s)}")
-        _record(page, "error", f"{title} failed: {type(exc).__name__}: {exc}", box["trace"])
+        _record(page, "error", f"{title} failed: {type(err).__name__}: {err}", box["trace"])
     else:
         bar.progress(1.0, text=f"{title} · {snap.text(with_desc=False)}")
         _record(page, "ok", f"Downloaded {title}: {format_bytes(snap.all_bytes)} in {format_duration(snap.elapsed_s)}",

@@ -45,7 +45,8 @@ labels = sorted({lab for lab, _ in pairs})
 
 # Keyed, so that the rerun after a download comes back to the tab it was started from.
 hub_tab, cdn_tab = st.tabs([":material/inventory_2: Archives (Hugging Face Hub)",
-                            ":material/person_search: Files, pairs and sessions (CDN)"], key="dl_tab", on_change="rerun")
+                            ":material/person_search: Files, pairs and sessions (CDN)"],
+                           key="dl_tab", on_change="rerun")
 
 with hub_tab:
     st.caption("Whole WebDataset archives (~1 GB and a few hundred files each in the full release), "

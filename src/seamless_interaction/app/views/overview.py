@@ -232,8 +232,8 @@ else:
 
         fig = make_subplots(rows=1, cols=3, subplot_titles=("Speaking share of A", "Median floor-transfer offset (s)",
                                                             "Turns"))
-        for k, col in enumerate(("speech_share_a", "fto_median_s", "n_turns")):
-            fig.add_trace(go.Histogram(x=local[col].dropna(), nbinsx=20, marker_color="#888", showlegend=False),
+        for k, measure in enumerate(("speech_share_a", "fto_median_s", "n_turns")):
+            fig.add_trace(go.Histogram(x=local[measure].dropna(), nbinsx=20, marker_color="#888", showlegend=False),
                           row=1, col=k + 1)
         fig.update_layout(height=220, margin=dict(l=10, r=10, t=40, b=10))
         st.plotly_chart(fig, width="stretch", config={"displaylogo": False})

@@ -277,7 +277,7 @@ def _export_panel(key: str, root: Path, duration: float) -> None:
             return
         written: list[Path] = []
         for fmt in chosen:
-            opts = {"start_s": span[0], "end_s": span[1]} if fmt == "clip" else {}
+            opts: dict[str, Any] = {"start_s": span[0], "end_s": span[1]} if fmt == "clip" else {}
             try:
                 with st.spinner(f"Writing {fmt}…"):
                     res = export([key], to=fmt, out=out / fmt, local_dir=root, catalog=data.catalog(), **opts)
