@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -48,8 +52,33 @@ SPECS = [None, "bytes=0-99", "bytes=990-", "bytes=-10", "bytes=1000-", "bytes=5-
          "bytes=0-1,5-6", "junk"]
 
 
-def test_media_server_and_mirror_answer_every_range_alike(tmp_path: Path) -> None:
-    from seamless_interaction.app.media import MediaServer
+@contextmanager
+def _media_route(root: Path) -> Iterator[str]:
+    """The app's media route (the Starlette route the Streamlit server mounts) on a loopback uvicorn."""
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from seamless_interaction.app.media import MediaRegistry, media_routes
+
+    reg = MediaRegistry()
+    site = reg.site(root)
+    server = uvicorn.Server(uvicorn.Config(Starlette(routes=media_routes(reg)), host="127.0.0.1", port=0,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}{site.url_for(root / 'x.mp4')}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_media_route_and_mirror_answer_every_range_alike(tmp_path: Path) -> None:
     from seamless_interaction.mirror import MirrorServer
 
     data = os.urandom(SIZE)
@@ -57,9 +86,9 @@ def test_media_server_and_mirror_answer_every_range_alike(tmp_path: Path) -> Non
     (tmp_path / "media" / "x.mp4").write_bytes(data)
     (tmp_path / "mirror" / "hub").mkdir(parents=True)
     (tmp_path / "mirror" / "hub" / "x.mp4").write_bytes(data)
-    with MediaServer(tmp_path / "media") as media, MirrorServer(tmp_path / "mirror") as mirror, \
+    with _media_route(tmp_path / "media") as media_url, MirrorServer(tmp_path / "mirror") as mirror, \
             httpx.Client() as client:
-        urls = [media.url_for(tmp_path / "media" / "x.mp4"), f"{mirror.url}/lfs/x.mp4"]
+        urls = [media_url, f"{mirror.url}/lfs/x.mp4"]
         for spec in SPECS:
             headers = {"Range": spec} if spec else {}
             answers = []
@@ -69,3 +98,5 @@ def test_media_server_and_mirror_answer_every_range_alike(tmp_path: Path) -> Non
             assert answers[0] == answers[1], spec
             a = answer_range(spec, SIZE)
             assert answers[0] == (a.status, a.content_range, data[a.start:a.end + 1] if a.length else b"")
+        head = client.head(media_url, headers={"Range": "bytes=10-19"})
+        assert (head.status_code, head.headers["content-length"], head.content) == (206, "10", b"")

@@ -246,6 +246,23 @@ def test_loader_over_http_rides_through_refusing_targets(sample_mirror, tmp_path
     assert [(i["file_ids"], i["start_s"]) for i in remote] == [(i["file_ids"], i["start_s"]) for i in local]
 
 
+def test_loader_with_one_connection_reads_members_while_its_shard_streams(sample_mirror, split_server):
+    """A stream takes no connection slot; a Range read of a member (the mp4 for video) while the shard
+    streams must not wait on an HTTP pool that the stream itself fills (it hung with one connection)."""
+    pytest.importorskip("torch")
+    from seamless_interaction.access.loader import WindowDataset
+
+    hub_dir = sample_mirror.root / "hub"
+    shards = sorted(p.relative_to(hub_dir).as_posix() for p in (hub_dir / "improvised" / "dev").rglob("*.tar"))[:2]
+    mods = ("features", "audio", "video")
+    local = list(WindowDataset([str(hub_dir / s) for s in shards], modalities=mods, window_s=0.5, dyadic=False,
+                               video_size=16))
+    with Transfer(hub_url=split_server.hf_url, max_connections=1, timeout_s=5, retries=1, backoff_s=0.001) as t:
+        remote = list(WindowDataset([f"{split_server.hf_url}/{s}" for s in shards], modalities=mods, window_s=0.5,
+                                    dyadic=False, video_size=16, transfer=t))
+    assert local and [(i["file_ids"], i["start_s"]) for i in remote] == [(i["file_ids"], i["start_s"]) for i in local]
+
+
 def test_a_rate_limit_wait_stops_on_cancel_and_leaves_nothing_half_written(sample_mirror, tmp_path):
     from seamless_interaction.base.errors import TransferCancelled
 

@@ -17,14 +17,18 @@ import logging
 import secrets
 import threading
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from seamless_interaction.base.ranges import answer_range
 
 __all__ = ["CONTENT_TYPES", "MEDIA_ROUTE", "MediaRegistry", "MediaSite", "media_routes", "registry"]
 
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPES = {".mp4": "video/mp4", ".wav": "audio/wav"}
+_CHUNK = 1 << 20
 MEDIA_ROUTE = "/seamless-media"  # not under Streamlit's reserved /_stcore, /media, /component, /static
 
 
@@ -94,8 +98,12 @@ def registry() -> MediaRegistry:
 
 
 def media_routes(reg: MediaRegistry | None = None, base_path: str = "") -> list[Any]:
-    """Starlette routes answering ``GET``/``HEAD {base}{MEDIA_ROUTE}/{token}/{path}`` (Range included)."""
-    from starlette.responses import FileResponse, Response
+    """Starlette routes answering ``GET``/``HEAD {base}{MEDIA_ROUTE}/{token}/{path}`` (Range included).
+
+    Ranges are answered by :func:`seamless_interaction.base.ranges.answer_range`, the one answer the
+    mirror gives too, so that both servers treat every range alike.
+    """
+    from starlette.responses import Response, StreamingResponse
     from starlette.routing import Route
 
     reg = reg or _REGISTRY
@@ -105,9 +113,28 @@ def media_routes(reg: MediaRegistry | None = None, base_path: str = "") -> list[
         path = reg.resolve(request.path_params["token"], request.path_params["path"])
         if path is None:
             return Response(status_code=404)
-        # FileResponse answers Range with 206/416 and streams from disk; no-cache because a
-        # re-download replaces a file under the same name.
-        return FileResponse(path, media_type=CONTENT_TYPES[path.suffix], headers={"Cache-Control": "no-cache"})
+        size = path.stat().st_size
+        answer = answer_range(request.headers.get("range"), size)
+        # no-cache: a re-download replaces a file under the same name.
+        headers = {"Accept-Ranges": "bytes", "Cache-Control": "no-cache", "Content-Length": str(answer.length)}
+        if answer.content_range is not None:
+            headers["Content-Range"] = answer.content_range
+        if answer.status == 416 or request.method == "HEAD" or answer.length == 0:
+            return Response(status_code=answer.status, headers=headers, media_type=CONTENT_TYPES[path.suffix])
+        return StreamingResponse(_read(path, answer.start, answer.length), status_code=answer.status,
+                                 headers=headers, media_type=CONTENT_TYPES[path.suffix])
 
     base = "/" + base_path.strip("/") if base_path.strip("/") else ""
     return [Route(f"{base}{MEDIA_ROUTE}/{{token}}/{{path:path}}", endpoint, methods=["GET", "HEAD"])]
+
+
+def _read(path: Path, start: int, length: int) -> Iterator[bytes]:
+    """``length`` bytes of ``path`` from ``start``, in blocks (Starlette iterates it on a worker thread)."""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        while length > 0:
+            block = fh.read(min(_CHUNK, length))
+            if not block:
+                return
+            length -= len(block)
+            yield block

@@ -110,7 +110,10 @@ class HttpClient:
         self._client = httpx.Client(
             headers=base_headers,
             timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            # The slots below bound the requests; the pool itself is not a second, tighter bound:
+            # streams (Transfer.stream) take no slot, and a loader reading a member by Range while its
+            # shard streams would otherwise wait on a pool that its own stream fills.
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=max_connections),
             follow_redirects=False,  # followed hop by hop in send(): the token's scope is per host
             transport=transport,
         )
