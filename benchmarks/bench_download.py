@@ -54,9 +54,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _served import served  # noqa: E402
 
 MB = 1_000_000
 GB = 1_000_000_000
@@ -221,33 +222,6 @@ def timed(cmd: list[str], env: dict[str, str], log: Path, report: Path | None = 
     return Run(wall, ru.ru_utime + ru.ru_stime, data)
 
 
-def _serve(root: Path, lat: float, conn_bps: float, total_bps: float, conn: object, stop: object) -> None:
-    from seamless_interaction.mirror import MirrorServer
-
-    with MirrorServer(root, latency_s=lat, bandwidth_bps=conn_bps, total_bps=total_bps) as srv:
-        conn.send((srv.cdn_url, srv.hf_url, srv.assets_url))  # type: ignore[attr-defined]
-        stop.wait()  # type: ignore[attr-defined]
-
-
-@contextmanager
-def served(root: Path, lat: float, conn_bps: float, total_bps: float) -> Iterator[tuple[str, str, str]]:
-    """The mirror served by a child process until the block ends."""
-    ctx = mp.get_context("fork")
-    parent, child = ctx.Pipe()
-    stop = ctx.Event()
-    proc = ctx.Process(target=_serve, args=(root, lat, conn_bps, total_bps, child, stop), daemon=True)
-    proc.start()
-    try:
-        if not parent.poll(30):
-            raise RuntimeError("the mirror server did not start")
-        yield parent.recv()
-    finally:
-        stop.set()
-        proc.join(10)
-        if proc.is_alive():
-            proc.kill()
-
-
 def aria2_cmd(listing: Path, out: Path, j: int, x: int) -> list[str]:
     return [ARIA2C, "-i", str(listing), "-d", str(out), f"-j{j}", f"-x{x}", f"-s{x}", "--max-tries=1",
             "--file-allocation=none", "--allow-overwrite=true", "--auto-file-renaming=false",
@@ -304,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     cli = str(Path(py).parent / "seamless-interaction")
     cli_cmd = [cli] if Path(cli).exists() else [py, "-m", "seamless_interaction"]
 
-    with served(info.root, lat, conn_bps, total_bps) as (cdn_url, hf_url, assets_url):
+    with served(info.root, latency_s=lat, bandwidth_bps=conn_bps, total_bps=total_bps) as (cdn_url, hf_url, assets_url):
         # Thread pools sized by the cores this run may use (numpy's OpenBLAS and Arrow read these), as
         # they would be on a machine of that size rather than on a larger one restricted by taskset.
         threads = {k: os.environ.get(k, str(CORES)) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}

@@ -22,7 +22,6 @@ same local Ray, whole archives and features-only (``--only npz,json``). Target: 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import shutil
 import statistics
@@ -30,8 +29,10 @@ import sys
 import tempfile
 import time
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _served import served  # noqa: E402
 
 WINDOW_S, HOP_S = 4.0, None  # training-sized windows, no overlap: every window copied once
 
@@ -100,32 +101,6 @@ def steady(n: int, first: float, total: float, *_: float) -> float:
     return (n - 1) / max(total - first, 1e-9)
 
 
-def _serve(root: Path, latency_s: float, bandwidth_bps: float, conn, stop) -> None:
-    from seamless_interaction.mirror import MirrorServer
-
-    with MirrorServer(root, latency_s=latency_s, bandwidth_bps=bandwidth_bps) as srv:
-        conn.send((srv.cdn_url, srv.hf_url, srv.assets_url))
-        stop.wait()
-
-
-@contextmanager
-def served(root: Path, latency_s: float, bandwidth_bps: float):
-    ctx = mp.get_context("fork")
-    parent, child = ctx.Pipe()
-    stop = ctx.Event()
-    proc = ctx.Process(target=_serve, args=(root, latency_s, bandwidth_bps, child, stop), daemon=True)
-    proc.start()
-    try:
-        if not parent.poll(30):
-            raise RuntimeError("the mirror server did not start")
-        yield parent.recv()
-    finally:
-        stop.set()
-        proc.join(10)
-        if proc.is_alive():
-            proc.kill()
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "si-bench-ray")
@@ -181,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
 
         hub = info.root / "hub"  # the archives the Hub has (the mirror also lists a CDN-only one)
         archives = [p.relative_to(hub).with_suffix("").as_posix() for p in map(Path, tars)]
-        with served(info.root, args.latency_ms / 1000, args.bandwidth_mbps * 1e6) as (cdn_url, hf_url, assets):
+        with served(info.root, latency_s=args.latency_ms / 1000,
+                    bandwidth_bps=args.bandwidth_mbps * 1e6) as (cdn_url, hf_url, assets):
             os.environ["SEAMLESS_INTERACTION_CACHE"] = str(args.dir / "dl-cache")
             common = ["--hf-url", hf_url, "--cdn-url", cdn_url, "--assets", assets, "-q"]
             sel = [x for a in archives for x in ("--archive", "/".join(str(int(v)) if v.isdigit() else v
