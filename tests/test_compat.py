@@ -21,6 +21,7 @@ import seamless_interaction.fs as fs_module
 from seamless_interaction.base.errors import (
     CatalogError, InvalidIdError, NoCandidatesError, SeamlessError, UnknownIdError,
 )
+from seamless_interaction.base.formats import cast_float32
 from seamless_interaction.fs import DatasetConfig, InteractionKey, SeamlessInteractionFS
 
 _ = inspect.Parameter.empty
@@ -337,3 +338,35 @@ def test_readme_api_tour_runs_against_the_mirror(sample_mirror, sample_server, t
     assert len(fs.get_path_list_for_file_id_local(ns["file_ids"][0])) == 4
     assert str(fs.local_dir).startswith(str(tmp_path / "home"))
     fs.close()
+
+
+def test_official_per_url_step_rebuilds_the_bundle_from_the_cdn(sample_mirror, make_fs, tmp_path):
+    """``_wget_download_from_s3`` (and the ``fs.wget`` it calls, which official code patches) really fetch."""
+    fs = make_fs(tmp_path / "d")
+    fid = sample_mirror.file_ids[0]
+    bundle = fs.gather_file_id(fid)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    np_data: dict = {}
+    json_data: dict = {}
+    lock = threading.Lock()
+    for url in fs.get_path_list_for_file_id_s3(fid):
+        fs._wget_download_from_s3(url, str(tmp), str(tmp_path / "out" / fid), np_data, json_data, lock)
+    with np.load(bundle["npz"]) as npz:
+        assert sorted(np_data) == sorted(npz.files)
+        for key in npz.files:
+            got = cast_float32(np_data[key])  # the raw .npy; the npz writer casts float64 (FORMAT.md 5.6)
+            assert got.dtype == npz[key].dtype and np.array_equal(got, npz[key]), key
+    doc = json.loads(bundle["json"].read_bytes())
+    assert json_data == {k: v for k, v in doc.items() if k != "id"}
+    for ext in ("wav", "mp4"):
+        assert (tmp_path / "out" / f"{fid}.{ext}").read_bytes() == bundle[ext].read_bytes()
+    assert list(tmp.iterdir()) == []  # every temporary object was consumed or moved
+
+
+def test_official_per_url_step_rejects_what_is_not_a_cdn_object(make_fs, tmp_path):
+    fs = make_fs(tmp_path / "d")
+    with pytest.raises(InvalidIdError, match="not a Seamless Interaction CDN object URL"):
+        fs._wget_download_from_s3("http://127.0.0.1:9/x.txt", str(tmp_path), str(tmp_path / "t"), {}, {},
+                                  threading.Lock())
+    assert callable(fs_module.wget.download)

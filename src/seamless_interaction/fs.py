@@ -10,8 +10,11 @@ difference and where the richer answers live). The work is done by the modules n
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import random
+from contextlib import AbstractContextManager
 from dataclasses import fields as dataclass_fields
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +26,8 @@ from seamless_interaction.routes import hub
 from seamless_interaction.catalog import select
 from seamless_interaction.catalog.tables import Catalog
 from seamless_interaction.base.config import DatasetConfig
-from seamless_interaction.base.errors import NotDownloadedError, SeamlessError
+from seamless_interaction.base.errors import InvalidIdError, MissingPartError, NotDownloadedError, SeamlessError
+from seamless_interaction.base.formats import parse_jsonl
 from seamless_interaction.base.ids import (
     ArchiveRef, InteractionKey, validate_file_id, validate_index, validate_interaction_key, validate_label,
     validate_modalities, validate_split,
@@ -43,11 +47,33 @@ if TYPE_CHECKING:
     from seamless_interaction.operations.plan import DownloadPlan, LinkModel
     from seamless_interaction.operations.verify import Report
 
-__all__ = ["DatasetConfig", "InteractionKey", "SeamlessInteractionFS"]
+__all__ = ["DatasetConfig", "InteractionKey", "SeamlessInteractionFS", "wget"]
 
 logger = logging.getLogger(__name__)
 
 _GIB = 1024 ** 3
+
+
+class _Wget:
+    """Stand-in for the ``wget`` package that the official module exposed as ``fs.wget``.
+
+    Code written for the official toolkit (its own tests among it) patches
+    ``seamless_interaction.fs.wget``; only :meth:`SeamlessInteractionFS._wget_download_from_s3`
+    calls it. Our routes use the transfer engine directly and never go through here.
+    """
+
+    @staticmethod
+    def download(url: str, out: str | None = None, bar: object = None) -> str:
+        """Fetch ``url`` to ``out`` (a file, a folder, or the URL's name here) atomically; the path."""
+        del bar  # the wget package's console bar; ours reports through logging only
+        name = url.rstrip("/").rsplit("/", 1)[-1]
+        dest = Path(out) / name if out is not None and Path(out).is_dir() else Path(out or name)
+        with Transfer.from_config(DatasetConfig(), progress=TqdmProgress(disable=True)) as engine:
+            engine.fetch(url, dest)
+        return str(dest)
+
+
+wget = _Wget()
 
 
 class SeamlessInteractionFS:
@@ -344,6 +370,45 @@ class SeamlessInteractionFS:
         """Every CDN URL of ``file_id``; ``ValueError`` (UnknownIdError) when the catalog lacks it."""
         rec = self.catalog.record(file_id)
         return cdn_urls(self._cdn_url, rec.label, rec.split, rec.file_id)
+
+    def _wget_download_from_s3(self, url: str, tmp_dir: str, target_path: str, shared_np_data: dict,
+                               shared_json_data: dict, lock: AbstractContextManager) -> None:
+        """The official per-URL step, kept for code that calls or patches it (our routes do not use it).
+
+        Fetches one CDN object with ``wget.download`` into ``tmp_dir``; a ``.wav``/``.mp4`` is moved to
+        ``target_path`` (the URL's extension is added when it has none), a ``.npy`` is loaded into
+        ``shared_np_data`` under its npz key (``smplh:body_pose``), a ``.json``/``.jsonl`` is parsed
+        into ``shared_json_data`` under its json key (``metadata:vad``, ``annotations:1P-IS``), both
+        while holding ``lock``. An optional object the CDN lacks (403/404) is logged and skipped.
+        """
+        key, ext = _cdn_object_key(url)
+        tmp_path = os.path.join(tmp_dir, url.rsplit("/", 1)[-1])
+        try:
+            wget.download(url, tmp_path, bar=None)
+        except MissingPartError as exc:
+            if key in ("wav", "mp4", "metadata:vad") or key.startswith("smplh:"):
+                raise
+            logger.info("optional object absent: %s (%s)", url, exc)
+            return
+        if ext in (".wav", ".mp4"):
+            final = target_path if os.path.splitext(target_path)[1] else target_path + ext
+            Path(final).parent.mkdir(parents=True, exist_ok=True)
+            os.rename(tmp_path, final)
+            return
+        try:
+            data = Path(tmp_path).read_bytes()
+        finally:
+            Path(tmp_path).unlink(missing_ok=True)
+        if ext == ".npy":
+            import numpy as np
+
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+            with lock:
+                shared_np_data[key] = array
+        else:
+            records = parse_jsonl(data, name=url)
+            with lock:
+                shared_json_data[key] = records
 
     def gather_file_id_data_from_s3(self, file_id: str, *, num_workers: int | None = None,
                                     local_dir: str | Path | None = None) -> None:
@@ -681,3 +746,17 @@ def _with_overrides(config: DatasetConfig | None, **overrides) -> DatasetConfig:
         raise TypeError(f"unexpected keyword argument(s): {unknown}")
     given = {k: v for k, v in overrides.items() if v is not None}
     return replace(base, **given) if given else base
+
+
+def _cdn_object_key(url: str) -> tuple[str, str]:
+    """The npz/json key (or ``wav``/``mp4``) and extension of a CDN object URL (FORMAT.md 2.1)."""
+    parts = url.split("?", 1)[0].rstrip("/").split("/")
+    ext = os.path.splitext(parts[-1])[1]
+    if ext in (".wav", ".mp4") and len(parts) >= 2:
+        return ext[1:], ext
+    if ext in (".npy", ".json", ".jsonl") and len(parts) >= 3:
+        return f"{parts[-3]}:{parts[-2]}", ext
+    raise InvalidIdError(
+        f"{url!r} is not a Seamless Interaction CDN object URL: expected .../<label>/<split>/audio/<id>.wav, "
+        "video/<id>.mp4, <group>/<feature>/<id>.npy, metadata/<kind>/<id>.jsonl or annotations/<type>/<id>.json"
+    )
