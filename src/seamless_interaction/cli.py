@@ -554,14 +554,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--check-remote", action="store_true", help="HEAD every archive in scope on the Hub")
     v.set_defaults(func=cmd_verify)
 
-    from seamless_interaction.operations.export import FORMATS
+    from seamless_interaction.constants import EXPORT_FORMATS
 
     e = sub.add_parser("export", help="export local interactions to Lhotse, ELAN, Praat TextGrid, RTTM, Rerun "
                                       "or a clip", description="SELECTION: file ids, interaction keys, session keys "
                                       "or local folders (any layout).")
     _add_dataset_options(e)
     e.add_argument("selection", nargs="*", metavar="SELECTION")
-    e.add_argument("--to", required=True, choices=FORMATS, help="output format")
+    e.add_argument("--to", required=True, choices=EXPORT_FORMATS, help="output format")
     e.add_argument("--out", type=Path, help="output folder (default ./export-FORMAT)")
     e.add_argument("--query", help="select by an index query (needs the local index)")
     e.add_argument("--start", type=float, help="clip start, seconds")

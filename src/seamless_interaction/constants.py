@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "EXPORT_FORMATS",
     "ALL_FEATURES",
     "ALL_LABELS",
     "ALL_SPLITS",
@@ -85,3 +86,5 @@ BUNDLE_EXTENSIONS = ("json", "mp4", "npz", "wav")  # tar member order (sorted)
 AUDIO_SAMPLE_RATE = 48_000
 HYPERNET_STRIDE = 15  # movement:hypernet_features has one row per 15 frames
 VAD_RATE = 100
+# Formats of `seamless-interaction export` (here so the CLI parser needs no export code to list them).
+EXPORT_FORMATS = ("lhotse", "elan", "textgrid", "rttm", "rerun", "clip")

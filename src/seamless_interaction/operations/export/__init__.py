@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seamless_interaction.base.errors import ExportError
+from seamless_interaction.constants import EXPORT_FORMATS
 from seamless_interaction.operations.export.source import (
     Dyad,
     load_dyad,
@@ -29,7 +30,7 @@ __all__ = ["FORMATS", "ExportResult", "export", "make_writer"]
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("lhotse", "elan", "textgrid", "rttm", "rerun", "clip")
+FORMATS = EXPORT_FORMATS
 
 
 @dataclass
