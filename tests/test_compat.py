@@ -370,3 +370,19 @@ def test_official_per_url_step_rejects_what_is_not_a_cdn_object(make_fs, tmp_pat
         fs._wget_download_from_s3("http://127.0.0.1:9/x.txt", str(tmp_path), str(tmp_path / "t"), {}, {},
                                   threading.Lock())
     assert callable(fs_module.wget.download)
+
+
+def test_batch_from_s3_default_path_equals_id_by_id(sample_mirror, make_fs, tmp_path):
+    """The default path (ids in shared transfer batches, two in flight) writes what the per-id path writes."""
+    ids = list(sample_mirror.file_ids[:6])
+    assert len(ids) > fs_module._IDS_PER_TRANSFER  # more ids than one transfer batch takes
+    fs = make_fs(tmp_path / "a", num_workers=1)
+    assert fs.download_batch_from_s3(ids) is True
+    per_id = make_fs(tmp_path / "b")
+    for fid in ids:
+        ours = sorted(Path(p) for p in fs.get_path_list_for_file_id_local(fid))
+        ref = sorted(per_id.gather_file_id(fid).values())
+        assert [p.name for p in ours] == [p.name for p in ref], fid
+        for a, b in zip(ours, ref):
+            assert a.read_bytes() == b.read_bytes(), a.name
+    assert fs.verify().ok

@@ -7,7 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from test_tarindex import body_bytes, hub_dir, write_tar  # shared with the index tests
+from tarhelpers import body_bytes, hub_dir, write_tar  # shared with the index tests
 
 from seamless_interaction.catalog.tables import Catalog
 from seamless_interaction.base.errors import IntegrityError, MissingPartError, TransferError, UnsafeArchiveError
