@@ -30,6 +30,7 @@ import statistics
 import sys
 import time
 from fractions import Fraction
+from typing import Any, cast
 
 import numpy as np
 
@@ -75,8 +76,8 @@ class RawPyAV:
     def __init__(self, data: bytes, size: int, threads: int = 0):
         import av
 
-        self.c = av.open(io.BytesIO(data))
-        self.vs = self.c.streams.video[0]
+        self.c: Any = av.open(io.BytesIO(data))  # PyAV's stubs type neither side of this as used here
+        self.vs: Any = cast(Any, self.c.streams.video[0])
         self.vs.thread_type = "AUTO"
         self.vs.codec_context.thread_count = threads
         self.rate = Fraction(self.vs.average_rate)
@@ -88,7 +89,9 @@ class RawPyAV:
     def window(self, start: float, end: float) -> np.ndarray:
         targets = window_targets(start, end, self.rate)
         self.c.seek(self.t0 + int(start / self.tb) - self.delay, stream=self.vs, backward=True)
-        out, prev, k, eps = [], None, 0, 1e-6 / float(self.rate)
+        out: list[np.ndarray] = []
+        prev: tuple[Any, np.ndarray | None] | None = None
+        k, eps = 0, 1e-6 / float(self.rate)
         for f in self.c.decode(self.vs):
             t = (f.pts - self.t0) * self.tb
             while k < len(targets) and t > targets[k] + eps and prev is not None:
