@@ -178,6 +178,9 @@ def test_consecutive_windows_equal_the_reference_with_one_seek(media, refs, name
     for s, e in spans:
         check(dec, ref, s, e, fps, size)
     assert dec.seeks == 1  # the first window only: the others continue the open decoder
+    assert dec.decoded == len(ref.frames)  # every frame decoded once, none again for a later window
+    chosen = {i for s, e in spans for i in ref.select(s, e, fps or ref.rate)}
+    assert dec.converted == len(chosen)  # only chosen frames are scaled, each once
 
 
 @pytest.mark.parametrize("name", list(FILES))
@@ -189,10 +192,14 @@ def test_random_and_overlapping_windows_equal_the_reference(media, refs, name):
         s = rng.uniform(0, 2.2)
         check(dec, ref, s, s + rng.uniform(0.05, 0.7), None, 36)
     overlapping = WindowDecoder(media[name], fps=Fraction(30000, 1001))
-    for k in range(6):  # hop 0.25 s, window 0.5 s: frames of the overlap are reused, not decoded again
-        check(overlapping, ref, k * 0.25, k * 0.25 + 0.5, Fraction(30000, 1001), None)
+    spans = [(k * 0.25, k * 0.25 + 0.5) for k in range(6)]
+    for s, e in spans:  # hop 0.25 s, window 0.5 s: frames of the overlap are reused, not decoded again
+        check(overlapping, ref, s, e, Fraction(30000, 1001), None)
     if name != "vfr":  # at a constant rate the previous window converted every frame of the overlap
         assert overlapping.seeks == 1
+        chosen = {i for s, e in spans for i in ref.select(s, e, Fraction(30000, 1001))}
+        assert overlapping.converted == len(chosen)
+        assert overlapping.decoded <= max(chosen) + 2  # in order, at most one frame read past the last
 
 
 def test_rotation_gives_display_orientation_and_size(media, refs):
