@@ -15,6 +15,7 @@ import os
 import shutil
 import tarfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -26,6 +27,9 @@ from seamless_interaction.local import layout
 
 __all__ = ["ExtractedMember", "check_member", "extraction_complete", "read_extraction_record", "safe_extract",
            "write_extraction_record"]
+
+# Threads hashing extracted members while the next ones are copied (see safe_extract).
+_HASH_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,11 @@ def safe_extract(tar_path: Path | str, dest_dir: Path | str) -> list[ExtractedMe
     staging = layout.staging_dir(dest_dir.parent, dest_dir.name, "extracting")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    extracted: list[tuple[str, int, str]] = []
+    extracted: list[tuple[str, int, Future[str]]] = []
+    # The sha256 of each member (for the manifest) is taken from what landed on disk, hot in the page
+    # cache, on other threads while the next members are copied: hashlib and the kernel copy both run
+    # without the GIL, so on several cores the extraction costs little more than the copy.
+    hashing = ThreadPoolExecutor(max_workers=_HASH_THREADS, thread_name_prefix="si-member-sha")
     try:
         try:
             with open(tar_path, "rb") as raw, tarfile.open(fileobj=raw, mode="r:") as tar:
@@ -76,19 +84,20 @@ def safe_extract(tar_path: Path | str, dest_dir: Path | str) -> list[ExtractedMe
                     if written != member.size:
                         raise IntegrityError(f"{tar_path}: member {rel!r} is truncated "
                                              f"({written} of {member.size} bytes)")
-                    # The sha256 of what landed on disk (hot in the page cache), for the manifest.
-                    extracted.append((rel, member.size, sha256_file(target)))
+                    extracted.append((rel, member.size, hashing.submit(sha256_file, target)))
         except (tarfile.TarError, EOFError) as exc:
             raise IntegrityError(f"{tar_path}: not a complete tar archive ({exc})") from exc
+        digests = [(rel, size, sha.result()) for rel, size, sha in extracted]
         dest_dir.mkdir(parents=True, exist_ok=True)
         placed: list[ExtractedMember] = []
-        for rel, size, sha in extracted:
+        for rel, size, digest in digests:
             final = layout.inside(dest_dir, dest_dir / rel)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / rel, final)
-            placed.append(ExtractedMember(rel, final, size, sha))
+            placed.append(ExtractedMember(rel, final, size, digest))
         return placed
     finally:
+        hashing.shutdown(wait=True, cancel_futures=True)  # no hash may still read the staging folder
         shutil.rmtree(staging, ignore_errors=True)
 
 
