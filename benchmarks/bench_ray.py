@@ -1,6 +1,6 @@
 """Ray front end against one process: windows/s through ``read_windows`` and a download through Ray tasks.
 
-One command: ``.venv/bin/python benchmarks/bench_ray.py [--dir DIR] [--interactions N] [--duration-s S]
+One command: ``.venv/bin/python benchmarks/bench_ray.py [--dir DIR] [--interactions N] [--duration-s S] [--skip-windows]
 [--repeat N] [--cpus 2]``
 
 Data: a generated mirror (``MirrorSpec``: real npz keys and shapes, real mp4/wav members, partners in
