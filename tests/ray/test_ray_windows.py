@@ -144,6 +144,27 @@ def test_same_set_for_a_seed_and_same_order_with_preserve_order(ray_session, sha
     assert sorted(runs[0]) == sorted(other) and runs[0] != other
 
 
+def test_epochs_back_to_back_are_each_epoch_in_turn(ray_session, shards):
+    """``epochs=2`` in one dataset gives epoch 3's windows then epoch 4's, in the order each has alone."""
+    tars, catalog = shards
+    ctx = ray.data.DataContext.get_current()
+    old = ctx.execution_options.preserve_order
+    ctx.execution_options.preserve_order = True
+    kw = {"window_s": 0.25, "catalog": catalog, "shuffle": True, "seed": 7, "num_tasks": 3, "rows_per_block": 3}
+    try:
+        both = read_windows(tars, ("vad",), epoch=3, epochs=2, **kw)
+        one_by_one = [[key(i) for i in collect(read_windows(tars, ("vad",), epoch=e, **kw))] for e in (3, 4)]
+        assert [key(i) for i in collect(both)] == one_by_one[0] + one_by_one[1]
+    finally:
+        ctx.execution_options.preserve_order = old
+    assert one_by_one[0] != one_by_one[1] and sorted(one_by_one[0]) == sorted(one_by_one[1])
+    # the tuning is the dataset's own: the driver's global context is left as it was
+    assert both.context.op_resource_reservation_enabled is False
+    assert ctx.op_resource_reservation_enabled is True
+    with pytest.raises(WindowsSelectionError, match="epochs must be >= 1"):
+        read_windows(tars, ("vad",), epochs=0, catalog=catalog)
+
+
 def test_a_read_task_failing_once_is_retried_and_the_windows_are_complete(ray_session, shards, sample_mirror):
     """Every shard over HTTP; one drops its body halfway once, with no engine retry, so its read task
     fails; Ray reruns it and the dataset still holds each window exactly once, byte-identical."""
@@ -158,8 +179,10 @@ def test_a_read_task_failing_once_is_retried_and_the_windows_are_complete(ray_se
             faults = [Fault.ignore_range(), Fault.drop(after=len(data) * 2 // 3)] if i == 1 else []
             srv.add(f"{base}/{rel}", data, faults=faults)
             urls.append(srv.url(f"{base}/{rel}"))
+        # one task at a time (each takes both CPUs), so the fault script meets the requests in a known
+        # order: the first HEAD takes ``ignore_range``, the first GET, the whole shard, is dropped
         ds = read_windows(urls, ALL, window_s=0.5, catalog=catalog, num_tasks=len(urls), rows_per_block=1,
-                          hf_url=srv.url(base), transfer_options={"retries": 0})
+                          hf_url=srv.url(base), transfer_options={"retries": 0}, ray_remote_args={"num_cpus": 2})
         ours = collect(ds)
         path = f"{base}/{Path(tars[1]).relative_to(hub).as_posix()}"
         assert not srv.routes[path].faults  # the drop happened

@@ -239,7 +239,7 @@ def download(
     resolve_quota: int | None = None,
     resolve_window_s: float = 300.0,
     address: str | None = None,
-    num_cpus_per_task: float = 1.0,
+    num_cpus_per_task: float = 0.25,
     transfer_options: dict[str, Any] | None = None,
 ) -> DownloadResult:
     """Download ``selection`` into ``dest`` with Ray tasks (module docstring); returns what was done.
@@ -250,6 +250,9 @@ def download(
     (NFS, a mounted bucket); default the config's ``local_dir``. ``resolve_quota``: Hub resolves per
     ``resolve_window_s`` for the whole job (None: only the Hub's own 429s pace it, shared by all).
     ``transfer_options``: options of each task's transfer engine (``retries``, ``max_connections``, ...).
+    ``num_cpus_per_task``: a task mostly waits on the network (hashing and extracting are a fraction of
+    its time), so four share a CPU by default: with one per CPU a 2-CPU node fetched two archives at a
+    time and took 1.8-2.3x the CLI's time for whole archives (``benchmarks/bench_ray.py``); at 0.25, 0.94x.
     Joins ``address`` (else ``RAY_ADDRESS``, else a local Ray) unless Ray is already initialised.
     """
     import ray
