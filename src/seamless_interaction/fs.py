@@ -460,7 +460,9 @@ class SeamlessInteractionFS:
                              num_workers or self.num_workers, name="si-file-id")
             else:
                 groups = [ids[i:i + _IDS_PER_TRANSFER] for i in range(0, len(ids), _IDS_PER_TRANSFER)]
-                map_parallel(lambda group: self._gather_many(group, local_dir), groups, 2, name="si-file-ids")
+                manifest = self._manifest_for(local_dir)  # one writer for the batches in flight
+                map_parallel(lambda group: self._gather_many(group, local_dir, manifest), groups, 2,
+                             name="si-file-ids")
         finally:
             self.transfer.progress.close()
         return True
@@ -470,10 +472,14 @@ class SeamlessInteractionFS:
         return ("gather_file_id_data_from_s3" in vars(self)
                 or type(self).gather_file_id_data_from_s3 is not SeamlessInteractionFS.gather_file_id_data_from_s3)
 
-    def _gather_many(self, file_ids: list[str], local_dir: str | Path | None) -> list[cdn.BundleResult]:
+    def _manifest_for(self, local_dir: str | Path | None) -> Manifest:
+        return Manifest(Path(local_dir)) if local_dir is not None else self.manifest
+
+    def _gather_many(self, file_ids: list[str], local_dir: str | Path | None,
+                     manifest: Manifest | None = None) -> list[cdn.BundleResult]:
         root = Path(local_dir) if local_dir is not None else self.local_dir
         return cdn.gather_many(self.transfer, self.catalog, self._cdn_url, root, file_ids,
-                               manifest=Manifest(root) if local_dir is not None else self.manifest)
+                               manifest=manifest or self._manifest_for(local_dir))
 
     def gather_file_ids(self, file_ids: list[str], *, local_dir: str | Path | None = None) -> list[dict[str, Path]]:
         """Bundles of several file ids, their parts in one transfer batch; the four paths per id, in order."""
