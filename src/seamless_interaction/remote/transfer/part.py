@@ -391,15 +391,19 @@ class PartDownload:
                 return False
             piece = self.queue.pop(0)
             self.active += 1
+        self._run_counted(piece)
+        return True
+
+    def _run_counted(self, piece: _Piece, slot_held: bool = False) -> None:
+        """Fetch ``piece``, which the caller counted in ``active``; an error goes to the owner thread."""
         try:
-            self._run_piece(piece)
+            self._run_piece(piece, slot_held=slot_held)
         except BaseException as e:  # noqa: BLE001 - handed to the owner thread, which re-raises it
             self._fail(e)
         finally:
             with self.lock:
                 self.active -= 1
                 self.lock.notify_all()
-        return True
 
     def _register(self) -> None:
         if self.batch is not None:
@@ -466,15 +470,8 @@ class PartDownload:
                 victim.end = mid
                 self.pieces.append(piece)
                 self.active += 1
-            try:
-                held = False
-                self._run_piece(piece, slot_held=True)
-            except BaseException as e:  # noqa: BLE001 - handed to the owner thread, which re-raises it
-                self._fail(e)
-            finally:
-                with self.lock:
-                    self.active -= 1
-                    self.lock.notify_all()
+            held = False  # the piece's request releases the slot from here on
+            self._run_counted(piece, slot_held=True)
             return self.error is None
         finally:
             if held:
