@@ -365,20 +365,9 @@ class PartDownload:
         with self.http.slots, self.lock:
             if self.closed or self.abort.is_set() or not self.queue:
                 return
-            self.active += 1
-        try:
-            while True:
-                with self.lock:
-                    if self.closed or self.abort.is_set() or not self.queue:
-                        break
-                    piece = self.queue.pop(0)
-                self._run_piece(piece)
-        except BaseException as e:  # noqa: BLE001 - handed to the owner thread, which re-raises it
-            self._fail(e)
-        finally:
-            with self.lock:
-                self.active -= 1
-                self.lock.notify_all()
+        # Then the owner's own loop: each planned segment counted while it runs, then splits.
+        while self.take_segment():
+            pass
         while self.steal():
             pass
 
