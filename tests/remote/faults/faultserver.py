@@ -10,13 +10,30 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 _RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
+
+
+def tls_context(folder: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context with a fresh self-signed certificate for 127.0.0.1, and the certificate's
+    path (for the client to trust, e.g. as ``SSL_CERT_FILE``). Needs the ``openssl`` command."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return ctx, cert
 
 
 @dataclass(frozen=True)
@@ -101,9 +118,12 @@ class Record:
 
 
 class FaultServer:
-    """Threaded HTTP/1.1 server on 127.0.0.1 with an ephemeral port; use as a context manager."""
+    """Threaded HTTP/1.1 server on 127.0.0.1 with an ephemeral port; use as a context manager.
 
-    def __init__(self) -> None:
+    ``tls``: serve HTTPS with this server-side context (see :func:`tls_context`).
+    """
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.routes: dict[str, Resource | Redirect] = {}
         self.log: list[Record] = []
         self.lock = threading.Lock()
@@ -125,6 +145,10 @@ class FaultServer:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.scheme = "http"
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
         self.httpd.daemon_threads = True
         self.httpd.block_on_close = False
         self.port = self.httpd.server_address[1]
@@ -140,7 +164,7 @@ class FaultServer:
         self.httpd.server_close()
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def add(self, path: str, data: bytes, **kw: object) -> Resource:
         res = Resource(data, **kw)  # type: ignore[arg-type]

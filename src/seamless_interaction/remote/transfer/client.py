@@ -45,9 +45,11 @@ from seamless_interaction.remote.transfer.policy import (
     TokenScope,
     clean_etag,
     parse_content_range,
+    parse_url,
     remote_sha256,
     retry_after_s,
     sha_from_etag,
+    url_origin,
 )
 from seamless_interaction.remote.transfer.records import RemoteInfo
 
@@ -67,11 +69,6 @@ DRAIN_MAX_BYTES = 64 << 10
 _MAX_RATE_WAITS = 50
 # What a redirect target answers when its signature expired or it refuses the request.
 _TARGET_REFUSALS = frozenset({401, 403, 404, 410})
-
-
-def _origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
-    u = httpx.URL(url)
-    return u.scheme, u.host, u.port
 
 
 @dataclass(frozen=True)
@@ -104,6 +101,7 @@ class HttpClient:
         self.scope = scope
         self.policy = policy
         self.max_connections = max_connections
+        self.timeout_s = timeout_s
         self.hub = hub
         base_headers = {"Accept-Encoding": "identity"}  # byte ranges must address the stored bytes
         base_headers.update(headers or {})
@@ -133,15 +131,15 @@ class HttpClient:
 
     def is_hub(self, url: str | httpx.URL) -> bool:
         """A request to the Hub itself (resolve or API), as opposed to a CDN or a redirect target."""
-        path = httpx.URL(url).path
+        path = parse_url(url).path
         if "/resolve/" in path:
             return True
-        return self.hub is not None and _origin(url) == _origin(self.hub.endpoint) and path.startswith("/api/")
+        return self.hub is not None and url_origin(url) == url_origin(self.hub.endpoint) and path.startswith("/api/")
 
     @staticmethod
     def resolvable(url: str) -> bool:
         """A Hub resolve URL: answered by a redirect to where the bytes are (or by the bytes)."""
-        return "/resolve/" in httpx.URL(url).path
+        return "/resolve/" in parse_url(url).path
 
     def _page(self) -> str | None:
         return self.hub.page if self.hub is not None else None
@@ -163,7 +161,7 @@ class HttpClient:
             hdrs = dict(headers)
             hdrs.update(self.scope.headers(url, origin))
             try:
-                resp = self._client.send(self._client.build_request(method, url, headers=hdrs), stream=True)
+                resp = self._client.send(self._client.build_request(method, parse_url(url), headers=hdrs), stream=True)
             except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.ProxyError) as e:
                 raise TransferError(f"{method} {origin}: {e}", origin) from e
             except RETRY_EXCEPTIONS as e:
@@ -182,7 +180,7 @@ class HttpClient:
                     raise TransferError(f"{method} {origin}: redirect loop (more than {MAX_REDIRECTS} redirects)",
                                         origin)
                 hops.append(resp)
-                url = str(httpx.URL(url).join(resp.headers["location"]))
+                url = str(parse_url(url).join(resp.headers["location"]))
                 continue
             resp.history = hops
             return resp
@@ -259,8 +257,8 @@ class HttpClient:
                 for _ in range(MAX_REDIRECTS):
                     with closing(self.send("HEAD", where, {}, origin=url, follow=False, cancel=cancel)) as resp:
                         if resp.is_redirect and "location" in resp.headers:
-                            nxt = str(httpx.URL(where).join(resp.headers["location"]))
-                            if _origin(nxt) == _origin(where) and self.resolvable(nxt):
+                            nxt = str(parse_url(where).join(resp.headers["location"]))
+                            if url_origin(nxt) == url_origin(where) and self.resolvable(nxt):
                                 where = nxt  # relative redirect on the Hub: still a resolve URL
                                 continue
                             size = resp.headers.get("x-linked-size", "")

@@ -31,6 +31,7 @@ from seamless_interaction.base.errors import (
     TransferError,
 )
 from seamless_interaction.local import layout
+from seamless_interaction.remote.transfer.body import iter_body
 from seamless_interaction.remote.transfer.client import HttpClient
 from seamless_interaction.remote.transfer.disk import (
     PartState,
@@ -674,9 +675,11 @@ class PartDownload:
         advance = self.ctx.progress.advance
         pending, reported = 0, time.monotonic()
         try:
-            for chunk in resp.iter_raw():
+            for chunk in iter_body(resp, self.http.timeout_s):
                 if abort.is_set() or (cancel is not None and cancel.is_set()):
                     raise Stopped()
+                if not chunk:
+                    continue  # a wake-up without data (a slow link): the checks above ran
                 if segmented:
                     with lock:  # a concurrent split may move piece.end, never below piece.claimed
                         if piece.end is not None:

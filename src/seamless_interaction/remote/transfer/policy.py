@@ -8,6 +8,7 @@ download code raises between its layers.
 from __future__ import annotations
 
 import email.utils
+import functools
 import random
 import re
 import time
@@ -29,9 +30,11 @@ __all__ = [
     "TokenScope",
     "clean_etag",
     "parse_content_range",
+    "parse_url",
     "remote_sha256",
     "retry_after_s",
     "sha_from_etag",
+    "url_origin",
 ]
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -165,8 +168,21 @@ class RetryPolicy:
 # -- token scope ---------------------------------------------------------------------------------
 
 
-def _origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
-    u = httpx.URL(url)
+@functools.lru_cache(maxsize=4096)
+def _parse(url: str) -> httpx.URL:
+    return httpx.URL(url)
+
+
+def parse_url(url: str | httpx.URL) -> httpx.URL:
+    """``url`` parsed, each distinct string once: a download asks a URL's host, path and scope
+    several times per request (and again per segment), and httpx's parse is pure Python at a few
+    dozen microseconds each. ``httpx.URL`` is immutable, so a parsed one is shared safely."""
+    return url if isinstance(url, httpx.URL) else _parse(url)
+
+
+def url_origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)``: what the token's scope and the Hub's own requests are compared on."""
+    u = parse_url(url)
     return u.scheme, u.host, u.port
 
 
@@ -179,7 +195,7 @@ class TokenScope:
 
     def __init__(self, token: str | None, origin: str | None = None) -> None:
         self._token = token or None
-        self._origin = _origin(origin) if origin else None
+        self._origin = url_origin(origin) if origin else None
 
     @property
     def has_token(self) -> bool:
@@ -190,8 +206,8 @@ class TokenScope:
         if self._token is None:
             return False
         if self._origin is not None:
-            return _origin(url) == self._origin
-        return httpx.URL(url).host == httpx.URL(asked if asked is not None else url).host
+            return url_origin(url) == self._origin
+        return parse_url(url).host == parse_url(asked if asked is not None else url).host
 
     def headers(self, url: str | httpx.URL, asked: str | httpx.URL | None = None) -> dict[str, str]:
         """``{"Authorization": ...}`` for a request to ``url`` that may carry it, else ``{}``."""

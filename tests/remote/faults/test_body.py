@@ -1,0 +1,149 @@
+"""Large bodies read straight from the socket (remote/transfer/body.py), over plain HTTP and TLS."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from faultserver import Fault, FaultServer, tls_context
+from seamless_interaction.base.errors import TransferCancelled
+from seamless_interaction.remote.transfer import Transfer
+from seamless_interaction.remote.transfer.body import DIRECT_MIN_BYTES, iter_body
+
+BIG = DIRECT_MIN_BYTES + 3 * 1024 * 1024 + 123  # over the direct threshold, not a whole number of blocks
+
+
+def read(client: httpx.Client, url: str, timeout_s: float = 10.0, **kw: int) -> tuple[bytes, list[type]]:
+    """The body through iter_body, and the type of each non-empty chunk (bytes: iter_raw; memoryview: direct)."""
+    out, kinds = bytearray(), []
+    with client.stream("GET", url) as r:
+        r.raise_for_status()
+        for chunk in iter_body(r, timeout_s, **kw):
+            if len(chunk):
+                kinds.append(type(chunk))
+                out += chunk
+    return bytes(out), kinds
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    return tls_context(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def tls_server(tls: tuple[ssl.SSLContext, Path]) -> Iterator[FaultServer]:
+    with FaultServer(tls=tls[0]) as srv:
+        yield srv
+
+
+def test_large_body_is_read_directly_and_exactly(server: FaultServer, payload: Callable[[int], bytes]) -> None:
+    data = payload(BIG)
+    server.add("/big", data)
+    with httpx.Client() as client:
+        got, kinds = read(client, server.url("/big"))
+        assert got == data
+        assert memoryview in kinds  # the direct path ran
+        # The connection of a direct read is closed, not reused half-read: the next request works.
+        again, _ = read(client, server.url("/big"))
+        assert again == data
+
+
+def test_small_and_chunked_bodies_go_through_httpx(server: FaultServer, payload: Callable[[int], bytes]) -> None:
+    small, chunked = payload(300_000), payload(BIG)
+    server.add("/small", small)
+    server.add("/chunked", chunked, always=Fault.chunked())
+    with httpx.Client() as client:
+        got, kinds = read(client, server.url("/small"))
+        assert got == small and set(kinds) == {bytes}
+        got, kinds = read(client, server.url("/chunked"))  # no Content-Length: no direct read
+        assert got == chunked and set(kinds) == {bytes}
+        got, kinds = read(client, server.url("/small"), direct_min=1)
+        assert got == small and memoryview in kinds
+
+
+def test_throttled_body_arrives_whole(server: FaultServer, payload: Callable[[int], bytes]) -> None:
+    data = payload(BIG)
+    server.add("/slow", data, always=Fault.throttle(chunk=512 * 1024, seconds=0.02))
+    with httpx.Client() as client:
+        got, kinds = read(client, server.url("/slow"))
+    assert got == data and memoryview in kinds
+
+
+def test_body_cut_short_is_a_protocol_error(server: FaultServer, payload: Callable[[int], bytes]) -> None:
+    server.add("/cut", payload(BIG), always=Fault.drop(after=BIG // 2))
+    with httpx.Client() as client, pytest.raises(httpx.RemoteProtocolError, match="bytes left"):
+        read(client, server.url("/cut"))
+
+
+def test_silent_server_times_out(server: FaultServer, payload: Callable[[int], bytes]) -> None:
+    # The server goes silent for longer than the read timeout, then closes: a timeout, not a short body.
+    server.add("/stall", payload(BIG), always=Fault.stall(after=BIG // 3, seconds=5.0))
+    with httpx.Client() as client, pytest.raises(httpx.ReadTimeout):
+        read(client, server.url("/stall"), timeout_s=0.5)
+
+
+def test_transfer_resumes_a_direct_body_cut_short(server: FaultServer, make_transfer: Callable[..., Transfer],
+                                                  payload: Callable[[int], bytes], tmp_path: Path) -> None:
+    data = payload(BIG)
+    server.add("/f.bin", data, faults=[Fault.drop(after=BIG // 2)])
+    res = make_transfer(max_connections=1).fetch(server.url("/f.bin"), tmp_path / "f.bin",
+                                                                sha256=hashlib.sha256(data).hexdigest())
+    assert (tmp_path / "f.bin").read_bytes() == data
+    assert res.sha256 == hashlib.sha256(data).hexdigest()
+    gets = server.requests("/f.bin")
+    assert len(gets) == 2 and gets[1].headers["range"].startswith(f"bytes={BIG // 2}-")
+
+
+def test_cancel_stops_a_direct_read_while_the_server_is_silent(
+        server: FaultServer, make_transfer: Callable[..., Transfer], payload: Callable[[int], bytes],
+        tmp_path: Path) -> None:
+    # The read wakes up at least every WAKE_S without data, so a cancel is seen long before the
+    # read timeout (30 s) or the end of the silence (20 s). The bound below is 10x the wake-up
+    # plus slack for a loaded machine: a responsiveness check, not a performance figure.
+    server.add("/f.bin", payload(BIG), always=Fault.stall(after=BIG // 3, seconds=20.0))
+    cancel = threading.Event()
+    timer = threading.Timer(0.5, cancel.set)
+    timer.start()
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(TransferCancelled):
+            make_transfer(max_connections=1, timeout_s=30.0).fetch(server.url("/f.bin"), tmp_path / "f.bin",
+                                                                   cancel=cancel)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - t0 < 10.0
+    assert not (tmp_path / "f.bin").exists()
+
+
+def test_tls_body_is_read_directly_and_exactly(tls_server: FaultServer, tls: tuple[ssl.SSLContext, Path],
+                                               payload: Callable[[int], bytes]) -> None:
+    data = payload(BIG)
+    tls_server.add("/big", data)
+    tls_server.add("/cut", data, always=Fault.drop(after=BIG // 2))
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(tls[1]))) as client:
+        got, kinds = read(client, tls_server.url("/big"))
+        assert got == data and memoryview in kinds  # decrypted, not the raw TLS records
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+            read(client, tls_server.url("/cut"))
+
+
+def test_transfer_over_tls(tls_server: FaultServer, tls: tuple[ssl.SSLContext, Path],
+                           make_transfer: Callable[..., Transfer], payload: Callable[[int], bytes],
+                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls[1]))  # httpx trusts it, as users point it at a proxy's CA
+    data = payload(BIG)
+    tls_server.add("/f.bin", data, faults=[Fault.drop(after=BIG // 3)])
+    res = make_transfer().fetch(tls_server.url("/f.bin"), tmp_path / "f.bin",
+                                                                sha256=hashlib.sha256(data).hexdigest())
+    assert (tmp_path / "f.bin").read_bytes() == data
+    assert res.sha256 == hashlib.sha256(data).hexdigest()
