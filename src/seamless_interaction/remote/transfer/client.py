@@ -65,6 +65,8 @@ ATTEMPT_RESET_BYTES = 1 << 20
 # Error bodies up to this size are read before the response closes, so that its connection goes
 # back to the pool: an absent optional object (403) then costs one round trip, not a new connection.
 DRAIN_MAX_BYTES = 64 << 10
+# Connections per httpx pool (see HttpClient.__init__).
+_CONNECTIONS_PER_POOL = 8
 # 429s with a wait to honour, per request, before giving up (each wait is bounded by the gate).
 _MAX_RATE_WAITS = 50
 # What a redirect target answers when its signature expired or it refuses the request.
@@ -105,16 +107,29 @@ class HttpClient:
         self.hub = hub
         base_headers = {"Accept-Encoding": "identity"}  # byte ranges must address the stored bytes
         base_headers.update(headers or {})
-        self._client = httpx.Client(
-            headers=base_headers,
-            timeout=httpx.Timeout(timeout_s),
-            # The slots below bound the requests; the pool itself is not a second, tighter bound:
-            # streams (Transfer.stream) take no slot, and a loader reading a member by Range while its
-            # shard streams would otherwise wait on a pool that its own stream fills.
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=max_connections),
-            follow_redirects=False,  # followed hop by hop in send(): the token's scope is per host
-            transport=transport,
-        )
+        # httpcore's pool rescans every connection it holds (the idle ones quadratically) on each
+        # request and each response closed: with a few dozen connections that costs more CPU than
+        # the requests themselves. So the threads share a few small pools, each thread always the
+        # same one (its keep-alive connection is then there for its next request).
+        pools = max(1, -(-max_connections // _CONNECTIONS_PER_POOL))
+        keep = -(-max_connections // pools)
+        # One TLS context for all of them (each costs ~20 ms of CPU to load the CA bundle); made as
+        # httpx makes it, so SSL_CERT_FILE / SSL_CERT_DIR are honoured.
+        tls = httpx.create_ssl_context()
+        self._clients = [
+            httpx.Client(
+                headers=base_headers,
+                timeout=httpx.Timeout(timeout_s),
+                # The slots below bound the requests; a pool is not a second, tighter bound:
+                # streams (Transfer.stream) take no slot, and a loader reading a member by Range while
+                # its shard streams would otherwise wait on a pool that its own stream fills.
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=keep),
+                follow_redirects=False,  # followed hop by hop in send(): the token's scope is per host
+                transport=transport,
+                verify=tls,
+            )
+            for _ in range(pools)
+        ]
         # A slot per request in flight, shared by every download of the engine.
         self.slots = threading.BoundedSemaphore(max_connections)
         self.gate = RateGate(has_token=scope.has_token)
@@ -125,7 +140,12 @@ class HttpClient:
         return f"HttpClient(max_connections={self.max_connections}, {self.scope!r})"
 
     def close(self) -> None:
-        self._client.close()
+        for client in self._clients:
+            client.close()
+
+    def _pool(self) -> httpx.Client:
+        """The calling thread's pool."""
+        return self._clients[threading.get_native_id() % len(self._clients)]
 
     # -- where a URL belongs ------------------------------------------------------------------
 
@@ -161,7 +181,8 @@ class HttpClient:
             hdrs = dict(headers)
             hdrs.update(self.scope.headers(url, origin))
             try:
-                resp = self._client.send(self._client.build_request(method, parse_url(url), headers=hdrs), stream=True)
+                client = self._pool()
+                resp = client.send(client.build_request(method, parse_url(url), headers=hdrs), stream=True)
             except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.ProxyError) as e:
                 raise TransferError(f"{method} {origin}: {e}", origin) from e
             except RETRY_EXCEPTIONS as e:
