@@ -71,6 +71,23 @@ def test_small_and_chunked_bodies_go_through_httpx(server: FaultServer, payload:
         assert got == small and memoryview in kinds
 
 
+def test_direct_read_stops_where_the_caller_wants(server: FaultServer, payload: Callable[[int], bytes]) -> None:
+    # A split download shortens the range it streams: the read must not go past the new end.
+    data = payload(BIG)
+    server.add("/big", data)
+    end = BIG // 2 + 777
+    got = bytearray()
+
+    def wanted() -> int:
+        return end - len(got)
+
+    with httpx.Client() as client, client.stream("GET", server.url("/big")) as r:
+        for chunk in iter_body(r, 10.0, wanted=wanted):
+            got.extend(chunk)
+            assert len(got) <= end
+    assert bytes(got) == data[:end]
+
+
 def test_throttled_body_arrives_whole(server: FaultServer, payload: Callable[[int], bytes]) -> None:
     data = payload(BIG)
     server.add("/slow", data, always=Fault.throttle(chunk=512 * 1024, seconds=0.02))

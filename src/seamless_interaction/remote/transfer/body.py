@@ -22,7 +22,7 @@ import select
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 
@@ -34,7 +34,7 @@ DIRECT_MIN_BYTES = 1 << 20
 # Most bytes per wake-up: the read buffer, and the socket's low-water mark.
 BLOCK_BYTES = 1 << 20
 # A thread waiting for a block wakes at least this often with what has arrived.
-WAKE_S = 0.1
+WAKE_S = 0.05
 
 _LOWAT = getattr(socket, "SO_RCVLOWAT", None)
 _POLL = hasattr(select, "poll")  # not on Windows: bodies go through iter_raw there
@@ -57,12 +57,15 @@ def _socket(resp: httpx.Response) -> socket.socket | None:
 
 def iter_body(
     resp: httpx.Response, timeout_s: float, *, direct_min: int = DIRECT_MIN_BYTES,
+    wanted: Callable[[], int | None] | None = None,
 ) -> Iterator[bytes | memoryview]:
     """The raw bytes of ``resp``'s body, in order; empty chunks are wake-ups without data.
 
     A chunk may be a view of a buffer that the next one overwrites: consume it before asking for
     the next. Errors are httpx's (``ReadTimeout`` when nothing arrives for ``timeout_s``,
     ``ReadError``, ``RemoteProtocolError`` for a body cut short), as with ``iter_raw``.
+    ``wanted()``: how many more bytes the caller wants, None for all (a split download shortens
+    a range while it streams); a direct read never reads past it, and ends when it reaches 0.
     """
     chunks = resp.iter_raw()
     left = _length(resp)
@@ -79,10 +82,12 @@ def iter_body(
     if left <= 0:
         yield from chunks  # h11 reaches the end of the message: the connection stays reusable
         return
-    yield from _direct(sock, left, timeout_s)
+    yield from _direct(sock, left, timeout_s, wanted)
 
 
-def _direct(sock: socket.socket, left: int, timeout_s: float) -> Iterator[memoryview]:
+def _direct(
+    sock: socket.socket, left: int, timeout_s: float, wanted: Callable[[], int | None] | None,
+) -> Iterator[memoryview]:
     buf = memoryview(bytearray(min(BLOCK_BYTES, left)))
     tls = sock if isinstance(sock, ssl.SSLSocket) else None
     poller = select.poll()
@@ -93,7 +98,10 @@ def _direct(sock: socket.socket, left: int, timeout_s: float) -> Iterator[memory
     last = time.monotonic()
     try:
         while left > 0:
-            want = min(len(buf), left)
+            cap = wanted() if wanted is not None else None
+            if cap is not None and cap <= 0:
+                return
+            want = min(len(buf), left, left if cap is None else cap)
             if not (tls is not None and tls.pending()):  # TLS: decrypted bytes already wait
                 if _LOWAT is not None:
                     # At most a quarter of the receive buffer, which the kernel sizes to the link

@@ -674,8 +674,13 @@ class PartDownload:
         abort, cancel, fd, lock = self.abort, self.cancel, self.fd, self.lock
         advance = self.ctx.progress.advance
         pending, reported = 0, time.monotonic()
+
+        def wanted() -> int | None:  # a split may move piece.end while the body streams
+            end = piece.end
+            return None if end is None else end - piece.pos
+
         try:
-            for chunk in iter_body(resp, self.http.timeout_s):
+            for chunk in iter_body(resp, self.http.timeout_s, wanted=wanted):
                 if abort.is_set() or (cancel is not None and cancel.is_set()):
                     raise Stopped()
                 if not chunk:
