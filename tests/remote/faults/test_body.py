@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import socket
 import ssl
 import threading
 import time
@@ -86,6 +87,28 @@ def test_direct_read_stops_where_the_caller_wants(server: FaultServer, payload: 
             got.extend(chunk)
             assert len(got) <= end
     assert bytes(got) == data[:end]
+
+
+def test_other_streams_are_left_to_httpx(payload: Callable[[int], bytes]) -> None:
+    # An HTTPS proxy's TLS-in-TLS stream also exposes a socket, the outer tunnel's, whose bytes are
+    # not the body: only httpcore's plain stream is read directly. (No HTTPS proxy runs here.)
+    tunnel = socket.socket()
+
+    class TLSinTLSStream:
+        def get_extra_info(self, info: str) -> object:
+            return tunnel if info == "socket" else None
+
+    class Pieces(httpx.SyncByteStream):  # the body as a connection hands it over
+        def __iter__(self) -> Iterator[bytes]:
+            for i in range(0, BIG, 65536):
+                yield data[i : i + 65536]
+
+    data = payload(BIG)
+    resp = httpx.Response(200, headers={"Content-Length": str(BIG)}, stream=Pieces(),
+                          extensions={"network_stream": TLSinTLSStream()})
+    with tunnel:
+        chunks = list(iter_body(resp, 1.0, direct_min=1))
+    assert b"".join(chunks) == data and all(isinstance(c, bytes) for c in chunks)
 
 
 def test_throttled_body_arrives_whole(server: FaultServer, payload: Callable[[int], bytes]) -> None:

@@ -23,6 +23,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 
@@ -49,9 +50,17 @@ def _length(resp: httpx.Response) -> int | None:
 
 
 def _socket(resp: httpx.Response) -> socket.socket | None:
-    stream = resp.extensions.get("network_stream")
-    get = getattr(stream, "get_extra_info", None)
-    sock = get("socket") if get is not None else None
+    """The socket whose bytes are the body, or None when that is not known for sure.
+
+    Only httpcore's plain synchronous stream qualifies: its socket is the connection itself (TLS
+    included, as an ``SSLSocket``). Through an HTTPS proxy (TLS in TLS) the socket is the outer
+    tunnel, whose bytes are still encrypted for the origin; any other stream is left to httpx.
+    """
+    stream: Any = resp.extensions.get("network_stream")
+    kind = type(stream)
+    if kind.__name__ != "SyncStream" or not kind.__module__.startswith("httpcore."):
+        return None
+    sock = stream.get_extra_info("socket")
     return sock if isinstance(sock, socket.socket) else None
 
 
