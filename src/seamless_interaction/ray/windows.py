@@ -47,6 +47,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
+import os
 import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -74,11 +76,17 @@ __all__ = [
     "read_windows",
 ]
 
-# Blocks of about this many bytes. Ray's costs are per block and per column (~50 tensor columns: building,
-# sizing, pickling and unpickling each), so small blocks paid them per few windows: on 2 CPUs, 32 MB
-# blocks gave 964 windows/s against 830 for 8 MB (features, 1.1 MB a window); Ray's own target is 128 MB.
-BLOCK_BYTES = 32 << 20
-MAX_ROWS_PER_BLOCK = 256
+# Blocks of Ray's own target size (``DataContext.target_max_block_size``, 128 MB by default; this when
+# it is None). Ray's costs are per block and per column (~50 tensor columns: building, sizing, pickling,
+# the driver's executor and unpickling) and per task: on 2 CPUs, 15-window blocks (one per task) cost
+# 2.4 ms of CPU per window in all, ~120-window blocks 1.9 ms.
+BLOCK_BYTES = 128 << 20
+# The default read tasks per epoch: one per shard, but a task reads at least this many archive bytes
+# where they are known (local shards). A read task costs ~20 ms of CPU besides its windows (scheduling
+# on the driver and the raylet, setting up the worker's loader); a Hub archive (~1.1 GB, FORMAT.md)
+# is well above it, a small local shard (a mirror, a subset) is not.
+TASK_BYTES = 256 << 20
+_ROW_BYTES = 64  # key, file ids, times and offsets of one row, beside its arrays
 
 
 @dataclass(frozen=True)
@@ -120,7 +128,7 @@ def plan_tasks(shards: Sequence[Any], catalog, *, dyadic: bool, num_tasks: int |
                seed: int, epoch: int) -> list[_TaskPlan]:
     """Cut the sources' units into contiguous runs, one per read task (see the module docstring)."""
     if catalog is None or any(sh.batch is None for sh in shards):
-        n = max(1, num_tasks or len(shards))
+        n = max(1, num_tasks or _default_tasks(shards))
         locs = tuple(sh.location for sh in shards)
         return [_TaskPlan(locs, None, None, i, n, epoch) for i in range(n)]
     groups: dict[tuple, list[Any]] = {}
@@ -139,7 +147,7 @@ def plan_tasks(shards: Sequence[Any], catalog, *, dyadic: bool, num_tasks: int |
                     units.append(u)
                     where[u] = []
                 where[u].append((sh.location, fid))
-    n = max(1, min(num_tasks or len(shards), len(units) or 1))
+    n = max(1, min(num_tasks or _default_tasks(shards), len(units) or 1))
     rank = {sh.location: i for i, sh in enumerate(shards)}
     plans = []
     for i in range(n):
@@ -151,6 +159,20 @@ def plan_tasks(shards: Sequence[Any], catalog, *, dyadic: bool, num_tasks: int |
         inter = {u: list(catalog.interaction_file_ids(u)) for u in run} if dyadic else {}
         plans.append(_TaskPlan(tuple(sorted(owned, key=rank.__getitem__)), owned, inter, i, n, epoch))
     return plans
+
+
+def _default_tasks(shards: Sequence[Any]) -> int:
+    """One task per shard, but at least :data:`TASK_BYTES` of archives per task where the sizes are known
+    (local shards; a shard over HTTP counts as one task, as a Hub archive is larger). Depends on the
+    sources only, so the order it gives is the same on any cluster."""
+    local = [sh for sh in shards if not sh.is_http]
+    size = 0
+    for sh in local:
+        try:
+            size += os.path.getsize(sh.location)
+        except OSError:  # absent: the task that reads it warns (or raises with ``strict``)
+            size += TASK_BYTES
+    return max(1, len(shards) - len(local) + min(len(local), math.ceil(size / TASK_BYTES)))
 
 
 # ------------------------------------------------------------------------------------------ rows
@@ -178,26 +200,56 @@ def _tensor_column(values: list[np.ndarray]):
     else a variable-shaped one; Ray unifies the two across blocks (dtype and rank are the same)."""
     from ray.data.extensions import ArrowTensorArray, ArrowVariableShapedTensorArray
 
-    first = values[0].shape
-    if all(v.shape == first for v in values):
-        view = _consecutive(values)
-        return ArrowTensorArray.from_numpy(view if view is not None else np.stack(values))
-    return ArrowVariableShapedTensorArray.from_numpy(values)
+    v0 = values[0]
+    first, dtype = v0.shape, v0.dtype
+    if all(v.shape == first and v.dtype == dtype for v in values):
+        runs = _runs(values)
+        if len(runs) == 1:
+            return ArrowTensorArray.from_numpy(runs[0][1])
+        out = np.empty((len(values), *first), dtype)
+        for at, run in runs:  # one copy, a run of back-to-back windows at a time
+            out[at:at + len(run)] = run
+        return ArrowTensorArray.from_numpy(out)
+    if all(v.ndim == v0.ndim for v in values) and len({v.dtype for v in values}) == 1:
+        return ArrowVariableShapedTensorArray.from_numpy(values)
+    return ArrowTensorArray.from_numpy(np.stack(values))  # mixed dtypes: numpy's promotion, as stack gives
+
+
+def _runs(values: list[np.ndarray]) -> list[tuple[int, np.ndarray]]:
+    """Runs of windows that are back-to-back slices of one array (a participant's feature array cut with
+    hop == window), each as ``(first row, (n, *shape) view)`` without a copy; a window on its own is a
+    run of one."""
+    v0 = values[0]
+    step = v0.nbytes
+    if step == 0:  # zero rows (a key the participant lacks, an empty slot): nothing to copy
+        return [(0, np.empty((len(values), *v0.shape), v0.dtype))]
+    runs: list[tuple[int, np.ndarray]] = []
+    start = 0
+    addr = [v.__array_interface__["data"][0] for v in values]
+    for i in range(1, len(values) + 1):
+        # the same owner (one allocation, kept alive by the view) and the next bytes of it
+        if i < len(values):
+            v, prev = values[i], values[i - 1]
+            if (v.base is not None and v.base is prev.base and addr[i] == addr[i - 1] + step
+                    and v.flags.c_contiguous and prev.flags.c_contiguous):
+                continue
+        first = values[start]
+        if i - start == 1:
+            runs.append((start, first[None]))
+        else:
+            runs.append((start, np.lib.stride_tricks.as_strided(
+                first, shape=(i - start, *first.shape), strides=(step, *first.strides), writeable=False)))
+        start = i
+    return runs
 
 
 def _consecutive(values: list[np.ndarray]) -> np.ndarray | None:
     """The windows as one ``(n, *shape)`` view, without a copy, when they are back-to-back slices of one
-    array (a participant's feature array cut with hop == window); else None."""
-    v0 = values[0]
-    base, step, start = v0.base, v0.nbytes, v0.ctypes.data
-    if base is None or step == 0 or not v0.flags.c_contiguous:
+    array; else None."""
+    if any(v.shape != values[0].shape for v in values):
         return None
-    for i, v in enumerate(values):
-        # the same owner (one allocation, kept alive by the view) and the next bytes of it
-        if v.base is not base or v.ctypes.data != start + i * step or not v.flags.c_contiguous:
-            return None
-    return np.lib.stride_tricks.as_strided(v0, shape=(len(values), *v0.shape), strides=(step, *v0.strides),
-                                           writeable=False)
+    runs = _runs(values)
+    return runs[0][1] if len(runs) == 1 else None
 
 
 def items_to_table(items: list[dict], slots: int, feature_keys: Sequence[str] | None = None,
@@ -336,11 +388,18 @@ def _task_dataset(plan: _TaskPlan, opts: _Options):
 
 
 def _item_bytes(item: dict) -> int:
-    n = 0
+    """The row's size in a block: its arrays (a bool tensor is bit-packed) and :data:`_ROW_BYTES`."""
+    n = _ROW_BYTES
     for p in item["participants"]:
-        n += sum(a.nbytes for a in p.get("features", {}).values())
-        n += sum(p[m].nbytes for m in ("audio", "vad") if m in p)
+        for a in (*p.get("features", {}).values(), *(p[m] for m in ("audio", "vad") if m in p)):
+            n += a.size // 8 if a.dtype == np.bool_ else a.nbytes
     return n
+
+
+def _block_bytes() -> int:
+    from ray.data.context import DataContext
+
+    return DataContext.get_current().target_max_block_size or BLOCK_BYTES
 
 
 def _read(plan: _TaskPlan, opts: _Options) -> Iterator[Any]:
@@ -351,20 +410,21 @@ def _read(plan: _TaskPlan, opts: _Options) -> Iterator[Any]:
         return items_to_table(items, slots, opts.feature_keys, audio="audio" in m, vad="vad" in m,
                               words="words" in m, features="features" in m)
 
+    # Ray's output buffer joins the blocks a task yields until they pass ``target_max_block_size``
+    # (one chunk per block in every column, which the driver then copies into one array per column),
+    # and slices those past 1.5 times it. A block just past the target (a sixty-fourth more, as the
+    # estimate is not the table's exact size) goes through as it is; so does a task's last one.
+    limit = _block_bytes()
+    limit += limit // 64
     buf: list[dict] = []
-    rows = opts.rows_per_block
+    size = 0
     for item in _task_dataset(plan, opts):
-        if not rows:
-            rows = max(1, min(MAX_ROWS_PER_BLOCK, BLOCK_BYTES // max(1, _item_bytes(item))))
-        # Past half a block, a new interaction starts a new block: a block of one interaction's
-        # windows takes its feature columns as views of the participant's arrays (no copy).
-        if buf and len(buf) * 2 >= rows and item["key"] != buf[-1]["key"]:
-            yield block(buf)
-            buf = []
         buf.append(item)
-        if len(buf) >= rows:
+        size += _item_bytes(item)
+        full = len(buf) >= opts.rows_per_block if opts.rows_per_block else size > limit
+        if full:
             yield block(buf)
-            buf = []
+            buf, size = [], 0
     if buf:
         yield block(buf)
 
@@ -445,9 +505,12 @@ def read_windows(
         epoch, epochs: the windows of epochs ``epoch .. epoch + epochs - 1``, one after the other in
             one dataset (one Ray execution, so no per-epoch start-up; with ``preserve_order`` epoch by
             epoch). Each epoch is what ``read_windows(..., epoch=e)`` alone gives.
-        num_tasks: read tasks per epoch (default: one per shard, at most one per unit); fixes the order.
+        num_tasks: read tasks per epoch (default: one per shard, but at least :data:`TASK_BYTES` of
+            local archives per task; at most one per unit); fixes the order.
         decode_threads: npz inflate threads inside each task (Ray already runs one task per CPU).
-        rows_per_block: windows per output block (default: about 32 MB of arrays per block).
+        rows_per_block: windows per output block (default: blocks just past the dataset context's
+            ``target_max_block_size``, Ray's 128 MB, which Ray passes on as they are; smaller
+            blocks of one task are joined by Ray up to that size).
         retries: Ray retries of a task whose transfer failed after the engine's own retries.
         transfer_options: options of each task's transfer engine for HTTP shards (``retries``,
             ``max_connections``, ...); the token comes from the worker's environment.
