@@ -201,16 +201,46 @@ def test_bad_selection_is_a_typed_error(ray_session, shards):
         read_windows([])
 
 
-def test_back_to_back_windows_become_one_view_and_others_a_copy():
-    from seamless_interaction.ray.windows import _consecutive, _tensor_column
+def test_back_to_back_windows_go_in_as_they_are_and_others_are_copied_once():
+    from seamless_interaction.ray.windows import _flat, _tensor_column
 
     arr = np.arange(60 * 3, dtype=np.float32).reshape(60, 3)
+    other = arr.copy()
     wins = [arr[i:i + 10] for i in range(0, 60, 10)]
-    view = _consecutive(wins)
-    assert view is not None and np.shares_memory(view, arr)
-    np.testing.assert_array_equal(view, np.stack(wins))
-    assert _consecutive([arr[0:10], arr[20:30]]) is None  # a gap
-    assert _consecutive([arr[0:10], arr.copy()[10:20]]) is None  # another allocation
-    assert _consecutive([arr[0:10], arr[5:15]]) is None  # overlapping (hop < window)
-    col = _tensor_column(wins).to_numpy()
-    np.testing.assert_array_equal(np.stack(list(col)), np.stack(wins))
+    assert np.shares_memory(_flat(wins), arr)  # one view of the participant's rows
+    np.testing.assert_array_equal(np.stack(list(_tensor_column(wins).to_numpy())), np.stack(wins))
+    # a gap, another allocation, overlapping windows (hop < window): one copy, in order
+    for mixed in ([arr[0:10], arr[20:30]], [arr[0:10], other[10:20]], [arr[0:10], arr[5:15]]):
+        flat = _flat(mixed)
+        assert not np.shares_memory(flat, arr)
+        np.testing.assert_array_equal(flat, np.concatenate([m.ravel() for m in mixed]))
+    # shapes that differ (a key a participant lacks is zero rows; a window a row short): variable-shaped
+    mask = np.arange(40) % 3 == 0
+    for ragged in ([arr[0:10], arr[0:0], arr[10:19], other[0:0], other[30:40]], [mask[0:10], mask[10:13], mask[13:13]]):
+        col = _tensor_column(ragged)
+        assert "Variable" in str(col.type)
+        got = col.to_numpy()
+        assert len(got) == len(ragged)
+        for g, w in zip(got, ragged, strict=True):
+            assert g.shape == w.shape and g.dtype == w.dtype
+            np.testing.assert_array_equal(g, w)
+
+
+def test_block_memory_is_lent_again_only_when_nothing_holds_it():
+    from seamless_interaction.ray.windows import _BlockMemory
+
+    def addr(a):
+        return a.__array_interface__["data"][0]
+
+    mem = _BlockMemory()
+    first = mem.lend(1 << 16)(100, np.float32)
+    first[:] = 1
+    second = mem.lend(1 << 16)(100, np.float32)  # ``first`` is alive: other memory
+    second[:] = 2
+    assert addr(second) != addr(first) and (first == 1).all()
+    where = addr(first)
+    del first, second
+    again = mem.lend(1 << 16)(100, np.float32)
+    assert addr(again) == where  # nothing held it any more: the same memory
+    too_big = mem.lend(1 << 16)(1 << 15, np.float32)  # past what was lent: its own array
+    assert too_big.nbytes == 1 << 17 and not np.shares_memory(too_big, again)

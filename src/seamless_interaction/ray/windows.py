@@ -50,7 +50,8 @@ import logging
 import math
 import os
 import random
-from collections.abc import Iterable, Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,66 +196,139 @@ FEATURE_SCHEMA: dict[str, tuple[str, tuple[int, ...]]] = {
 }
 
 
-def _tensor_column(values: list[np.ndarray]):
+Alloc = Callable[[int, Any], np.ndarray]  # (count, dtype) -> a 1-D array of that many elements
+
+
+def _tensor_column(values: list[np.ndarray], alloc: Alloc | None = None):
     """A fixed-shape tensor column when the block's shapes agree (one buffer, ~10x cheaper to build),
-    else a variable-shaped one; Ray unifies the two across blocks (dtype and rank are the same)."""
+    else a variable-shaped one; Ray unifies the two across blocks (dtype and rank are the same).
+
+    Windows that are back-to-back slices of one array (a participant's rows cut with hop == window)
+    go in as they are; the rest are copied once, into ``alloc``'s memory when given."""
     from ray.data.extensions import ArrowTensorArray, ArrowVariableShapedTensorArray
 
     v0 = values[0]
-    first, dtype = v0.shape, v0.dtype
-    if all(v.shape == first and v.dtype == dtype for v in values):
-        runs = _runs(values)
-        if len(runs) == 1:
-            return ArrowTensorArray.from_numpy(runs[0][1])
-        out = np.empty((len(values), *first), dtype)
-        for at, run in runs:  # one copy, a run of back-to-back windows at a time
-            out[at:at + len(run)] = run
-        return ArrowTensorArray.from_numpy(out)
-    if all(v.ndim == v0.ndim for v in values) and len({v.dtype for v in values}) == 1:
+    if any(v.dtype != v0.dtype for v in values):  # e.g. a key asked for by name: numpy's promotion
+        if all(v.shape == v0.shape for v in values):
+            return ArrowTensorArray.from_numpy(np.stack(values))
         return ArrowVariableShapedTensorArray.from_numpy(values)
-    return ArrowTensorArray.from_numpy(np.stack(values))  # mixed dtypes: numpy's promotion, as stack gives
+    if all(v.shape == v0.shape for v in values):
+        return ArrowTensorArray.from_numpy(_flat(values, alloc).reshape(len(values), *v0.shape))
+    return _ragged_column(values, _flat(values, alloc))
 
 
-def _runs(values: list[np.ndarray]) -> list[tuple[int, np.ndarray]]:
-    """Runs of windows that are back-to-back slices of one array (a participant's feature array cut with
-    hop == window), each as ``(first row, (n, *shape) view)`` without a copy; a window on its own is a
-    run of one."""
-    v0 = values[0]
-    step = v0.nbytes
-    if step == 0:  # zero rows (a key the participant lacks, an empty slot): nothing to copy
-        return [(0, np.empty((len(values), *v0.shape), v0.dtype))]
-    runs: list[tuple[int, np.ndarray]] = []
+def _ragged_column(values: list[np.ndarray], flat: np.ndarray):
+    """Ray's variable-shaped tensor column (its storage: raveled data with offsets, and each shape)
+    over ``flat``, the values' elements back to back; as ``ArrowVariableShapedTensorArray.from_numpy``
+    builds it, without its per-row ravel and concatenation."""
+    import pyarrow as pa
+    from ray.data.extensions import ArrowVariableShapedTensorType
+
+    offsets = np.zeros(len(values) + 1, np.int64)
+    np.cumsum([v.size for v in values], out=offsets[1:])
+    value_type = pa.from_numpy_dtype(flat.dtype)
+    data = np.packbits(flat, bitorder="little") if flat.dtype == np.bool_ and flat.size else flat
+    storage = pa.StructArray.from_arrays(
+        [pa.LargeListArray.from_arrays(pa.array(offsets),
+                                       pa.Array.from_buffers(value_type, flat.size, [None, pa.py_buffer(data)])),
+         pa.array([v.shape for v in values])],
+        ["data", "shape"])
+    return ArrowVariableShapedTensorType(value_type, values[0].ndim).wrap_array(storage)
+
+
+def _flat(values: list[np.ndarray], alloc: Alloc | None = None) -> np.ndarray:
+    """The values' elements back to back as one 1-D array: a view when they already lie so in memory,
+    else one copy (into ``alloc``'s memory when given)."""
+    runs = _runs([v for v in values if v.size])
+    if len(runs) == 1:
+        return runs[0]
+    total = sum(r.size for r in runs)
+    out = alloc(total, values[0].dtype) if alloc is not None else np.empty(total, values[0].dtype)
+    at = 0
+    for r in runs:
+        out[at:at + r.size] = r
+        at += r.size
+    return out
+
+
+def _runs(values: list[np.ndarray]) -> list[np.ndarray]:
+    """Runs of arrays that are back-to-back slices of one allocation, each as one 1-D view (no copy)."""
+    runs: list[np.ndarray] = []
     start = 0
     addr = [v.__array_interface__["data"][0] for v in values]
     for i in range(1, len(values) + 1):
-        # the same owner (one allocation, kept alive by the view) and the next bytes of it
         if i < len(values):
             v, prev = values[i], values[i - 1]
-            if (v.base is not None and v.base is prev.base and addr[i] == addr[i - 1] + step
+            # the same owner (kept alive by the view) and the next bytes of it
+            if (v.base is not None and v.base is prev.base and addr[i] == addr[i - 1] + prev.nbytes
                     and v.flags.c_contiguous and prev.flags.c_contiguous):
                 continue
         first = values[start]
         if i - start == 1:
-            runs.append((start, first[None]))
+            runs.append(first.reshape(-1))
         else:
-            runs.append((start, np.lib.stride_tricks.as_strided(
-                first, shape=(i - start, *first.shape), strides=(step, *first.strides), writeable=False)))
+            count = (addr[i - 1] + values[i - 1].nbytes - addr[start]) // first.itemsize
+            runs.append(np.lib.stride_tricks.as_strided(first, shape=(count,), strides=(first.itemsize,),
+                                                        writeable=False))
         start = i
     return runs
 
 
-def _consecutive(values: list[np.ndarray]) -> np.ndarray | None:
-    """The windows as one ``(n, *shape)`` view, without a copy, when they are back-to-back slices of one
-    array; else None."""
-    if any(v.shape != values[0].shape for v in values):
-        return None
-    runs = _runs(values)
-    return runs[0][1] if len(runs) == 1 else None
+class _BlockMemory:
+    """Memory for the windows a worker copies into its blocks, reused from block to block.
+
+    Memory a process has not written before is mapped by the kernel page by page on the first write:
+    copying a block into fresh memory ran at 0.5-2.4 GB/s here, into reused memory at 10+ GB/s, and
+    the allocator hands blocks this large back to the system when they are freed. A buffer is lent
+    again only when nothing else holds it (Ray has copied the block into its object store and let it
+    go); one that a block still holds, in Ray's output buffer or anywhere, is never written to.
+    """
+
+    def __init__(self, keep: int = 1):
+        self._buffers: list[np.ndarray] = []
+        self._keep = keep
+
+    def _free(self, i: int) -> bool:
+        # the list's reference and getrefcount's argument: no view of the buffer is alive
+        return sys.getrefcount(self._buffers[i]) == 2
+
+    def lend(self, nbytes: int) -> Alloc:
+        """An allocator of up to ``nbytes`` (then fresh arrays) out of one free buffer."""
+        ok = [i for i in range(len(self._buffers)) if self._free(i)]
+        fits = [i for i in ok if self._buffers[i].nbytes >= nbytes]
+        if fits:
+            buf = self._buffers[fits[0]]
+        else:
+            buf = np.empty(nbytes + (nbytes >> 3), np.uint8)
+            if ok:  # a free buffer too small for this block: the new one takes its place
+                self._buffers[ok[0]] = buf
+            elif len(self._buffers) < self._keep:
+                self._buffers.append(buf)
+        at = 0
+
+        def alloc(count: int, dtype: Any) -> np.ndarray:
+            nonlocal at
+            dtype = np.dtype(dtype)
+            start = -(-at // 64) * 64
+            end = start + count * dtype.itemsize
+            if end > buf.nbytes:
+                return np.empty(count, dtype)
+            at = end
+            return buf[start:end].view(dtype)
+
+        return alloc
+
+
+# One per worker process: Ray runs a worker's tasks one after another in the same process, and a task
+# often makes only a block or two, so memory kept per task would be fresh again for most blocks.
+_BLOCK_MEMORY = _BlockMemory()
 
 
 def items_to_table(items: list[dict], slots: int, feature_keys: Sequence[str] | None = None,
-                   audio: bool = False, vad: bool = False, words: bool = False, features: bool = True):
-    """Loader items -> a pyarrow Table in the row schema of the module docstring."""
+                   audio: bool = False, vad: bool = False, words: bool = False, features: bool = True,
+                   alloc: Alloc | None = None):
+    """Loader items -> a pyarrow Table in the row schema of the module docstring (windows that must be
+    copied go into ``alloc``'s memory when given)."""
     import pyarrow as pa
 
     keys = (list(feature_keys) if feature_keys else list(FEATURE_SCHEMA)) if features else []
@@ -277,12 +351,12 @@ def items_to_table(items: list[dict], slots: int, feature_keys: Sequence[str] | 
                 for p in parts:
                     got = p["features"].get(k) if p else None
                     vals.append(_fit(k, got, items))
-                cols[f"{pre}features.{k}"] = _tensor_column(vals)
+                cols[f"{pre}features.{k}"] = _tensor_column(vals, alloc)
         for name, on, dtype in (("audio", audio, np.float32), ("vad", vad, np.bool_)):
             if on:
                 ref = next((p[name] for it in items for p in it["participants"]), np.zeros(0, dtype))
                 cols[pre + name] = _tensor_column([p[name] if p else np.zeros((0, *ref.shape[1:]), ref.dtype)
-                                                   for p in parts])
+                                                   for p in parts], alloc)
         if words:
             cols[pre + "words"] = pa.array([json.dumps(p["words"]) if p else "[]" for p in parts], pa.string())
     return pa.table(cols)
@@ -365,6 +439,10 @@ def _task_dataset(plan: _TaskPlan, opts: _Options):
                 raise exc
             super()._problem(message, exc)
 
+        # Views of the WAV member: the block copies the windows anyway (once, or not at all for one
+        # participant's back-to-back windows), so the loader's own copy would be a second one.
+        _audio_views = True
+
         def _engine(self):
             if self._transfer is None and self._own_transfer is None and opts.transfer_options:
                 from seamless_interaction.base.config import DatasetConfig
@@ -406,9 +484,10 @@ def _read(plan: _TaskPlan, opts: _Options) -> Iterator[Any]:
     slots = 2 if opts.dyadic else 1
     m = opts.modalities
 
-    def block(items: list[dict]):
+    def block(items: list[dict], size: int):
         return items_to_table(items, slots, opts.feature_keys, audio="audio" in m, vad="vad" in m,
-                              words="words" in m, features="features" in m)
+                              words="words" in m, features="features" in m,
+                              alloc=_BLOCK_MEMORY.lend(size + (size >> 2) + (1 << 16)))
 
     # Ray's output buffer joins the blocks a task yields until they pass ``target_max_block_size``
     # (one chunk per block in every column, which the driver then copies into one array per column),
@@ -423,10 +502,10 @@ def _read(plan: _TaskPlan, opts: _Options) -> Iterator[Any]:
         size += _item_bytes(item)
         full = len(buf) >= opts.rows_per_block if opts.rows_per_block else size > limit
         if full:
-            yield block(buf)
+            yield block(buf, size)
             buf, size = [], 0
     if buf:
-        yield block(buf)
+        yield block(buf, size)
 
 
 class WindowsDatasource:
