@@ -242,5 +242,6 @@ def test_block_memory_is_lent_again_only_when_nothing_holds_it():
     del first, second
     again = mem.lend(1 << 16)(100, np.float32)
     assert addr(again) == where  # nothing held it any more: the same memory
-    too_big = mem.lend(1 << 16)(1 << 15, np.float32)  # past what was lent: its own array
-    assert too_big.nbytes == 1 << 17 and not np.shares_memory(too_big, again)
+    alloc = mem.lend(1 << 16)
+    lent, past = alloc(1 << 10, np.float32), alloc(16 << 20, np.float32)  # past what it holds: its own array
+    assert past.nbytes == 64 << 20 and past.base is None and not np.shares_memory(lent, again)

@@ -284,7 +284,9 @@ class _BlockMemory:
     go); one that a block still holds, in Ray's output buffer or anywhere, is never written to.
     """
 
-    def __init__(self, keep: int = 1):
+    # Two: a task's generators (ours and Ray Data's) still hold the block they yielded last while the
+    # next one is built, so one buffer would be free for every other block only.
+    def __init__(self, keep: int = 2):
         self._buffers: list[np.ndarray] = []
         self._keep = keep
 
@@ -299,7 +301,7 @@ class _BlockMemory:
         if fits:
             buf = self._buffers[fits[0]]
         else:
-            buf = np.empty(nbytes + (nbytes >> 3), np.uint8)
+            buf = np.empty(-(-nbytes // (16 << 20)) * (16 << 20), np.uint8)  # in steps: blocks differ a little
             if ok:  # a free buffer too small for this block: the new one takes its place
                 self._buffers[ok[0]] = buf
             elif len(self._buffers) < self._keep:
@@ -487,7 +489,7 @@ def _read(plan: _TaskPlan, opts: _Options) -> Iterator[Any]:
     def block(items: list[dict], size: int):
         return items_to_table(items, slots, opts.feature_keys, audio="audio" in m, vad="vad" in m,
                               words="words" in m, features="features" in m,
-                              alloc=_BLOCK_MEMORY.lend(size + (size >> 2) + (1 << 16)))
+                              alloc=_BLOCK_MEMORY.lend(size + (size >> 3) + (1 << 20)))
 
     # Ray's output buffer joins the blocks a task yields until they pass ``target_max_block_size``
     # (one chunk per block in every column, which the driver then copies into one array per column),
