@@ -51,6 +51,7 @@ import math
 import os
 import random
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -491,23 +492,41 @@ def _read(plan: _TaskPlan, opts: _Options) -> Iterator[Any]:
                               words="words" in m, features="features" in m,
                               alloc=_BLOCK_MEMORY.lend(size + (size >> 3) + (1 << 20)))
 
-    # Ray's output buffer joins the blocks a task yields until they pass ``target_max_block_size``
+    if opts.rows_per_block:
+        buf: list[dict] = []
+        for item in _task_dataset(plan, opts):
+            buf.append(item)
+            if len(buf) >= opts.rows_per_block:
+                yield block(buf, sum(map(_item_bytes, buf)))
+                buf = []
+        if buf:
+            yield block(buf, sum(map(_item_bytes, buf)))
+        return
+    # Ray's output buffer joins the blocks a task yields until they pass ``target_max_block_size`` T
     # (one chunk per block in every column, which the driver then copies into one array per column),
-    # and slices those past 1.5 times it. A block just past the target (a sixty-fourth more, as the
-    # estimate is not the table's exact size) goes through as it is; so does a task's last one.
+    # and slices those of 1.5 T or more. So a block is cut just past T (a sixty-fourth more, as the
+    # estimate is not the table's exact size) and goes through as it is. Windows are held back
+    # until 0.45 T more have come, so the task's last block, which goes through at any size, is not a
+    # sliver: Ray holds the read back while its consumer holds little (it compares what the read has
+    # queued with what the consumer has taken), so a one-window block stalled the reads.
     limit = _block_bytes()
-    limit += limit // 64
-    buf: list[dict] = []
+    cut, hold = limit + limit // 64, limit * 45 // 100
+    held: deque[tuple[dict, int]] = deque()
     size = 0
     for item in _task_dataset(plan, opts):
-        buf.append(item)
-        size += _item_bytes(item)
-        full = len(buf) >= opts.rows_per_block if opts.rows_per_block else size > limit
-        if full:
-            yield block(buf, size)
-            buf, size = [], 0
-    if buf:
-        yield block(buf, size)
+        n = _item_bytes(item)
+        held.append((item, n))
+        size += n
+        if size >= cut + hold:
+            out, got = [], 0
+            while got <= cut:
+                it, n = held.popleft()
+                out.append(it)
+                got += n
+            size -= got
+            yield block(out, got)
+    if held:
+        yield block([it for it, _ in held], size)
 
 
 class WindowsDatasource:
