@@ -245,3 +245,46 @@ def test_block_memory_is_lent_again_only_when_nothing_holds_it():
     alloc = mem.lend(1 << 16)
     lent, past = alloc(1 << 10, np.float32), alloc(16 << 20, np.float32)  # past what it holds: its own array
     assert past.nbytes == 64 << 20 and past.base is None and not np.shares_memory(lent, again)
+
+
+def test_default_tasks_group_small_local_shards_and_keep_one_per_remote_shard(shards, tmp_path):
+    from seamless_interaction.access.loader import Shard
+    from seamless_interaction.ray import windows
+
+    tars, _ = shards
+    local = [Shard.parse(t) for t in tars]
+    size = sum(Path(t).stat().st_size for t in tars)
+    assert size < windows.TASK_BYTES and windows._default_tasks(local) == 1  # a few MB: one task
+    remote = [Shard.parse(f"https://hub.example/improvised/dev/0000/{i:04d}.tar") for i in range(3)]
+    assert windows._default_tasks(local + remote) == 1 + 3  # a remote size is unknown: one task each
+    big = tmp_path / "improvised" / "dev" / "0000"
+    big.mkdir(parents=True)
+    sparse = []
+    for i in range(5):  # 5 x 0.4 of TASK_BYTES (sparse files): two tasks' worth, at most one per shard
+        p = big / f"{i:04d}.tar"
+        with open(p, "wb") as fh:
+            fh.truncate(windows.TASK_BYTES * 2 // 5)
+        sparse.append(Shard.parse(p))
+    assert windows._default_tasks(sparse) == 2
+    assert windows._default_tasks(sparse[:1]) == 1
+
+
+def test_blocks_past_the_target_go_through_ray_as_made(ray_session, shards):
+    """With a small ``target_max_block_size``, a task makes several blocks: each is one Arrow chunk per
+    column (Ray joined none), all but a task's last are just past the target and none is 1.5 times
+    it (Ray slices those), the last is no sliver, and the windows are still the loader's, each once."""
+    from ray.data.block import BlockAccessor
+
+    tars, catalog = shards
+    ds = read_windows(tars, ALL, window_s=0.5, catalog=catalog, num_tasks=1)
+    target = 1 << 20  # windows of ~250 KB here
+    ds.context.target_max_block_size = target
+    blocks = ray.get(ds.to_arrow_refs())
+    assert len(blocks) >= 3
+    for b in blocks:
+        assert all(c.num_chunks == 1 for c in b.columns)
+        assert b.nbytes < 1.5 * target
+    assert all(b.nbytes > target for b in blocks[:-1])
+    assert min(b.nbytes for b in blocks) > 0.25 * target
+    items = [it for b in blocks for it in batch_to_items(BlockAccessor.for_block(b).to_batch_format("numpy"))]
+    assert_same_items(items, reference(tars, catalog, modalities=ALL, window_s=0.5))
