@@ -213,7 +213,7 @@ def _tensor_column(values: list[np.ndarray], alloc: Alloc | None = None):
     from ray.data.extensions import ArrowTensorArray, ArrowVariableShapedTensorArray
 
     v0 = values[0]
-    if any(v.dtype != v0.dtype for v in values):  # e.g. a key asked for by name: numpy's promotion
+    if any(v.dtype != v0.dtype or v.ndim != v0.ndim for v in values):  # Ray's own conversion (and errors)
         if all(v.shape == v0.shape for v in values):
             return ArrowTensorArray.from_numpy(np.stack(values))
         return ArrowVariableShapedTensorArray.from_numpy(values)
@@ -296,8 +296,8 @@ class _BlockMemory:
         self._keep = keep
 
     def _free(self, i: int) -> bool:
-        # the list's reference and getrefcount's argument: no view of the buffer is alive
-        return sys.getrefcount(self._buffers[i]) == 2
+        # no view of the buffer is alive: it has the references of one that only a list holds
+        return sys.getrefcount(self._buffers[i]) <= _LISTED_REFS
 
     def lend(self, nbytes: int) -> Alloc:
         """An allocator of up to ``nbytes`` (then fresh arrays) out of one free buffer."""
@@ -325,6 +325,14 @@ class _BlockMemory:
 
         return alloc
 
+
+def _refs_of_first(items: list) -> int:
+    return sys.getrefcount(items[0])
+
+
+# What sys.getrefcount reports, called as _BlockMemory._free calls it, for an array only a list holds
+# (2 on CPython 3.11; measured, since interpreters differ in the references they count).
+_LISTED_REFS = _refs_of_first([np.empty(0)])
 
 # One per worker process: Ray runs a worker's tasks one after another in the same process, and a task
 # often makes only a block or two, so memory kept per task would be fresh again for most blocks.
