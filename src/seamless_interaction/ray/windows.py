@@ -347,6 +347,16 @@ def items_to_table(items: list[dict], slots: int, feature_keys: Sequence[str] | 
     import pyarrow as pa
 
     keys = (list(feature_keys) if feature_keys else list(FEATURE_SCHEMA)) if features else []
+    known: dict[tuple[str, ...], list[str]] = {}
+
+    def present(arrays: dict[str, np.ndarray]) -> list[str]:
+        # a participant's windows all have its key set: worked out once per set, not per window
+        have = tuple(arrays)
+        got = known.get(have)
+        if got is None:
+            got = known[have] = [k for k in keys if k in arrays]
+        return got
+
     cols: dict[str, Any] = {
         "key": pa.array([it["key"] for it in items], pa.string()),
         "file_ids": pa.array([[p["file_id"] for p in it["participants"]] + [""] * (slots - len(it["participants"]))
@@ -359,7 +369,7 @@ def items_to_table(items: list[dict], slots: int, feature_keys: Sequence[str] | 
         pre = f"p{j}."
         cols[pre + "file_id"] = pa.array([p["file_id"] if p else "" for p in parts], pa.string())
         if features:
-            cols[pre + "feature_keys"] = pa.array([[k for k in keys if k in p["features"]] if p else [] for p in parts],
+            cols[pre + "feature_keys"] = pa.array([present(p["features"]) if p else [] for p in parts],
                                                   pa.list_(pa.string()))
             for k in keys:
                 vals = []
