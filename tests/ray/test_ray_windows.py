@@ -201,16 +201,90 @@ def test_bad_selection_is_a_typed_error(ray_session, shards):
         read_windows([])
 
 
-def test_back_to_back_windows_become_one_view_and_others_a_copy():
-    from seamless_interaction.ray.windows import _consecutive, _tensor_column
+def test_back_to_back_windows_go_in_as_they_are_and_others_are_copied_once():
+    from seamless_interaction.ray.windows import _flat, _tensor_column
 
     arr = np.arange(60 * 3, dtype=np.float32).reshape(60, 3)
+    other = arr.copy()
     wins = [arr[i:i + 10] for i in range(0, 60, 10)]
-    view = _consecutive(wins)
-    assert view is not None and np.shares_memory(view, arr)
-    np.testing.assert_array_equal(view, np.stack(wins))
-    assert _consecutive([arr[0:10], arr[20:30]]) is None  # a gap
-    assert _consecutive([arr[0:10], arr.copy()[10:20]]) is None  # another allocation
-    assert _consecutive([arr[0:10], arr[5:15]]) is None  # overlapping (hop < window)
-    col = _tensor_column(wins).to_numpy()
-    np.testing.assert_array_equal(np.stack(list(col)), np.stack(wins))
+    assert np.shares_memory(_flat(wins), arr)  # one view of the participant's rows
+    np.testing.assert_array_equal(np.stack(list(_tensor_column(wins).to_numpy())), np.stack(wins))
+    # a gap, another allocation, overlapping windows (hop < window): one copy, in order
+    for mixed in ([arr[0:10], arr[20:30]], [arr[0:10], other[10:20]], [arr[0:10], arr[5:15]]):
+        flat = _flat(mixed)
+        assert not np.shares_memory(flat, arr)
+        np.testing.assert_array_equal(flat, np.concatenate([m.ravel() for m in mixed]))
+    # shapes that differ (a key a participant lacks is zero rows; a window a row short): variable-shaped
+    mask = np.arange(40) % 3 == 0
+    for ragged in ([arr[0:10], arr[0:0], arr[10:19], other[0:0], other[30:40]], [mask[0:10], mask[10:13], mask[13:13]]):
+        col = _tensor_column(ragged)
+        assert "Variable" in str(col.type)
+        got = col.to_numpy()
+        assert len(got) == len(ragged)
+        for g, w in zip(got, ragged, strict=True):
+            assert g.shape == w.shape and g.dtype == w.dtype
+            np.testing.assert_array_equal(g, w)
+
+
+def test_block_memory_is_lent_again_only_when_nothing_holds_it():
+    from seamless_interaction.ray.windows import _BlockMemory
+
+    def addr(a):
+        return a.__array_interface__["data"][0]
+
+    mem = _BlockMemory()
+    first = mem.lend(1 << 16)(100, np.float32)
+    first[:] = 1
+    second = mem.lend(1 << 16)(100, np.float32)  # ``first`` is alive: other memory
+    second[:] = 2
+    assert addr(second) != addr(first) and (first == 1).all()
+    where = addr(first)
+    del first, second
+    again = mem.lend(1 << 16)(100, np.float32)
+    assert addr(again) == where  # nothing held it any more: the same memory
+    alloc = mem.lend(1 << 16)
+    lent, past = alloc(1 << 10, np.float32), alloc(16 << 20, np.float32)  # past what it holds: its own array
+    assert past.nbytes == 64 << 20 and past.base is None and not np.shares_memory(lent, again)
+
+
+def test_default_tasks_group_small_local_shards_and_keep_one_per_remote_shard(shards, tmp_path):
+    from seamless_interaction.access.loader import Shard
+    from seamless_interaction.ray import windows
+
+    tars, _ = shards
+    local = [Shard.parse(t) for t in tars]
+    size = sum(Path(t).stat().st_size for t in tars)
+    assert size < windows.TASK_BYTES and windows._default_tasks(local) == 1  # a few MB: one task
+    remote = [Shard.parse(f"https://hub.example/improvised/dev/0000/{i:04d}.tar") for i in range(3)]
+    assert windows._default_tasks(local + remote) == 1 + 3  # a remote size is unknown: one task each
+    big = tmp_path / "improvised" / "dev" / "0000"
+    big.mkdir(parents=True)
+    sparse = []
+    for i in range(5):  # 5 x 0.4 of TASK_BYTES (sparse files): two tasks' worth, at most one per shard
+        p = big / f"{i:04d}.tar"
+        with open(p, "wb") as fh:
+            fh.truncate(windows.TASK_BYTES * 2 // 5)
+        sparse.append(Shard.parse(p))
+    assert windows._default_tasks(sparse) == 2
+    assert windows._default_tasks(sparse[:1]) == 1
+
+
+def test_blocks_past_the_target_go_through_ray_as_made(ray_session, shards):
+    """With a small ``target_max_block_size``, a task makes several blocks: each is one Arrow chunk per
+    column (Ray joined none), all but a task's last are just past the target and none is 1.5 times
+    it (Ray slices those), the last is no sliver, and the windows are still the loader's, each once."""
+    from ray.data.block import BlockAccessor
+
+    tars, catalog = shards
+    ds = read_windows(tars, ALL, window_s=0.5, catalog=catalog, num_tasks=1)
+    target = 1 << 20  # windows of ~250 KB here
+    ds.context.target_max_block_size = target
+    blocks = ray.get(ds.to_arrow_refs())
+    assert len(blocks) >= 3
+    for b in blocks:
+        assert all(c.num_chunks == 1 for c in b.columns)
+        assert b.nbytes < 1.5 * target
+    assert all(b.nbytes > target for b in blocks[:-1])
+    assert min(b.nbytes for b in blocks) > 0.25 * target
+    items = [it for b in blocks for it in batch_to_items(BlockAccessor.for_block(b).to_batch_format("numpy"))]
+    assert_same_items(items, reference(tars, catalog, modalities=ALL, window_s=0.5))

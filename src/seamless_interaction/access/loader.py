@@ -673,6 +673,17 @@ class WindowDataset(IterableDataset):
                                                             **self._video_options(threads))
         return dec.window(start, end)
 
+    # Audio windows own their samples (the WAV member's bytes can go); a subclass that copies the windows
+    # itself (the Ray read task, into its blocks) takes views of the track instead.
+    _audio_views = False
+
+    def _audio_window(self, p: Participant, track: np.ndarray | None, start: float, end: float) -> np.ndarray:
+        """One participant's samples in the span; ``track`` is the whole float track, or None where
+        :meth:`Participant.audio` converts the WAV."""
+        if track is None:
+            return p.audio(start, end)
+        return _cut_audio(track, p, start, end, copy=not self._audio_views)
+
     def _cut_group(self, group: list[tuple[Participant, dict]], decoders: dict) -> Iterator[dict]:
         loaded = {p.file_id: data for p, data in group}
         it = Interaction(self._unit(group[0][0].file_id), [p for p, _ in group])
@@ -684,8 +695,7 @@ class WindowDataset(IterableDataset):
                 if "features" in self.modalities:
                     d["features"] = _cut_all(data["features"], data["rates"], start, end)
                 if "audio" in self.modalities:
-                    track = data["audio"]
-                    d["audio"] = p.audio(start, end) if track is None else _cut_audio(track, p, start, end)
+                    d["audio"] = self._audio_window(p, data["audio"], start, end)
                 if "vad" in self.modalities:
                     d["vad"] = p.vad_mask(self.vad_rate, start, end)
                 if "words" in self.modalities:
@@ -790,13 +800,13 @@ def _audio_track(p: Participant, wav: Any) -> np.ndarray | None:
     return track.reshape(-1, info.channels) if info.channels > 1 else track
 
 
-def _cut_audio(track: np.ndarray, p: Participant, start: float, end: float) -> np.ndarray:
+def _cut_audio(track: np.ndarray, p: Participant, start: float, end: float, copy: bool = True) -> np.ndarray:
     if len(track) == 0:
         warnings.warn(f"{p.file_id}: audio is empty (placeholder media)", EmptyMediaWarning, stacklevel=3)
     info = p.wav_info
     assert info is not None  # a track exists only where the WAV header was read
     a, b = span_indices(start, end, info.sample_rate, len(track))
-    return track[a:b].copy()  # owned and writable, as Participant.audio returns; the member's bytes can go
+    return track[a:b].copy() if copy else track[a:b]  # owned and writable, as Participant.audio returns
 
 
 # ------------------------------------------------------------------------------------------ collate

@@ -33,6 +33,10 @@ column                      type                             value
 ``p{j}.words``              string                           JSON list of the words overlapping the span
 ==========================  ===============================  ===================================================
 
+Blocks: just past ``ds.context.target_max_block_size`` (Ray passes them on as they are), of the windows
+in the task's order. A participant's back-to-back windows (hop == window) go into a tensor column as a
+view of its rows; others are copied once, into memory the worker reuses from block to block.
+
 Only the requested modalities' columns exist. The feature columns are ``feature_keys`` when given (the
 loader skips participants lacking one), else every key of the archives' format (:data:`FEATURE_SCHEMA`,
 FORMAT.md 5) in its format dtype; a key a participant lacks, and every array of an empty slot, is
@@ -47,8 +51,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
+import os
 import random
-from collections.abc import Iterable, Iterator, Sequence
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,11 +82,17 @@ __all__ = [
     "read_windows",
 ]
 
-# Blocks of about this many bytes. Ray's costs are per block and per column (~50 tensor columns: building,
-# sizing, pickling and unpickling each), so small blocks paid them per few windows: on 2 CPUs, 32 MB
-# blocks gave 964 windows/s against 830 for 8 MB (features, 1.1 MB a window); Ray's own target is 128 MB.
-BLOCK_BYTES = 32 << 20
-MAX_ROWS_PER_BLOCK = 256
+# Blocks of Ray's own target size (``DataContext.target_max_block_size``, 128 MB by default; this when
+# it is None). Ray's costs are per block and per column (~50 tensor columns: building, sizing, pickling,
+# the driver's executor and unpickling) and per task: on 2 CPUs, 15-window blocks (one per task) cost
+# 2.4 ms of CPU per window in all, ~120-window blocks 1.9 ms.
+BLOCK_BYTES = 128 << 20
+# The default read tasks per epoch: one per shard, but a task reads at least this many archive bytes
+# where they are known (local shards). A read task costs ~20 ms of CPU besides its windows (scheduling
+# on the driver and the raylet, setting up the worker's loader); a Hub archive (~1.1 GB, FORMAT.md)
+# is well above it, a small local shard (a mirror, a subset) is not.
+TASK_BYTES = 256 << 20
+_ROW_BYTES = 64  # key, file ids, times and offsets of one row, beside its arrays
 
 
 @dataclass(frozen=True)
@@ -120,7 +134,7 @@ def plan_tasks(shards: Sequence[Any], catalog, *, dyadic: bool, num_tasks: int |
                seed: int, epoch: int) -> list[_TaskPlan]:
     """Cut the sources' units into contiguous runs, one per read task (see the module docstring)."""
     if catalog is None or any(sh.batch is None for sh in shards):
-        n = max(1, num_tasks or len(shards))
+        n = max(1, num_tasks or _default_tasks(shards))
         locs = tuple(sh.location for sh in shards)
         return [_TaskPlan(locs, None, None, i, n, epoch) for i in range(n)]
     groups: dict[tuple, list[Any]] = {}
@@ -139,7 +153,7 @@ def plan_tasks(shards: Sequence[Any], catalog, *, dyadic: bool, num_tasks: int |
                     units.append(u)
                     where[u] = []
                 where[u].append((sh.location, fid))
-    n = max(1, min(num_tasks or len(shards), len(units) or 1))
+    n = max(1, min(num_tasks or _default_tasks(shards), len(units) or 1))
     rank = {sh.location: i for i, sh in enumerate(shards)}
     plans = []
     for i in range(n):
@@ -151,6 +165,20 @@ def plan_tasks(shards: Sequence[Any], catalog, *, dyadic: bool, num_tasks: int |
         inter = {u: list(catalog.interaction_file_ids(u)) for u in run} if dyadic else {}
         plans.append(_TaskPlan(tuple(sorted(owned, key=rank.__getitem__)), owned, inter, i, n, epoch))
     return plans
+
+
+def _default_tasks(shards: Sequence[Any]) -> int:
+    """One task per shard, but at least :data:`TASK_BYTES` of archives per task where the sizes are known
+    (local shards; a shard over HTTP counts as one task, as a Hub archive is larger). Depends on the
+    sources only, so the order it gives is the same on any cluster."""
+    local = [sh for sh in shards if not sh.is_http]
+    size = 0
+    for sh in local:
+        try:
+            size += os.path.getsize(sh.location)
+        except OSError:  # absent: the task that reads it warns (or raises with ``strict``)
+            size += TASK_BYTES
+    return max(1, len(shards) - len(local) + min(len(local), math.ceil(size / TASK_BYTES)))
 
 
 # ------------------------------------------------------------------------------------------ rows
@@ -173,39 +201,162 @@ FEATURE_SCHEMA: dict[str, tuple[str, tuple[int, ...]]] = {
 }
 
 
-def _tensor_column(values: list[np.ndarray]):
+Alloc = Callable[[int, Any], np.ndarray]  # (count, dtype) -> a 1-D array of that many elements
+
+
+def _tensor_column(values: list[np.ndarray], alloc: Alloc | None = None):
     """A fixed-shape tensor column when the block's shapes agree (one buffer, ~10x cheaper to build),
-    else a variable-shaped one; Ray unifies the two across blocks (dtype and rank are the same)."""
+    else a variable-shaped one; Ray unifies the two across blocks (dtype and rank are the same).
+
+    Windows that are back-to-back slices of one array (a participant's rows cut with hop == window)
+    go in as they are; the rest are copied once, into ``alloc``'s memory when given."""
     from ray.data.extensions import ArrowTensorArray, ArrowVariableShapedTensorArray
 
-    first = values[0].shape
-    if all(v.shape == first for v in values):
-        view = _consecutive(values)
-        return ArrowTensorArray.from_numpy(view if view is not None else np.stack(values))
-    return ArrowVariableShapedTensorArray.from_numpy(values)
-
-
-def _consecutive(values: list[np.ndarray]) -> np.ndarray | None:
-    """The windows as one ``(n, *shape)`` view, without a copy, when they are back-to-back slices of one
-    array (a participant's feature array cut with hop == window); else None."""
     v0 = values[0]
-    base, step, start = v0.base, v0.nbytes, v0.ctypes.data
-    if base is None or step == 0 or not v0.flags.c_contiguous:
-        return None
-    for i, v in enumerate(values):
-        # the same owner (one allocation, kept alive by the view) and the next bytes of it
-        if v.base is not base or v.ctypes.data != start + i * step or not v.flags.c_contiguous:
-            return None
-    return np.lib.stride_tricks.as_strided(v0, shape=(len(values), *v0.shape), strides=(step, *v0.strides),
-                                           writeable=False)
+    if any(v.dtype != v0.dtype or v.ndim != v0.ndim for v in values):  # Ray's own conversion (and errors)
+        if all(v.shape == v0.shape for v in values):
+            return ArrowTensorArray.from_numpy(np.stack(values))
+        return ArrowVariableShapedTensorArray.from_numpy(values)
+    if all(v.shape == v0.shape for v in values):
+        return ArrowTensorArray.from_numpy(_flat(values, alloc).reshape(len(values), *v0.shape))
+    return _ragged_column(values, _flat(values, alloc))
+
+
+def _ragged_column(values: list[np.ndarray], flat: np.ndarray):
+    """Ray's variable-shaped tensor column (its storage: raveled data with offsets, and each shape)
+    over ``flat``, the values' elements back to back; as ``ArrowVariableShapedTensorArray.from_numpy``
+    builds it, without its per-row ravel and concatenation."""
+    import pyarrow as pa
+    from ray.data.extensions import ArrowVariableShapedTensorType
+
+    offsets = np.zeros(len(values) + 1, np.int64)
+    np.cumsum([v.size for v in values], out=offsets[1:])
+    value_type = pa.from_numpy_dtype(flat.dtype)
+    data = np.packbits(flat, bitorder="little") if flat.dtype == np.bool_ and flat.size else flat
+    storage = pa.StructArray.from_arrays(
+        [pa.LargeListArray.from_arrays(pa.array(offsets),
+                                       pa.Array.from_buffers(value_type, flat.size, [None, pa.py_buffer(data)])),
+         pa.array([v.shape for v in values])],
+        ["data", "shape"])
+    return ArrowVariableShapedTensorType(value_type, values[0].ndim).wrap_array(storage)
+
+
+def _flat(values: list[np.ndarray], alloc: Alloc | None = None) -> np.ndarray:
+    """The values' elements back to back as one 1-D array: a view when they already lie so in memory,
+    else one copy (into ``alloc``'s memory when given)."""
+    runs = _runs([v for v in values if v.size])
+    if len(runs) == 1:
+        return runs[0]
+    total = sum(r.size for r in runs)
+    out = alloc(total, values[0].dtype) if alloc is not None else np.empty(total, values[0].dtype)
+    at = 0
+    for r in runs:
+        out[at:at + r.size] = r
+        at += r.size
+    return out
+
+
+def _runs(values: list[np.ndarray]) -> list[np.ndarray]:
+    """Runs of arrays that are back-to-back slices of one allocation, each as one 1-D view (no copy)."""
+    runs: list[np.ndarray] = []
+    start = 0
+    addr = [v.__array_interface__["data"][0] for v in values]
+    for i in range(1, len(values) + 1):
+        if i < len(values):
+            v, prev = values[i], values[i - 1]
+            # the same owner (kept alive by the view) and the next bytes of it
+            if (v.base is not None and v.base is prev.base and addr[i] == addr[i - 1] + prev.nbytes
+                    and v.flags.c_contiguous and prev.flags.c_contiguous):
+                continue
+        first = values[start]
+        if i - start == 1:
+            runs.append(first.reshape(-1))
+        else:
+            count = (addr[i - 1] + values[i - 1].nbytes - addr[start]) // first.itemsize
+            runs.append(np.lib.stride_tricks.as_strided(first, shape=(count,), strides=(first.itemsize,),
+                                                        writeable=False))
+        start = i
+    return runs
+
+
+class _BlockMemory:
+    """Memory for the windows a worker copies into its blocks, reused from block to block.
+
+    Memory a process has not written before is mapped by the kernel page by page on the first write:
+    copying a block into fresh memory ran at 0.5-2.4 GB/s here, into reused memory at 10+ GB/s, and
+    the allocator hands blocks this large back to the system when they are freed. A buffer is lent
+    again only when nothing else holds it (Ray has copied the block into its object store and let it
+    go); one that a block still holds, in Ray's output buffer or anywhere, is never written to.
+    """
+
+    # Two: a task's generators (ours and Ray Data's) still hold the block they yielded last while the
+    # next one is built, so one buffer would be free for every other block only.
+    def __init__(self, keep: int = 2):
+        self._buffers: list[np.ndarray] = []
+        self._keep = keep
+
+    def _free(self, i: int) -> bool:
+        # no view of the buffer is alive: it has the references of one that only a list holds
+        return sys.getrefcount(self._buffers[i]) <= _LISTED_REFS
+
+    def lend(self, nbytes: int) -> Alloc:
+        """An allocator of up to ``nbytes`` (then fresh arrays) out of one free buffer."""
+        ok = [i for i in range(len(self._buffers)) if self._free(i)]
+        fits = [i for i in ok if self._buffers[i].nbytes >= nbytes]
+        if fits:
+            buf = self._buffers[fits[0]]
+        else:
+            buf = np.empty(-(-nbytes // (16 << 20)) * (16 << 20), np.uint8)  # in steps: blocks differ a little
+            if ok:  # a free buffer too small for this block: the new one takes its place
+                self._buffers[ok[0]] = buf
+            elif len(self._buffers) < self._keep:
+                self._buffers.append(buf)
+        at = 0
+
+        def alloc(count: int, dtype: Any) -> np.ndarray:
+            nonlocal at
+            dtype = np.dtype(dtype)
+            start = -(-at // 64) * 64
+            end = start + count * dtype.itemsize
+            if end > buf.nbytes:
+                return np.empty(count, dtype)
+            at = end
+            return buf[start:end].view(dtype)
+
+        return alloc
+
+
+def _refs_of_first(items: list) -> int:
+    return sys.getrefcount(items[0])
+
+
+# What sys.getrefcount reports, called as _BlockMemory._free calls it, for an array only a list holds
+# (2 on CPython 3.11; measured, since interpreters differ in the references they count).
+_LISTED_REFS = _refs_of_first([np.empty(0)])
+
+# One per worker process: Ray runs a worker's tasks one after another in the same process, and a task
+# often makes only a block or two, so memory kept per task would be fresh again for most blocks.
+_BLOCK_MEMORY = _BlockMemory()
 
 
 def items_to_table(items: list[dict], slots: int, feature_keys: Sequence[str] | None = None,
-                   audio: bool = False, vad: bool = False, words: bool = False, features: bool = True):
-    """Loader items -> a pyarrow Table in the row schema of the module docstring."""
+                   audio: bool = False, vad: bool = False, words: bool = False, features: bool = True,
+                   alloc: Alloc | None = None):
+    """Loader items -> a pyarrow Table in the row schema of the module docstring (windows that must be
+    copied go into ``alloc``'s memory when given)."""
     import pyarrow as pa
 
     keys = (list(feature_keys) if feature_keys else list(FEATURE_SCHEMA)) if features else []
+    known: dict[tuple[str, ...], list[str]] = {}
+
+    def present(arrays: dict[str, np.ndarray]) -> list[str]:
+        # a participant's windows all have its key set: worked out once per set, not per window
+        have = tuple(arrays)
+        got = known.get(have)
+        if got is None:
+            got = known[have] = [k for k in keys if k in arrays]
+        return got
+
     cols: dict[str, Any] = {
         "key": pa.array([it["key"] for it in items], pa.string()),
         "file_ids": pa.array([[p["file_id"] for p in it["participants"]] + [""] * (slots - len(it["participants"]))
@@ -218,19 +369,19 @@ def items_to_table(items: list[dict], slots: int, feature_keys: Sequence[str] | 
         pre = f"p{j}."
         cols[pre + "file_id"] = pa.array([p["file_id"] if p else "" for p in parts], pa.string())
         if features:
-            cols[pre + "feature_keys"] = pa.array([[k for k in keys if k in p["features"]] if p else [] for p in parts],
+            cols[pre + "feature_keys"] = pa.array([present(p["features"]) if p else [] for p in parts],
                                                   pa.list_(pa.string()))
             for k in keys:
                 vals = []
                 for p in parts:
                     got = p["features"].get(k) if p else None
                     vals.append(_fit(k, got, items))
-                cols[f"{pre}features.{k}"] = _tensor_column(vals)
+                cols[f"{pre}features.{k}"] = _tensor_column(vals, alloc)
         for name, on, dtype in (("audio", audio, np.float32), ("vad", vad, np.bool_)):
             if on:
                 ref = next((p[name] for it in items for p in it["participants"]), np.zeros(0, dtype))
                 cols[pre + name] = _tensor_column([p[name] if p else np.zeros((0, *ref.shape[1:]), ref.dtype)
-                                                   for p in parts])
+                                                   for p in parts], alloc)
         if words:
             cols[pre + "words"] = pa.array([json.dumps(p["words"]) if p else "[]" for p in parts], pa.string())
     return pa.table(cols)
@@ -313,6 +464,10 @@ def _task_dataset(plan: _TaskPlan, opts: _Options):
                 raise exc
             super()._problem(message, exc)
 
+        # Views of the WAV member: the block copies the windows anyway (once, or not at all for one
+        # participant's back-to-back windows), so the loader's own copy would be a second one.
+        _audio_views = True
+
         def _engine(self):
             if self._transfer is None and self._own_transfer is None and opts.transfer_options:
                 from seamless_interaction.base.config import DatasetConfig
@@ -336,37 +491,64 @@ def _task_dataset(plan: _TaskPlan, opts: _Options):
 
 
 def _item_bytes(item: dict) -> int:
-    n = 0
+    """The row's size in a block: its arrays (a bool tensor is bit-packed) and :data:`_ROW_BYTES`."""
+    n = _ROW_BYTES
     for p in item["participants"]:
-        n += sum(a.nbytes for a in p.get("features", {}).values())
-        n += sum(p[m].nbytes for m in ("audio", "vad") if m in p)
+        for a in (*p.get("features", {}).values(), *(p[m] for m in ("audio", "vad") if m in p)):
+            n += a.size // 8 if a.dtype == np.bool_ else a.nbytes
     return n
+
+
+def _block_bytes() -> int:
+    from ray.data.context import DataContext
+
+    return DataContext.get_current().target_max_block_size or BLOCK_BYTES
 
 
 def _read(plan: _TaskPlan, opts: _Options) -> Iterator[Any]:
     slots = 2 if opts.dyadic else 1
     m = opts.modalities
 
-    def block(items: list[dict]):
+    def block(items: list[dict], size: int):
         return items_to_table(items, slots, opts.feature_keys, audio="audio" in m, vad="vad" in m,
-                              words="words" in m, features="features" in m)
+                              words="words" in m, features="features" in m,
+                              alloc=_BLOCK_MEMORY.lend(size + (size >> 3) + (1 << 20)))
 
-    buf: list[dict] = []
-    rows = opts.rows_per_block
+    if opts.rows_per_block:
+        buf: list[dict] = []
+        for item in _task_dataset(plan, opts):
+            buf.append(item)
+            if len(buf) >= opts.rows_per_block:
+                yield block(buf, sum(map(_item_bytes, buf)))
+                buf = []
+        if buf:
+            yield block(buf, sum(map(_item_bytes, buf)))
+        return
+    # Ray's output buffer joins the blocks a task yields until they pass ``target_max_block_size`` T
+    # (one chunk per block in every column, which the driver then copies into one array per column),
+    # and slices those of 1.5 T or more. So a block is cut just past T (a sixty-fourth more, as the
+    # estimate is not the table's exact size) and goes through as it is. Windows are held back
+    # until 0.45 T more have come, so the task's last block, which goes through at any size, is not a
+    # sliver: Ray holds the read back while its consumer holds little (it compares what the read has
+    # queued with what the consumer has taken), so a one-window block stalled the reads.
+    limit = _block_bytes()
+    cut, hold = limit + limit // 64, limit * 45 // 100
+    held: deque[tuple[dict, int]] = deque()
+    size = 0
     for item in _task_dataset(plan, opts):
-        if not rows:
-            rows = max(1, min(MAX_ROWS_PER_BLOCK, BLOCK_BYTES // max(1, _item_bytes(item))))
-        # Past half a block, a new interaction starts a new block: a block of one interaction's
-        # windows takes its feature columns as views of the participant's arrays (no copy).
-        if buf and len(buf) * 2 >= rows and item["key"] != buf[-1]["key"]:
-            yield block(buf)
-            buf = []
-        buf.append(item)
-        if len(buf) >= rows:
-            yield block(buf)
-            buf = []
-    if buf:
-        yield block(buf)
+        n = _item_bytes(item)
+        held.append((item, n))
+        size += n
+        if size >= cut + hold:
+            out, got = [], 0
+            while got <= cut:
+                it, n = held.popleft()
+                out.append(it)
+                got += n
+            size -= got
+            yield block(out, got)
+    if held:
+        yield block([it for it, _ in held], size)
 
 
 class WindowsDatasource:
@@ -445,9 +627,12 @@ def read_windows(
         epoch, epochs: the windows of epochs ``epoch .. epoch + epochs - 1``, one after the other in
             one dataset (one Ray execution, so no per-epoch start-up; with ``preserve_order`` epoch by
             epoch). Each epoch is what ``read_windows(..., epoch=e)`` alone gives.
-        num_tasks: read tasks per epoch (default: one per shard, at most one per unit); fixes the order.
+        num_tasks: read tasks per epoch (default: one per shard, but at least :data:`TASK_BYTES` of
+            local archives per task; at most one per unit); fixes the order.
         decode_threads: npz inflate threads inside each task (Ray already runs one task per CPU).
-        rows_per_block: windows per output block (default: about 32 MB of arrays per block).
+        rows_per_block: windows per output block (default: blocks just past the dataset context's
+            ``target_max_block_size``, Ray's 128 MB, which Ray passes on as they are; smaller
+            blocks of one task are joined by Ray up to that size).
         retries: Ray retries of a task whose transfer failed after the engine's own retries.
         transfer_options: options of each task's transfer engine for HTTP shards (``retries``,
             ``max_connections``, ...); the token comes from the worker's environment.
