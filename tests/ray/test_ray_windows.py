@@ -226,27 +226,6 @@ def test_back_to_back_windows_go_in_as_they_are_and_others_are_copied_once():
             np.testing.assert_array_equal(g, w)
 
 
-def test_block_memory_is_lent_again_only_when_nothing_holds_it():
-    from seamless_interaction.ray.windows import _BlockMemory
-
-    def addr(a):
-        return a.__array_interface__["data"][0]
-
-    mem = _BlockMemory()
-    first = mem.lend(1 << 16)(100, np.float32)
-    first[:] = 1
-    second = mem.lend(1 << 16)(100, np.float32)  # ``first`` is alive: other memory
-    second[:] = 2
-    assert addr(second) != addr(first) and (first == 1).all()
-    where = addr(first)
-    del first, second
-    again = mem.lend(1 << 16)(100, np.float32)
-    assert addr(again) == where  # nothing held it any more: the same memory
-    alloc = mem.lend(1 << 16)
-    lent, past = alloc(1 << 10, np.float32), alloc(16 << 20, np.float32)  # past what it holds: its own array
-    assert past.nbytes == 64 << 20 and past.base is None and not np.shares_memory(lent, again)
-
-
 def test_default_tasks_group_small_local_shards_and_keep_one_per_remote_shard(shards, tmp_path):
     from seamless_interaction.access.loader import Shard
     from seamless_interaction.ray import windows

@@ -54,9 +54,8 @@ import logging
 import math
 import os
 import random
-import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,15 +200,14 @@ FEATURE_SCHEMA: dict[str, tuple[str, tuple[int, ...]]] = {
 }
 
 
-Alloc = Callable[[int, Any], np.ndarray]  # (count, dtype) -> a 1-D array of that many elements
 
 
-def _tensor_column(values: list[np.ndarray], alloc: Alloc | None = None):
+def _tensor_column(values: list[np.ndarray]):
     """A fixed-shape tensor column when the block's shapes agree (one buffer, ~10x cheaper to build),
     else a variable-shaped one; Ray unifies the two across blocks (dtype and rank are the same).
 
     Windows that are back-to-back slices of one array (a participant's rows cut with hop == window)
-    go in as they are; the rest are copied once, into ``alloc``'s memory when given."""
+    go in as they are; the rest are copied once."""
     from ray.data.extensions import ArrowTensorArray, ArrowVariableShapedTensorArray
 
     v0 = values[0]
@@ -218,8 +216,8 @@ def _tensor_column(values: list[np.ndarray], alloc: Alloc | None = None):
             return ArrowTensorArray.from_numpy(np.stack(values))
         return ArrowVariableShapedTensorArray.from_numpy(values)
     if all(v.shape == v0.shape for v in values):
-        return ArrowTensorArray.from_numpy(_flat(values, alloc).reshape(len(values), *v0.shape))
-    return _ragged_column(values, _flat(values, alloc))
+        return ArrowTensorArray.from_numpy(_flat(values).reshape(len(values), *v0.shape))
+    return _ragged_column(values, _flat(values))
 
 
 def _ragged_column(values: list[np.ndarray], flat: np.ndarray):
@@ -241,14 +239,14 @@ def _ragged_column(values: list[np.ndarray], flat: np.ndarray):
     return ArrowVariableShapedTensorType(value_type, values[0].ndim).wrap_array(storage)
 
 
-def _flat(values: list[np.ndarray], alloc: Alloc | None = None) -> np.ndarray:
+def _flat(values: list[np.ndarray]) -> np.ndarray:
     """The values' elements back to back as one 1-D array: a view when they already lie so in memory,
-    else one copy (into ``alloc``'s memory when given)."""
+    else one copy."""
     runs = _runs([v for v in values if v.size])
     if len(runs) == 1:
         return runs[0]
     total = sum(r.size for r in runs)
-    out = alloc(total, values[0].dtype) if alloc is not None else np.empty(total, values[0].dtype)
+    out = np.empty(total, values[0].dtype)
     at = 0
     for r in runs:
         out[at:at + r.size] = r
@@ -279,71 +277,9 @@ def _runs(values: list[np.ndarray]) -> list[np.ndarray]:
     return runs
 
 
-class _BlockMemory:
-    """Memory for the windows a worker copies into its blocks, reused from block to block.
-
-    Memory a process has not written before is mapped by the kernel page by page on the first write:
-    copying a block into fresh memory ran at 0.5-2.4 GB/s here, into reused memory at 10+ GB/s, and
-    the allocator hands blocks this large back to the system when they are freed. A buffer is lent
-    again only when nothing else holds it (Ray has copied the block into its object store and let it
-    go); one that a block still holds, in Ray's output buffer or anywhere, is never written to.
-    """
-
-    # Two: a task's generators (ours and Ray Data's) still hold the block they yielded last while the
-    # next one is built, so one buffer would be free for every other block only.
-    def __init__(self, keep: int = 2):
-        self._buffers: list[np.ndarray] = []
-        self._keep = keep
-
-    def _free(self, i: int) -> bool:
-        # no view of the buffer is alive: it has the references of one that only a list holds
-        return sys.getrefcount(self._buffers[i]) <= _LISTED_REFS
-
-    def lend(self, nbytes: int) -> Alloc:
-        """An allocator of up to ``nbytes`` (then fresh arrays) out of one free buffer."""
-        ok = [i for i in range(len(self._buffers)) if self._free(i)]
-        fits = [i for i in ok if self._buffers[i].nbytes >= nbytes]
-        if fits:
-            buf = self._buffers[fits[0]]
-        else:
-            buf = np.empty(-(-nbytes // (16 << 20)) * (16 << 20), np.uint8)  # in steps: blocks differ a little
-            if ok:  # a free buffer too small for this block: the new one takes its place
-                self._buffers[ok[0]] = buf
-            elif len(self._buffers) < self._keep:
-                self._buffers.append(buf)
-        at = 0
-
-        def alloc(count: int, dtype: Any) -> np.ndarray:
-            nonlocal at
-            dtype = np.dtype(dtype)
-            start = -(-at // 64) * 64
-            end = start + count * dtype.itemsize
-            if end > buf.nbytes:
-                return np.empty(count, dtype)
-            at = end
-            return buf[start:end].view(dtype)
-
-        return alloc
-
-
-def _refs_of_first(items: list) -> int:
-    return sys.getrefcount(items[0])
-
-
-# What sys.getrefcount reports, called as _BlockMemory._free calls it, for an array only a list holds
-# (2 on CPython 3.11; measured, since interpreters differ in the references they count).
-_LISTED_REFS = _refs_of_first([np.empty(0)])
-
-# One per worker process: Ray runs a worker's tasks one after another in the same process, and a task
-# often makes only a block or two, so memory kept per task would be fresh again for most blocks.
-_BLOCK_MEMORY = _BlockMemory()
-
-
 def items_to_table(items: list[dict], slots: int, feature_keys: Sequence[str] | None = None,
-                   audio: bool = False, vad: bool = False, words: bool = False, features: bool = True,
-                   alloc: Alloc | None = None):
-    """Loader items -> a pyarrow Table in the row schema of the module docstring (windows that must be
-    copied go into ``alloc``'s memory when given)."""
+                   audio: bool = False, vad: bool = False, words: bool = False, features: bool = True):
+    """Loader items -> a pyarrow Table in the row schema of the module docstring."""
     import pyarrow as pa
 
     keys = (list(feature_keys) if feature_keys else list(FEATURE_SCHEMA)) if features else []
@@ -376,12 +312,12 @@ def items_to_table(items: list[dict], slots: int, feature_keys: Sequence[str] | 
                 for p in parts:
                     got = p["features"].get(k) if p else None
                     vals.append(_fit(k, got, items))
-                cols[f"{pre}features.{k}"] = _tensor_column(vals, alloc)
+                cols[f"{pre}features.{k}"] = _tensor_column(vals)
         for name, on, dtype in (("audio", audio, np.float32), ("vad", vad, np.bool_)):
             if on:
                 ref = next((p[name] for it in items for p in it["participants"]), np.zeros(0, dtype))
                 cols[pre + name] = _tensor_column([p[name] if p else np.zeros((0, *ref.shape[1:]), ref.dtype)
-                                                   for p in parts], alloc)
+                                                   for p in parts])
         if words:
             cols[pre + "words"] = pa.array([json.dumps(p["words"]) if p else "[]" for p in parts], pa.string())
     return pa.table(cols)
@@ -511,8 +447,7 @@ def _read(plan: _TaskPlan, opts: _Options) -> Iterator[Any]:
 
     def block(items: list[dict], size: int):
         return items_to_table(items, slots, opts.feature_keys, audio="audio" in m, vad="vad" in m,
-                              words="words" in m, features="features" in m,
-                              alloc=_BLOCK_MEMORY.lend(size + (size >> 3) + (1 << 20)))
+                              words="words" in m, features="features" in m)
 
     if opts.rows_per_block:
         buf: list[dict] = []

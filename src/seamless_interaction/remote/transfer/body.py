@@ -3,8 +3,9 @@
 httpx hands a body over in the pieces each ``recv`` returns (at most 64 KiB, often less on a
 paced or lossy link), and each piece wakes its thread, takes the GIL and climbs h11, httpcore and
 httpx. With a few dozen connections that is thousands of wake-ups per second, and they and the GIL
-handoffs between the threads are a large share of a download's CPU (issue 12, much of it system time). :func:`iter_body` reads a large body of known length straight from the connection's
-socket instead (``network_stream`` is httpcore's documented response extension): the kernel wakes
+handoffs between the threads are a large share of a download's CPU (issue 12, much of it system
+time). :func:`iter_body` reads a large body of known length straight from the connection's socket
+instead (``network_stream`` is httpcore's documented response extension): the kernel wakes
 the thread once a block has arrived (``SO_RCVLOWAT``), or after :data:`WAKE_S` with what there is,
 so progress and cancellation stay responsive on a slow link, and one ``recv_into`` fills a reused
 buffer. Anything else (a small or chunked body, a transport without a socket) is read through
