@@ -54,6 +54,7 @@ import logging
 import math
 import os
 import random
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -601,8 +602,12 @@ def read_windows(
     if any(sh.is_http for sh in shards):
         env.update((token_runtime_env() or {}).get("env_vars", {}))
     logger.debug("read_windows: %d shards in %d read tasks", len(shards), len(plans))
-    ds = ray.data.read_datasource(WindowsDatasource(plans, opts), override_num_blocks=len(plans),
-                                  runtime_env={"env_vars": env}, ray_remote_args=remote_args)
+    with warnings.catch_warnings():
+        # Ray 2.60 deprecates ray_remote_args for its named parameters, which have no max_retries or
+        # retry_exceptions yet (its own readers still pass them this way); pinned below 2.64.
+        warnings.filterwarnings("ignore", message=".*ray_remote_args. is deprecated")
+        ds = ray.data.read_datasource(WindowsDatasource(plans, opts), override_num_blocks=len(plans),
+                                      runtime_env={"env_vars": env}, ray_remote_args=remote_args)
     _tune_context(ds.context)
     return ds
 
