@@ -35,7 +35,7 @@ column                      type                             value
 
 Blocks: just past ``ds.context.target_max_block_size`` (Ray passes them on as they are), of the windows
 in the task's order. A participant's back-to-back windows (hop == window) go into a tensor column as a
-view of its rows; others are copied once, into memory the worker reuses from block to block.
+view of its rows; others are copied once.
 
 Only the requested modalities' columns exist. The feature columns are ``feature_keys`` when given (the
 loader skips participants lacking one), else every key of the archives' format (:data:`FEATURE_SCHEMA`,
