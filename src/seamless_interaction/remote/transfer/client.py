@@ -9,7 +9,10 @@ redirect target refuses, and sorts answers into bytes, absent files, retries and
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -81,6 +84,18 @@ class Answer:
     resolved: Resolved | None
 
 
+@functools.lru_cache(maxsize=4)
+def _tls_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    """The TLS context of every pool of every engine in this process, per CA setting.
+
+    Loading the CA bundle costs ~15 ms of CPU, once per context: a Ray worker makes an engine per
+    task, and a client a pool per 8 connections. A context is shared safely (never changed after
+    this). httpx makes it, so SSL_CERT_FILE / SSL_CERT_DIR are honoured; they are the cache key.
+    """
+    del cafile, capath  # read again by httpx from the environment, which they mirror
+    return httpx.create_ssl_context()
+
+
 class HttpClient:
     """One pooled ``httpx.Client`` with at most ``max_connections`` requests in flight.
 
@@ -113,9 +128,7 @@ class HttpClient:
         # same one (its keep-alive connection is then there for its next request).
         pools = max(1, -(-max_connections // _CONNECTIONS_PER_POOL))
         keep = -(-max_connections // pools)
-        # One TLS context for all of them (each costs ~20 ms of CPU to load the CA bundle); made as
-        # httpx makes it, so SSL_CERT_FILE / SSL_CERT_DIR are honoured.
-        tls = httpx.create_ssl_context()
+        tls = _tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
         self._clients = [
             httpx.Client(
                 headers=base_headers,
