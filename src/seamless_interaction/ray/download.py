@@ -251,8 +251,8 @@ def download(
     ``resolve_window_s`` for the whole job (None: only the Hub's own 429s pace it, shared by all).
     ``transfer_options``: options of each task's transfer engine (``retries``, ``max_connections``, ...).
     ``num_cpus_per_task``: a task mostly waits on the network (hashing and extracting are a fraction of
-    its time), so four share a CPU by default: with one per CPU a 2-CPU node fetched two archives at a
-    time and took 1.8-2.3x the CLI's time for whole archives (``benchmarks/bench_ray.py``); at 0.25, 0.94x.
+    its time), so four share a CPU by default: on 2 CPUs (``benchmarks/bench_ray.py``, whole archives)
+    1.0 took 5.4 s, 0.5 3.4 s, 0.25 2.5 s, 0.125 2.6 s.
     Joins ``address`` (else ``RAY_ADDRESS``, else a local Ray) unless Ray is already initialised.
     """
     import ray
