@@ -197,23 +197,29 @@ def _route(job: DownloadJob, cfg: DatasetConfig, dest: Path, manifest: _Collecte
     import ray
 
     from seamless_interaction.remote.transfer import Transfer
-    from seamless_interaction.routes import cdn, hub, members
 
+    # Each route's module only where it runs: a worker process imports it once, and Ray starts them often.
     assert cfg.hf_url and cfg.cdn_url  # resolved() fills every endpoint
     with Transfer.from_config(cfg, **transfer_options) as transfer:
         if limiter is not None:
             share_limits(transfer, limiter)
         if job.route == "archive":
+            from seamless_interaction.routes import hub
+
             assert job.archive is not None
             res = hub.download_archive(transfer, cfg.hf_url, dest, *job.archive, extract=job.extract,
                                        manifest=manifest)
             paths = [res.path]
         elif job.route == "members":
+            from seamless_interaction.routes import members
+
             assert job.archive is not None
             paths = members.fetch_archive_members(transfer, None, cfg.hf_url, dest, *job.archive,
                                                   file_ids=job.file_ids, modalities=job.exts,
                                                   cache_dir=cfg.cache_dir, manifest=manifest)
         else:
+            from seamless_interaction.routes import cdn
+
             catalog = ray.get(catalog_ref) if isinstance(catalog_ref, ray.ObjectRef) else catalog_ref
             results = cdn.gather_many(transfer, catalog, cfg.cdn_url, dest, list(job.file_ids or ()),
                                       manifest=manifest)
