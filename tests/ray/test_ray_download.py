@@ -11,6 +11,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the Ray front end is the optional [ray] extra")
 
+from seamless_interaction.base.errors import InvalidIdError
 from seamless_interaction.fs import SeamlessInteractionFS
 from seamless_interaction.local.manifest import Manifest
 from seamless_interaction.ray import (
@@ -67,7 +68,7 @@ def test_archives_and_ids_leave_the_clis_tree_and_verify_passes(ray_session, mak
     fs_cli.download_batch_from_s3(ids)
 
     dest = tmp_path / "ray"
-    res = download(refs + ids, dest=dest, config=mirror_config(dest), ids_per_task=1)
+    res = download(refs + ids, dest=dest, config=mirror_config(dest), ids_per_task=1, archives_per_task=1)
     assert res.tasks == len(refs) + len(ids)
     assert res.resolves == len(refs)  # one per archive, all granted by the job's limiter; the CDN needs none
     assert tree(dest) == tree(tmp_path / "cli")
@@ -77,6 +78,29 @@ def test_archives_and_ids_leave_the_clis_tree_and_verify_passes(ray_session, mak
     with SeamlessInteractionFS(mirror_config(dest), quiet=True) as fs:
         report = fs.verify()
     assert report.ok, report.summary()
+
+
+def test_archives_in_groups_through_one_engine_per_task(ray_session, make_fs, tmp_path, mirror_config):
+    fs_cli = make_fs(tmp_path / "cli")
+    refs = first_archives(fs_cli.catalog, 3)
+    jobs = plan_download(refs, fs_cli.catalog, archives_per_task=2)
+    assert [(j.archive, j.archives) for j in jobs] == [(None, tuple(refs[:2])), (refs[2], None)]
+    with pytest.raises(InvalidIdError, match="archives_per_task=0"):
+        plan_download(refs, fs_cli.catalog, archives_per_task=0)
+    for ref in refs:
+        fs_cli.download_archive_from_hf(ref[3], label=ref[0], split=ref[1], batch=ref[2])
+    dest = tmp_path / "ray"
+    res = download(refs, dest=dest, config=mirror_config(dest), archives_per_task=2)
+    assert res.tasks == 2 and res.files == len(refs)
+    assert tree(dest) == tree(tmp_path / "cli") != {}
+    ours, theirs = Manifest(dest).entries(), Manifest(tmp_path / "cli").entries()
+    assert {k: (e.url, e.size, e.sha256) for k, e in ours.items()} == \
+        {k: (e.url, e.size, e.sha256) for k, e in theirs.items()}
+    with SeamlessInteractionFS(mirror_config(dest), quiet=True) as fs:
+        assert fs.verify().ok
+    # By default one group per node: this local Ray has one.
+    again = download(refs, dest=tmp_path / "default", config=mirror_config(tmp_path / "default"))
+    assert again.tasks == 1 and tree(tmp_path / "default") == tree(tmp_path / "cli")
 
 
 def test_members_only_through_ray(ray_session, make_fs, tmp_path, mirror_config):
@@ -131,7 +155,7 @@ def test_a_task_that_keeps_failing_is_reported_and_the_others_are_kept(ray_sessi
         dest = tmp_path / "ray"
         with pytest.raises(DownloadError, match="1 of 2 download tasks failed \\(transfer errors after 1 retries\\)"):
             cfg = dataclasses.replace(mirror_config(dest), hf_url=srv.url(base))
-            download([good, bad], dest=dest, config=cfg, retries=1,
+            download([good, bad], dest=dest, config=cfg, retries=1, archives_per_task=1,
                      transfer_options={"retries": 0})
     assert any(k.startswith(f"{good[0]}/{good[1]}/{good[2]:04d}/{good[3]:04d}/") for k in Manifest(dest).entries())
 

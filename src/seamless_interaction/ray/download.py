@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -50,18 +51,27 @@ __all__ = ["DownloadError", "DownloadJob", "DownloadResult", "download", "plan_d
 
 ALL_EXTS = ("json", "mp4", "npz", "wav")
 IDS_PER_TASK = 16
+# Whole archives per task at most (default grouping): a retry or a straggler costs at most this many.
+MAX_ARCHIVES_PER_TASK = 32
 ArchiveRef = tuple[str, str, int, int]
 
 
 @dataclass(frozen=True)
 class DownloadJob:
-    """One task's work: ``route`` is "archive" (whole tar), "members" (Range reads) or "cdn"."""
+    """One task's work: ``route`` is "archive" (whole tars: ``archive``, or the group ``archives``
+    through one engine), "members" (Range reads) or "cdn"."""
 
     route: str
     archive: ArchiveRef | None = None
     file_ids: tuple[str, ...] | None = None  # None with "members": every file id of the archive
     exts: tuple[str, ...] = ALL_EXTS
     extract: bool = True
+    archives: tuple[ArchiveRef, ...] | None = None
+
+    def describe(self) -> str:
+        if self.archives:
+            return f"{self.route} {', '.join(map(str, self.archives))}"
+        return f"{self.route} {self.archive or ','.join(self.file_ids or ())}"
 
 
 @dataclass
@@ -111,8 +121,10 @@ def _expand(selection: Iterable[Any] | str | tuple, catalog) -> tuple[list[str],
 
 
 def plan_download(selection, catalog, *, only: Sequence[str] | None = None, source: str = "cdn",
-                  keep_tar: bool = False, ids_per_task: int = IDS_PER_TASK) -> list[DownloadJob]:
-    """The CLI's plan for ``selection``, cut into tasks (one per archive or per group of file ids)."""
+                  keep_tar: bool = False, ids_per_task: int = IDS_PER_TASK,
+                  archives_per_task: int = 1) -> list[DownloadJob]:
+    """The CLI's plan for ``selection``, cut into tasks (per ``archives_per_task`` whole archives, per
+    archive for members, per ``ids_per_task`` file ids)."""
     file_ids, archives, splits = _expand(selection, catalog)
     exts = tuple(only) if only else None
     if exts:
@@ -134,7 +146,12 @@ def plan_download(selection, catalog, *, only: Sequence[str] | None = None, sour
             by_archive.setdefault((r.label, r.split, int(r.batch), int(r.archive)), []).append(fid)
         jobs += [DownloadJob("members", ref, tuple(ids), exts) for ref, ids in by_archive.items()]
         return jobs
-    jobs += [DownloadJob("archive", ref, extract=not keep_tar) for ref in archives]
+    if archives_per_task < 1:
+        raise InvalidIdError(f"archives_per_task={archives_per_task!r}: expected a whole number >= 1")
+    for i in range(0, len(archives), archives_per_task):
+        group = tuple(archives[i:i + archives_per_task])
+        jobs.append(DownloadJob("archive", group[0], extract=not keep_tar) if len(group) == 1
+                    else DownloadJob("archive", extract=not keep_tar, archives=group))
     for i in range(0, len(file_ids), ids_per_task):
         jobs.append(DownloadJob("cdn", file_ids=tuple(file_ids[i:i + ids_per_task])))
     return jobs
@@ -203,7 +220,13 @@ def _route(job: DownloadJob, cfg: DatasetConfig, dest: Path, manifest: _Collecte
     with Transfer.from_config(cfg, **transfer_options) as transfer:
         if limiter is not None:
             share_limits(transfer, limiter)
-        if job.route == "archive":
+        if job.route == "archive" and job.archives:
+            from seamless_interaction.routes import hub
+
+            done = hub.download_archives(transfer, cfg.hf_url, dest, job.archives, extract=job.extract,
+                                         manifest=manifest)
+            paths = [r.path for r in done]
+        elif job.route == "archive":
             from seamless_interaction.routes import hub
 
             assert job.archive is not None
@@ -241,6 +264,7 @@ def download(
     source: str = "cdn",
     keep_tar: bool = False,
     ids_per_task: int = IDS_PER_TASK,
+    archives_per_task: int | None = None,
     retries: int = 3,
     resolve_quota: int | None = None,
     resolve_window_s: float = 300.0,
@@ -257,8 +281,12 @@ def download(
     ``resolve_window_s`` for the whole job (None: only the Hub's own 429s pace it, shared by all).
     ``transfer_options``: options of each task's transfer engine (``retries``, ``max_connections``, ...).
     ``num_cpus_per_task``: a task mostly waits on the network (hashing and extracting are a fraction of
-    its time), so four share a CPU by default: on 2 CPUs (``benchmarks/bench_ray.py``, whole archives)
-    1.0 took 5.4 s, 0.5 3.4 s, 0.25 2.5 s, 0.125 2.6 s.
+    its time), so four share a CPU by default. ``archives_per_task``: whole archives go to a task in
+    groups, which one engine fetches together as the CLI does (32 connections), the task reserving
+    ``num_cpus_per_task`` per archive up to one CPU, the groups spread over the nodes. None: one group
+    per node of the cluster, of at most ``MAX_ARCHIVES_PER_TASK``. Each task is a worker process with its
+    own engine, threads and imports: on 2 CPUs (``benchmarks/bench_ray.py``, 25 archives) one archive per
+    task took 2.5 s at 0.25 CPU per task (5.4 s at 1.0), two groups 2.2 s, one 2.1 s, the CLI 1.7 s.
     Joins ``address`` (else ``RAY_ADDRESS``, else a local Ray) unless Ray is already initialised.
     """
     import ray
@@ -271,7 +299,15 @@ def download(
     if catalog is None:
         assert cfg.assets and cfg.cache_dir  # resolved() fills both
         catalog = Catalog.load(cfg.assets, cfg.cache_dir)
-    jobs = plan_download(selection, catalog, only=only, source=source, keep_tar=keep_tar, ids_per_task=ids_per_task)
+    if archives_per_task is None:
+        plain = plan_download(selection, catalog, only=only, source=source, keep_tar=keep_tar,
+                              ids_per_task=ids_per_task)  # checks the selection before Ray starts
+        whole = sum(1 for j in plain if j.route == "archive")
+        connect(address)
+        nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU")))
+        archives_per_task = min(MAX_ARCHIVES_PER_TASK, max(1, math.ceil(whole / nodes)))
+    jobs = plan_download(selection, catalog, only=only, source=source, keep_tar=keep_tar, ids_per_task=ids_per_task,
+                         archives_per_task=archives_per_task)
     assert cfg.local_dir is not None  # resolved() fills it
     root = Path(cfg.local_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -280,10 +316,18 @@ def download(
     worker_cfg = dataclasses.replace(cfg, hf_token=None)  # the token goes by the environment only
     catalog_ref = ray.put(catalog) if any(j.route == "cdn" for j in jobs) else None
     limiter = limiter_actor(resolve_quota, resolve_window_s)
-    task = ray.remote(_run_job).options(max_retries=retries, retry_exceptions=[TransferError, OSError],
-                                        num_cpus=num_cpus_per_task,
-                                        **({"runtime_env": runtime_env} if runtime_env else {}))
-    pending = {task.remote(job, worker_cfg, catalog_ref, limiter, dict(transfer_options or {})): job for job in jobs}
+    task = ray.remote(_run_job)
+    task_options = {"max_retries": retries, "retry_exceptions": [TransferError, OSError],
+                    **({"runtime_env": runtime_env} if runtime_env else {})}
+
+    def options_for(job: DownloadJob) -> dict[str, Any]:
+        if not job.archives:
+            return {"num_cpus": num_cpus_per_task, **task_options}
+        return {"num_cpus": min(1.0, num_cpus_per_task * len(job.archives)), "scheduling_strategy": "SPREAD",
+                **task_options}
+
+    pending = {task.options(**options_for(job)).remote(
+        job, worker_cfg, catalog_ref, limiter, dict(transfer_options or {})): job for job in jobs}
     manifest = Manifest(root)
     result = DownloadResult(root, tasks=len(jobs))
     failures: list[str] = []
@@ -294,10 +338,10 @@ def download(
             out = ray.get(done[0])
         except (ray.exceptions.RayError, SeamlessError, OSError) as exc:  # failed after its retries: keep the rest
             cause = getattr(exc, "cause", None) or exc
-            failures.append(f"{job.route} {job.archive or ','.join(job.file_ids or ())}: {cause}")
+            failures.append(f"{job.describe()}: {cause}")
             continue
         if out.get("error"):
-            failures.append(f"{job.route} {job.archive or ','.join(job.file_ids or ())}: {out['error']}")
+            failures.append(f"{job.describe()}: {out['error']}")
         for op, rec in out["records"]:  # the driver is the manifest's one writer
             if op == "record":
                 manifest.record(rec["path"], rec["url"], rec["size"], rec["sha256"])
