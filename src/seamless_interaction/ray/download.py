@@ -146,15 +146,29 @@ def plan_download(selection, catalog, *, only: Sequence[str] | None = None, sour
             by_archive.setdefault((r.label, r.split, int(r.batch), int(r.archive)), []).append(fid)
         jobs += [DownloadJob("members", ref, tuple(ids), exts) for ref, ids in by_archive.items()]
         return jobs
-    if archives_per_task < 1:
-        raise InvalidIdError(f"archives_per_task={archives_per_task!r}: expected a whole number >= 1")
-    for i in range(0, len(archives), archives_per_task):
-        group = tuple(archives[i:i + archives_per_task])
-        jobs.append(DownloadJob("archive", group[0], extract=not keep_tar) if len(group) == 1
-                    else DownloadJob("archive", extract=not keep_tar, archives=group))
+    jobs += [DownloadJob("archive", ref, extract=not keep_tar) for ref in archives]
     for i in range(0, len(file_ids), ids_per_task):
         jobs.append(DownloadJob("cdn", file_ids=tuple(file_ids[i:i + ids_per_task])))
-    return jobs
+    return _group_archives(jobs, archives_per_task)
+
+
+def _group_archives(jobs: list[DownloadJob], archives_per_task: int) -> list[DownloadJob]:
+    """``jobs`` with their whole-archive jobs joined in groups of ``archives_per_task`` (in order,
+    first), one engine per group; the other jobs as they are."""
+    if archives_per_task < 1:
+        raise InvalidIdError(f"archives_per_task={archives_per_task!r}: expected a whole number >= 1")
+    def single(j: DownloadJob) -> bool:
+        return j.route == "archive" and j.archive is not None and not j.archives
+
+    singles = [j for j in jobs if single(j)]
+    if archives_per_task == 1 or len(singles) < 2:
+        return jobs
+    grouped = []
+    for i in range(0, len(singles), archives_per_task):
+        group = singles[i:i + archives_per_task]
+        grouped.append(group[0] if len(group) == 1 else DownloadJob(
+            "archive", extract=group[0].extract, archives=tuple(j.archive for j in group if j.archive)))
+    return grouped + [j for j in jobs if not single(j)]
 
 
 class _Collected(Manifest):
@@ -220,19 +234,18 @@ def _route(job: DownloadJob, cfg: DatasetConfig, dest: Path, manifest: _Collecte
     with Transfer.from_config(cfg, **transfer_options) as transfer:
         if limiter is not None:
             share_limits(transfer, limiter)
-        if job.route == "archive" and job.archives:
+        if job.route == "archive":
             from seamless_interaction.routes import hub
 
-            done = hub.download_archives(transfer, cfg.hf_url, dest, job.archives, extract=job.extract,
-                                         manifest=manifest)
-            paths = [r.path for r in done]
-        elif job.route == "archive":
-            from seamless_interaction.routes import hub
-
-            assert job.archive is not None
-            res = hub.download_archive(transfer, cfg.hf_url, dest, *job.archive, extract=job.extract,
-                                       manifest=manifest)
-            paths = [res.path]
+            if job.archives:
+                done = hub.download_archives(transfer, cfg.hf_url, dest, job.archives, extract=job.extract,
+                                             manifest=manifest)
+                paths = [r.path for r in done]
+            else:
+                assert job.archive is not None
+                res = hub.download_archive(transfer, cfg.hf_url, dest, *job.archive, extract=job.extract,
+                                           manifest=manifest)
+                paths = [res.path]
         elif job.route == "members":
             from seamless_interaction.routes import members
 
@@ -299,15 +312,14 @@ def download(
     if catalog is None:
         assert cfg.assets and cfg.cache_dir  # resolved() fills both
         catalog = Catalog.load(cfg.assets, cfg.cache_dir)
+    # The selection is checked before Ray starts; the default groups need the cluster's node count.
+    jobs = plan_download(selection, catalog, only=only, source=source, keep_tar=keep_tar, ids_per_task=ids_per_task,
+                         archives_per_task=archives_per_task or 1)
     if archives_per_task is None:
-        plain = plan_download(selection, catalog, only=only, source=source, keep_tar=keep_tar,
-                              ids_per_task=ids_per_task)  # checks the selection before Ray starts
-        whole = sum(1 for j in plain if j.route == "archive")
+        whole = sum(1 for j in jobs if j.route == "archive")
         connect(address)
         nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU")))
-        archives_per_task = min(MAX_ARCHIVES_PER_TASK, max(1, math.ceil(whole / nodes)))
-    jobs = plan_download(selection, catalog, only=only, source=source, keep_tar=keep_tar, ids_per_task=ids_per_task,
-                         archives_per_task=archives_per_task)
+        jobs = _group_archives(jobs, min(MAX_ARCHIVES_PER_TASK, max(1, math.ceil(whole / nodes))))
     assert cfg.local_dir is not None  # resolved() fills it
     root = Path(cfg.local_dir)
     root.mkdir(parents=True, exist_ok=True)

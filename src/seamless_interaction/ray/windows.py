@@ -201,8 +201,6 @@ FEATURE_SCHEMA: dict[str, tuple[str, tuple[int, ...]]] = {
 }
 
 
-
-
 def _tensor_column(values: list[np.ndarray]):
     """A fixed-shape tensor column when the block's shapes agree (one buffer, ~10x cheaper to build),
     else a variable-shaped one; Ray unifies the two across blocks (dtype and rank are the same).
@@ -446,7 +444,7 @@ def _read(plan: _TaskPlan, opts: _Options) -> Iterator[Any]:
     slots = 2 if opts.dyadic else 1
     m = opts.modalities
 
-    def block(items: list[dict], size: int):
+    def block(items: list[dict]):
         return items_to_table(items, slots, opts.feature_keys, audio="audio" in m, vad="vad" in m,
                               words="words" in m, features="features" in m)
 
@@ -455,10 +453,10 @@ def _read(plan: _TaskPlan, opts: _Options) -> Iterator[Any]:
         for item in _task_dataset(plan, opts):
             buf.append(item)
             if len(buf) >= opts.rows_per_block:
-                yield block(buf, sum(map(_item_bytes, buf)))
+                yield block(buf)
                 buf = []
         if buf:
-            yield block(buf, sum(map(_item_bytes, buf)))
+            yield block(buf)
         return
     # Ray's output buffer joins the blocks a task yields until they pass ``target_max_block_size`` T
     # (one chunk per block in every column, which the driver then copies into one array per column),
@@ -482,9 +480,9 @@ def _read(plan: _TaskPlan, opts: _Options) -> Iterator[Any]:
                 out.append(it)
                 got += n
             size -= got
-            yield block(out, got)
+            yield block(out)
     if held:
-        yield block([it for it, _ in held], size)
+        yield block([it for it, _ in held])
 
 
 class WindowsDatasource:
