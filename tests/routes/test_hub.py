@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -73,4 +75,59 @@ def test_download_archives_refuses_an_archive_that_fails_its_sha256(sample_mirro
             download_archives(t, srv.hf_url, local, [good, bad])
     bad_ref = ArchiveRef(*bad)
     assert not archive_dir(local, bad_ref).exists() and read_extraction_record(local, bad_ref) is None
+    assert not list(local.rglob(".*extracting*"))  # what was extracted while it downloaded is gone
     assert not list(local.rglob(f"{bad[3]:04d}.tar"))
+
+
+def _two_versions(tmp_path: Path) -> tuple[bytes, bytes]:
+    """Two tars with the same members and sizes but other bytes: a remote file that changed."""
+    out = []
+    for version in (b"A", b"B"):
+        path = tmp_path / f"{version.decode()}.tar"
+        with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+            for i in range(30):
+                info = tarfile.TarInfo(f"V00_S{i:04d}_I00000001_P0001.npz")
+                data = version * (50_000 + i)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        out.append(path.read_bytes())
+    return out[0], out[1]
+
+
+def _wait_staged(follower, n: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(follower.extraction._staged) < n:
+        assert time.monotonic() < deadline, "the follower staged nothing"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("how", ["same file rewritten", "new file"])
+def test_follower_never_places_bytes_of_a_download_that_started_over(tmp_path, how):
+    """What was extracted while downloading is dropped when the download starts over, whether the engine
+    rewrote its part in place (a smaller watch) or replaced the file (seen at the end)."""
+    from seamless_interaction.local.layout import part_path
+    from seamless_interaction.routes.hub import _Follower
+
+    old, new = _two_versions(tmp_path)
+    tar_path, dest = tmp_path / "local" / "0000.tar", tmp_path / "local" / "0000"
+    tar_path.parent.mkdir()
+    part = part_path(tar_path)
+    part.write_bytes(old)
+    follower = _Follower(tar_path, dest)
+    follower.watch(len(old))
+    _wait_staged(follower, 10)
+    if how == "same file rewritten":
+        with open(part, "r+b") as fh:
+            fh.write(new)
+        follower.watch(0)
+        follower.watch(len(new))
+    else:
+        part.unlink()
+        part.write_bytes(new)
+        follower.watch(len(new))
+    os.replace(part, tar_path)
+    members = follower.finish()
+    assert len(members) == 30
+    for m in members:
+        assert set(m.path.read_bytes()) == {ord("B")}, m.name
+    assert not [p for p in tar_path.parent.iterdir() if ".extracting-" in p.name]

@@ -20,7 +20,13 @@ from seamless_interaction.base.errors import TransferError
 from seamless_interaction.base.ids import FILE_ID_RE, ArchiveRef
 from seamless_interaction.constants import BUNDLE_EXTENSIONS
 from seamless_interaction.local import layout
-from seamless_interaction.local.archive import extraction_complete, safe_extract, write_extraction_record
+from seamless_interaction.local.archive import (
+    ExtractedMember,
+    Extraction,
+    extraction_complete,
+    safe_extract,
+    write_extraction_record,
+)
 from seamless_interaction.local.manifest import Manifest, member_source
 from seamless_interaction.remote.transfer import FetchResult, Job, Transfer, check_free_space
 from seamless_interaction.remote.urls import hub_archive_url
@@ -97,33 +103,136 @@ def download_archives(
     # verifies, and its first response the size, which plans the segments and checks the free
     # space; asking beforehand would cost every archive two more round trips before its first byte.
     jobs = []
+    followers: dict[int, _Follower] = {}
     for k in todo:
         tar_path = layout.inside(local_dir, layout.tar_path(local_dir, refs[k]))
         tar_path.parent.mkdir(parents=True, exist_ok=True)
+        if extract:
+            followers[k] = _Follower(tar_path, layout.inside(local_dir, layout.archive_dir(local_dir, refs[k])))
         # A tar to extract is read once and removed: not flushed to disk first (see Job.durable).
-        jobs.append(Job(urls[k], tar_path, durable=not extract))
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="si-extract") as pool:
-        done: dict[int, Future[ArchiveResult]] = {}
+        jobs.append(Job(urls[k], tar_path, durable=not extract, watch=followers[k].watch if extract else None))
+    try:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="si-extract") as pool:
+            done: dict[int, Future[ArchiveResult]] = {}
 
-        def landed(n: int, res: FetchResult | None) -> None:
-            assert res is not None
-            k = todo[n]
+            def landed(n: int, res: FetchResult | None) -> None:
+                assert res is not None
+                k = todo[n]
 
-            def settle() -> ArchiveResult:
-                out = _settle(refs[k], local_dir, urls[k], res, extract=extract, manifest=manifest)
-                finished(out)
-                return out
+                def settle() -> ArchiveResult:
+                    out = _settle(refs[k], local_dir, urls[k], res, extract=extract, manifest=manifest,
+                                  follower=followers.get(k))
+                    finished(out)
+                    return out
 
-            done[k] = pool.submit(settle)
+                done[k] = pool.submit(settle)
 
-        transfer.fetch_many(jobs, on_result=landed)
-        for k, fut in done.items():
-            results[k] = fut.result()
+            transfer.fetch_many(jobs, on_result=landed)
+            for k, fut in done.items():
+                results[k] = fut.result()
+    finally:
+        for follower in followers.values():
+            follower.close()  # after a failure: stop following, drop what was staged
     return [r for r in results if r is not None]
 
 
+class _Follower:
+    """Extracts one archive into its staging folder while the archive still downloads.
+
+    :attr:`watch` is the download's :attr:`Job.watch`: each time the verified-in-order prefix of the
+    part file grows, a thread of its own stages the members that now lie inside it, so when the
+    last byte lands little is left to extract. Nothing is placed before :meth:`finish`, which runs
+    after the whole tar passed its sha256 check; any doubt there (an error while following, a part
+    file replaced by a fresh download) means the extraction starts over from the verified tar.
+    """
+
+    def __init__(self, tar_path: Path, dest_dir: Path) -> None:
+        self.tar_path, self.dest_dir = tar_path, dest_dir
+        self.extraction = Extraction(tar_path, dest_dir)
+        self._cond = threading.Condition()
+        self._upto = 0
+        self._restart = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._fd = -1
+        self._failed = False
+
+    def watch(self, n: int) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            if n < self._upto:
+                self._restart = True  # the download started over: what was staged may be stale
+            self._upto = n
+            if self._thread is None and n > 0:
+                self._thread = threading.Thread(target=self._follow, name="si-extract-follow", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _follow(self) -> None:
+        done = 0
+        while True:
+            with self._cond:
+                while not (self._closed or self._restart or self._upto > done):
+                    self._cond.wait()
+                if self._closed:
+                    return
+                restart, self._restart, upto = self._restart, False, self._upto
+            if restart:
+                self._reset()
+                done = 0
+                continue
+            done = upto
+            if self._failed:
+                continue
+            try:
+                if self._fd < 0:
+                    self._fd = os.open(layout.part_path(self.tar_path), os.O_RDONLY)
+                self.extraction.advance(self._fd, upto)
+            except Exception as e:  # noqa: BLE001 - settled by finish(), which extracts the verified tar again
+                log.debug("%s: extraction while downloading stopped (%s); it is done after the download",
+                          self.tar_path, e)
+                self._failed = True
+
+    def _reset(self) -> None:
+        self.extraction.abort()
+        self.extraction = Extraction(self.tar_path, self.dest_dir)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self._failed = False
+
+    def halt(self) -> None:
+        """Stop following (idempotent): from then on the caller's thread owns the extraction."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+
+    def finish(self) -> list[ExtractedMember]:
+        """Extract the rest of the downloaded, verified tar and place every member."""
+        self.halt()
+        with open(self.tar_path, "rb") as raw:
+            fd = raw.fileno()
+            same = self._fd >= 0 and os.path.sameopenfile(self._fd, fd)
+            if self._failed or self._restart or not same:
+                self._reset()
+            try:
+                return self.extraction.commit(fd)
+            finally:
+                self.close()
+
+    def close(self) -> None:
+        self.halt()
+        self.extraction.abort()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
 def _settle(ref: ArchiveRef, local_dir: Path, url: str, res: FetchResult, *, extract: bool,
-            manifest: Manifest | None, tar_done: bool = False) -> ArchiveResult:
+            manifest: Manifest | None, tar_done: bool = False, follower: _Follower | None = None) -> ArchiveResult:
     """Record, or extract and record, one downloaded and verified archive."""
     tar_path = res.path
     assert tar_path is not None
@@ -133,8 +242,13 @@ def _settle(ref: ArchiveRef, local_dir: Path, url: str, res: FetchResult, *, ext
         return ArchiveResult(ref.label, ref.split, ref.batch, ref.archive, tar_path, res.size,
                              skipped=res.skipped and tar_done)
     dest_dir = layout.inside(local_dir, layout.archive_dir(local_dir, ref))
-    check_free_space(dest_dir.parent, res.size)  # the contents, next to the tar until it goes
-    members = safe_extract(tar_path, dest_dir)
+    staged = 0
+    if follower is not None:
+        follower.halt()
+        staged = follower.extraction.staged_bytes
+    # The contents, next to the tar until it goes (less what was extracted while downloading).
+    check_free_space(dest_dir.parent, res.size - staged)
+    members = follower.finish() if follower is not None else safe_extract(tar_path, dest_dir)
     if manifest is not None:
         manifest.record_many([(m.path, member_source(url, m.name), m.size, m.sha256) for m in members])
         # An extracted archive asks for every file id in it, whole.

@@ -218,16 +218,17 @@ class Transfer:
         sha256: str | None = None,
         optional: bool = False,
         cancel: CancelLike | None = None,
+        watch: Callable[[int], None] | None = None,
     ) -> FetchResult | None:
         """Download ``url`` to ``dest`` (atomically, resuming, verified); None if optional and absent.
 
-        Raises :class:`TransferCancelled` once ``cancel`` (or the engine's token) is set; the
-        partial download stays for a later call to resume.
+        ``watch`` is :attr:`Job.watch`. Raises :class:`TransferCancelled` once ``cancel`` (or the
+        engine's token) is set; the partial download stays for a later call to resume.
         """
         stop = self._stop(cancel)
         self.progress.start(expected_size, Path(dest).name)
         try:
-            return self._fetch(url, Path(dest), expected_size, sha256, optional, stop)
+            return self._fetch(url, Path(dest), expected_size, sha256, optional, stop, watch=watch)
         except Stopped:
             raise TransferCancelled(f"GET {url}: cancelled; the partial download is kept for a resume") from None
         finally:
@@ -440,7 +441,7 @@ class Transfer:
                     res = self._fetch_memory(j, stop)
                 else:
                     res = self._fetch(j.url, Path(j.dest), j.expected_size, j.sha256, j.optional, stop, batch,
-                                      digest=j.digest, durable=j.durable)
+                                      digest=j.digest, durable=j.durable, watch=j.watch)
                 results[i] = res
                 with state:
                     finished.add(i)
@@ -500,6 +501,7 @@ class Transfer:
         *,
         digest: bool = True,
         durable: bool = True,
+        watch: Callable[[int], None] | None = None,
     ) -> FetchResult | None:
         if cancel is not None and cancel.is_set():
             raise Stopped()
@@ -513,7 +515,7 @@ class Transfer:
             for scratch in (0, 1):
                 try:
                     result = PartDownload(self._ctx, url, dest, expected_size, sha256, optional, cancel, batch,
-                                          digest=digest, durable=durable).run()
+                                          digest=digest, durable=durable, watch=watch).run()
                     break
                 except IntegrityError as e:
                     if scratch:

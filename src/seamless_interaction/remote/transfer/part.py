@@ -175,7 +175,7 @@ class PartDownload:
     def __init__(
         self, ctx: PartContext, url: str, dest: Path, expected_size: int | None, sha256: str | None,
         optional: bool, cancel: CancelLike | None, batch: Batch | None = None, digest: bool = True,
-        durable: bool = True,
+        durable: bool = True, watch: Callable[[int], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.http = ctx.http
@@ -201,6 +201,7 @@ class PartDownload:
         # is not flushed to disk before the rename; a crash leaves it to the size and sha256
         # checks of the next run, which fetch it again if it is not whole.
         self.durable = durable
+        self.watch = watch  # see Job.watch
         self.hasher = hashlib.sha256()
         self.hashed = 0 if self._hashing() else -1
         self.hash_lock = threading.Lock()
@@ -280,6 +281,8 @@ class PartDownload:
     def _reset_hash(self) -> None:
         with self.hash_lock:
             self.hasher, self.hashed = hashlib.sha256(), 0 if self._hashing() else -1
+            if self.watch is not None:
+                self.watch(0)
 
     def _discard(self) -> None:
         os.ftruncate(self.fd, 0)
@@ -515,6 +518,8 @@ class PartDownload:
                 written = merge(st.done + [(p.start, p.pos) for p in self.pieces])
             end = next((b for a, b in written if a <= self.hashed < b), self.hashed)
             self.hashed = update_from_fd(self.hasher, self.fd, self.hashed, end, self.abort.is_set)
+            if self.watch is not None:
+                self.watch(self.hashed)  # under the lock: the watcher sees the prefix only grow
         finally:
             self.hash_lock.release()
 
@@ -704,6 +709,8 @@ class PartDownload:
                         if self.hashed == at:
                             self.hasher.update(chunk)
                             self.hashed += n
+                            if self.watch is not None:
+                                self.watch(self.hashed)
                 pending += n
                 if pending >= _PROGRESS_BYTES:
                     advance(pending)

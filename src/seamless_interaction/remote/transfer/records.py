@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -49,6 +51,9 @@ class Job:
     the remote's): a CDN object has none, and hashing it would verify nothing. ``durable=False``
     skips the fsync before the rename, for a file consumed and removed right after (a tar to
     extract): whether it is whole is then settled by its size and sha256, not by the flush.
+    ``watch(n)``, when given, is called as the prefix of the part file that is on disk and hashed
+    grows to ``n`` bytes (from any download thread; keep it cheap), and with a smaller ``n`` when
+    the download starts over: a consumer may read that prefix while the rest still arrives.
     """
 
     url: str
@@ -58,6 +63,7 @@ class Job:
     optional: bool = False
     digest: bool = True
     durable: bool = True
+    watch: Callable[[int], None] | None = None
 
 
 class Progress(Protocol):
@@ -101,7 +107,12 @@ class TqdmProgress:
         self._depth = 0
 
     def start(self, total_bytes: int | None, desc: str) -> None:
-        from tqdm.auto import tqdm
+        # tqdm.auto picks the notebook widget inside Jupyter, and imports asyncio to do so (~20 ms of
+        # every command's start-up); a terminal gets the plain bar either way.
+        if "ipykernel" in sys.modules:
+            from tqdm.auto import tqdm
+        else:
+            from tqdm.std import tqdm
 
         with self._lock:
             self._depth += 1
