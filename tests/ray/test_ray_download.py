@@ -101,6 +101,7 @@ def test_archives_in_groups_through_one_engine_per_task(ray_session, make_fs, tm
     # By default one group per node: this local Ray has one.
     again = download(refs, dest=tmp_path / "default", config=mirror_config(tmp_path / "default"))
     assert again.tasks == 1 and tree(tmp_path / "default") == tree(tmp_path / "cli")
+    assert again.resolves == len(refs)  # the job's only task kept the job's limits itself, and counted them
 
 
 def test_members_only_through_ray(ray_session, make_fs, tmp_path, mirror_config):

@@ -89,16 +89,21 @@ def limiter_actor(quota: int | None = None, window_s: float = 300.0):
 
 
 def share_limits(transfer, limiter) -> None:
-    """Make ``transfer`` (a worker's engine) take every Hub resolve from the job's ``limiter`` actor and
-    report its 429 waits to it. The engine still asks each URL once and keeps its own gate."""
+    """Make ``transfer`` (a worker's engine) take every Hub resolve from the job's ``limiter`` and report
+    its 429 waits to it. The engine still asks each URL once and keeps its own gate.
+
+    ``limiter``: the job's :func:`limiter_actor`, or a plain :class:`ResolveLimiter` when the task is the
+    job's only one (no other engine to share with, and no actor process to wait for).
+    """
     import ray
 
     http = transfer.http
     inner_get, inner_hit = http.resolves.get, http.gate.hit
+    remote = hasattr(limiter.acquire, "remote")
 
     def wait_for_grant() -> None:
         while True:
-            wait = ray.get(limiter.acquire.remote())
+            wait = ray.get(limiter.acquire.remote()) if remote else limiter.acquire()
             if wait <= 0:
                 return
             time.sleep(min(wait, _MAX_SLICE_S))
@@ -111,7 +116,10 @@ def share_limits(transfer, limiter) -> None:
         return inner_get(url, limited, fresh=fresh)
 
     def hit(seconds: float, name: str) -> None:
-        limiter.pause.remote(seconds)
+        if remote:
+            limiter.pause.remote(seconds)
+        else:
+            limiter.pause(seconds)
         inner_hit(seconds, name)
 
     http.resolves.get = get

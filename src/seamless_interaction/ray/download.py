@@ -12,7 +12,7 @@ Tasks do not append to the manifest: they return its records and the driver writ
 file locks on shared (network) folders are not reliable. The catalog is put in the object store
 once (one copy per node); the HF token reaches the workers through their environment (see
 :mod:`seamless_interaction.ray.cluster`), and every engine takes its Hub resolves from one
-limiter for the whole job.
+limiter for the whole job (an actor; a job of one task keeps the limiter itself).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from seamless_interaction.base.errors import (
 )
 from seamless_interaction.local.manifest import Manifest, ManifestEntry
 from seamless_interaction.ray.cluster import (
+    ResolveLimiter,
     connect,
     limiter_actor,
     share_limits,
@@ -202,11 +203,15 @@ def _run_job(job: DownloadJob, config: DatasetConfig, catalog_ref, limiter,
     def records() -> list:
         return earlier + [[op, dataclasses.asdict(e) if op == "record" else e] for op, e in manifest.collected]
 
+    # The job's only task keeps the job's resolve limits itself (see share_limits).
+    local = ResolveLimiter(*limiter) if isinstance(limiter, tuple) else None
     try:
-        paths = _route(job, cfg, dest, manifest, catalog_ref, limiter, transfer_options)
+        paths = _route(job, cfg, dest, manifest, catalog_ref, local if local is not None else limiter,
+                       transfer_options)
     except _PERMANENT as exc:  # no retry can help: reported by the driver, the other tasks go on
         carry.unlink(missing_ok=True)
-        return {"paths": [], "records": records(), "error": f"{type(exc).__name__}: {exc}"}
+        return {"paths": [], "records": records(), "error": f"{type(exc).__name__}: {exc}",
+                "resolves": local.grants if local else 0}
     except BaseException:
         if manifest.collected:
             carry.parent.mkdir(parents=True, exist_ok=True)
@@ -214,7 +219,7 @@ def _run_job(job: DownloadJob, config: DatasetConfig, catalog_ref, limiter,
             tmp.write_text(json.dumps(records()))
             os.replace(tmp, carry)
         raise
-    out = {"paths": [str(p) for p in paths], "records": records()}
+    out = {"paths": [str(p) for p in paths], "records": records(), "resolves": local.grants if local else 0}
     carry.unlink(missing_ok=True)
     return out
 
@@ -299,7 +304,9 @@ def download(
     ``num_cpus_per_task`` per archive up to one CPU, the groups spread over the nodes. None: one group
     per node of the cluster, of at most ``MAX_ARCHIVES_PER_TASK``. Each task is a worker process with its
     own engine, threads and imports: on 2 CPUs (``benchmarks/bench_ray.py``, 25 archives) one archive per
-    task took 2.5 s at 0.25 CPU per task (5.4 s at 1.0), two groups 2.2 s, one 2.1 s, the CLI 1.7 s.
+    task took 2.5 s at 0.25 CPU per task (5.4 s at 1.0), two groups 2.2 s, one 2.1 s, the CLI 1.7 s;
+    with the job's one task keeping the resolve limits itself (no actor to start), one group and the CLI
+    both took 1.6-1.7 s.
     Joins ``address`` (else ``RAY_ADDRESS``, else a local Ray) unless Ray is already initialised.
     """
     import ray
@@ -327,7 +334,10 @@ def download(
     runtime_env = token_runtime_env(cfg.hf_token)
     worker_cfg = dataclasses.replace(cfg, hf_token=None)  # the token goes by the environment only
     catalog_ref = ray.put(catalog) if any(j.route == "cdn" for j in jobs) else None
-    limiter = limiter_actor(resolve_quota, resolve_window_s)
+    # One task (the default for whole archives on one node) keeps the limits itself: the actor's own
+    # worker process took ~0.3 s to start on 2 CPUs, and the task's first resolve waited for it.
+    actor = limiter_actor(resolve_quota, resolve_window_s) if len(jobs) > 1 else None
+    limiter: Any = actor if actor is not None else (resolve_quota, resolve_window_s)
     task = ray.remote(_run_job)
     task_options = {"max_retries": retries, "retry_exceptions": [TransferError, OSError],
                     **({"runtime_env": runtime_env} if runtime_env else {})}
@@ -354,6 +364,7 @@ def download(
             continue
         if out.get("error"):
             failures.append(f"{job.describe()}: {out['error']}")
+        result.resolves += out.get("resolves", 0)
         for op, rec in out["records"]:  # the driver is the manifest's one writer
             if op == "record":
                 manifest.record(rec["path"], rec["url"], rec["size"], rec["sha256"])
@@ -362,8 +373,9 @@ def download(
             result.records += 1
         result.paths += [Path(p) for p in out["paths"]]
     result.files = len(result.paths)
-    result.resolves = ray.get(limiter.stats.remote())["grants"]
-    ray.kill(limiter)
+    if actor is not None:
+        result.resolves += ray.get(actor.stats.remote())["grants"]
+        ray.kill(actor)
     if failures:
         raise DownloadError(f"{len(failures)} of {len(jobs)} download tasks failed (transfer errors after "
                             f"{retries} retries); re-run to resume. First: {failures[0]}")
