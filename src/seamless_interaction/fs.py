@@ -649,8 +649,10 @@ class SeamlessInteractionFS:
         validate_modalities(modalities)
         file_ids = [validate_file_id(f) for f in file_ids or []]
         paths: list[Path] = []
-        for label, split, batch, archive in self._member_archives(archives, splits):
-            paths += self.fetch_members(label, split, batch, archive, modalities=modalities)
+        refs = self._member_archives(archives, splits)
+        if refs:
+            paths += members.fetch_archives(self.transfer, self._hf_url, self.local_dir, refs, modalities=modalities,
+                                            cache_dir=self._cache_dir, manifest=self.manifest)
         if file_ids:
             paths += members.fetch_file_ids(self.transfer, self.catalog, self._hf_url, self.local_dir,
                                             file_ids, modalities=modalities, cache_dir=self._cache_dir,

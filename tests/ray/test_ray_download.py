@@ -57,6 +57,10 @@ def test_plan_is_the_clis_one_task_per_archive_or_id_group(make_fs):
     members = plan_download(refs[:1] + ids[:1], fs.catalog, only=("npz", "json"))
     assert [(j.route, j.file_ids, j.exts) for j in members] == [
         ("members", None, ("npz", "json")), ("members", (ids[0],), ("npz", "json"))]
+    grouped = plan_download(refs + ids[:1], fs.catalog, only=("npz",), archives_per_task=2)
+    assert [(j.route, j.archives, j.file_ids) for j in grouped] == [
+        ("members", tuple(refs[:2]), None), ("members", None, None), ("members", None, (ids[0],))]
+    assert grouped[1].archive == refs[2] and grouped[2].archive == refs[0]
 
 
 def test_archives_and_ids_leave_the_clis_tree_and_verify_passes(ray_session, make_fs, tmp_path, mirror_config):
@@ -110,6 +114,7 @@ def test_members_only_through_ray(ray_session, make_fs, tmp_path, mirror_config)
     fs_cli.fetch_members_for(archives=refs, modalities=("npz", "json"))
     dest = tmp_path / "ray"
     res = download(refs, only=("npz", "json"), dest=dest, config=mirror_config(dest))
+    assert res.tasks == 1  # whole archives' members: one group per node, fetched as the CLI does
     assert tree(dest) == tree(tmp_path / "cli") != {}
     ours, theirs = Manifest(dest).entries(), Manifest(tmp_path / "cli").entries()
     assert res.records == len(ours) > 0

@@ -3,8 +3,9 @@
 The plan is the CLI's (``seamless-interaction download``): whole Hub archives (fetched, checked
 against the Hub's sha256 and extracted) for ``archives``/``batches``; member Range reads of the
 archives for ``only=...`` or whole ``splits``; the CDN route for file ids (the Hub member route with
-``source="hub"``). Each archive is one task; file ids go in tasks of ``ids_per_task`` (grouped by
-archive on the member route). Every task runs the same route code as the CLI with its own engine
+``source="hub"``). Whole archives (tars, or the chosen members of every file id in them) go to
+tasks in groups (by default one per node), file ids in tasks of ``ids_per_task`` (grouped by archive
+on the member route). Every task runs the same route code as the CLI with its own engine
 (resumable ``.part`` files, size and sha256 checks, atomic renames), so a task that fails is retried
 by Ray (``retries``) and resumes at the bytes already on disk.
 
@@ -124,8 +125,9 @@ def _expand(selection: Iterable[Any] | str | tuple, catalog) -> tuple[list[str],
 def plan_download(selection, catalog, *, only: Sequence[str] | None = None, source: str = "cdn",
                   keep_tar: bool = False, ids_per_task: int = IDS_PER_TASK,
                   archives_per_task: int = 1) -> list[DownloadJob]:
-    """The CLI's plan for ``selection``, cut into tasks (per ``archives_per_task`` whole archives, per
-    archive for members, per ``ids_per_task`` file ids)."""
+    """The CLI's plan for ``selection``, cut into tasks (per ``archives_per_task`` whole archives, as tars
+    or as members of every file id; per archive for the members of chosen file ids; per ``ids_per_task``
+    file ids on the CDN)."""
     file_ids, archives, splits = _expand(selection, catalog)
     exts = tuple(only) if only else None
     if exts:
@@ -146,30 +148,37 @@ def plan_download(selection, catalog, *, only: Sequence[str] | None = None, sour
             r = catalog.record(fid)
             by_archive.setdefault((r.label, r.split, int(r.batch), int(r.archive)), []).append(fid)
         jobs += [DownloadJob("members", ref, tuple(ids), exts) for ref, ids in by_archive.items()]
-        return jobs
+        return _group_archives(jobs, archives_per_task)
     jobs += [DownloadJob("archive", ref, extract=not keep_tar) for ref in archives]
     for i in range(0, len(file_ids), ids_per_task):
         jobs.append(DownloadJob("cdn", file_ids=tuple(file_ids[i:i + ids_per_task])))
     return _group_archives(jobs, archives_per_task)
 
 
+def _groupable(j: DownloadJob) -> bool:
+    """A job over one whole archive: the tar itself, or the chosen members of every file id in it."""
+    return j.archive is not None and not j.archives and (
+        j.route == "archive" or (j.route == "members" and j.file_ids is None))
+
+
 def _group_archives(jobs: list[DownloadJob], archives_per_task: int) -> list[DownloadJob]:
-    """``jobs`` with their whole-archive jobs joined in groups of ``archives_per_task`` (in order,
-    first), one engine per group; the other jobs as they are."""
+    """``jobs`` with their whole-archive jobs (tars, or members of every file id) joined in groups of
+    ``archives_per_task`` (in order, first), one engine per group; the other jobs as they are."""
     if archives_per_task < 1:
         raise InvalidIdError(f"archives_per_task={archives_per_task!r}: expected a whole number >= 1")
-    def single(j: DownloadJob) -> bool:
-        return j.route == "archive" and j.archive is not None and not j.archives
-
-    singles = [j for j in jobs if single(j)]
+    singles = [j for j in jobs if _groupable(j)]
     if archives_per_task == 1 or len(singles) < 2:
         return jobs
+    kinds: dict[tuple, list[DownloadJob]] = {}
+    for j in singles:
+        kinds.setdefault((j.route, j.exts, j.extract), []).append(j)
     grouped = []
-    for i in range(0, len(singles), archives_per_task):
-        group = singles[i:i + archives_per_task]
-        grouped.append(group[0] if len(group) == 1 else DownloadJob(
-            "archive", extract=group[0].extract, archives=tuple(j.archive for j in group if j.archive)))
-    return grouped + [j for j in jobs if not single(j)]
+    for (route, exts, extract), same in kinds.items():
+        for i in range(0, len(same), archives_per_task):
+            group = same[i:i + archives_per_task]
+            grouped.append(group[0] if len(group) == 1 else DownloadJob(
+                route, exts=exts, extract=extract, archives=tuple(j.archive for j in group if j.archive)))
+    return grouped + [j for j in jobs if not _groupable(j)]
 
 
 class _Collected(Manifest):
@@ -254,10 +263,14 @@ def _route(job: DownloadJob, cfg: DatasetConfig, dest: Path, manifest: _Collecte
         elif job.route == "members":
             from seamless_interaction.routes import members
 
-            assert job.archive is not None
-            paths = members.fetch_archive_members(transfer, None, cfg.hf_url, dest, *job.archive,
-                                                  file_ids=job.file_ids, modalities=job.exts,
-                                                  cache_dir=cfg.cache_dir, manifest=manifest)
+            if job.archives:  # several archives at once through the one engine, as the CLI does
+                paths = members.fetch_archives(transfer, cfg.hf_url, dest, job.archives, modalities=job.exts,
+                                               cache_dir=cfg.cache_dir, manifest=manifest)
+            else:
+                assert job.archive is not None
+                paths = members.fetch_archive_members(transfer, None, cfg.hf_url, dest, *job.archive,
+                                                      file_ids=job.file_ids, modalities=job.exts,
+                                                      cache_dir=cfg.cache_dir, manifest=manifest)
         else:
             from seamless_interaction.routes import cdn
 
@@ -299,8 +312,9 @@ def download(
     ``resolve_window_s`` for the whole job (None: only the Hub's own 429s pace it, shared by all).
     ``transfer_options``: options of each task's transfer engine (``retries``, ``max_connections``, ...).
     ``num_cpus_per_task``: a task mostly waits on the network (hashing and extracting are a fraction of
-    its time), so four share a CPU by default. ``archives_per_task``: whole archives go to a task in
-    groups, which one engine fetches together as the CLI does (32 connections), the task reserving
+    its time), so four share a CPU by default. ``archives_per_task``: whole archives (tars, or with
+    ``only`` the members of all their file ids) go to a task in groups, which one engine fetches
+    together as the CLI does (32 connections), the task reserving
     ``num_cpus_per_task`` per archive up to one CPU, the groups spread over the nodes. None: one group
     per node of the cluster, of at most ``MAX_ARCHIVES_PER_TASK``. Each task is a worker process with its
     own engine, threads and imports: on 2 CPUs (``benchmarks/bench_ray.py``, 25 archives) one archive per
@@ -323,7 +337,7 @@ def download(
     jobs = plan_download(selection, catalog, only=only, source=source, keep_tar=keep_tar, ids_per_task=ids_per_task,
                          archives_per_task=archives_per_task or 1)
     if archives_per_task is None:
-        whole = sum(1 for j in jobs if j.route == "archive")
+        whole = sum(1 for j in jobs if _groupable(j))
         connect(address)
         nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU")))
         jobs = _group_archives(jobs, min(MAX_ARCHIVES_PER_TASK, max(1, math.ceil(whole / nodes))))

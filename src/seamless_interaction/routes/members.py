@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_MODALITIES",
     "ByteRange",
     "fetch_archive_members",
+    "fetch_archives",
     "fetch_file_ids",
     "fetch_members",
     "plan_bytes",
@@ -447,15 +448,42 @@ def fetch_file_ids(
     interaction (they usually sit in different archives). Returns paths grouped by archive.
     """
     modalities = validate_modalities(modalities)
-    groups = _group_by_archive(catalog, file_ids)
+    groups: dict[ArchiveRef, list[str] | None] = dict(_group_by_archive(catalog, file_ids))
+    return _fetch_groups(transfer, hf_url, local_dir, groups, modalities, cache_dir, archive_workers, manifest)
+
+
+def fetch_archives(
+    transfer: Transfer,
+    hf_url: str,
+    local_dir: Path | str,
+    archives: Iterable[ArchiveRef | tuple[str, str, int, int]],
+    modalities: Sequence[str] = DEFAULT_MODALITIES,
+    cache_dir: Path | str | None = None,
+    *,
+    archive_workers: int = ARCHIVE_WORKERS,
+    manifest: Manifest | None = None,
+) -> list[Path]:
+    """Fetch ``modalities`` of every file id of each of ``archives``, ``archive_workers`` archives at a time.
+
+    Returns paths grouped by archive, in ``archives`` order.
+    """
+    modalities = validate_modalities(modalities)
+    groups: dict[ArchiveRef, list[str] | None] = {ArchiveRef(*a): None for a in archives}
+    return _fetch_groups(transfer, hf_url, local_dir, groups, modalities, cache_dir, archive_workers, manifest)
+
+
+def _fetch_groups(
+    transfer: Transfer, hf_url: str, local_dir: Path | str, groups: dict[ArchiveRef, list[str] | None],
+    modalities: Sequence[str], cache_dir: Path | str | None, archive_workers: int, manifest: Manifest | None,
+) -> list[Path]:
+    """Each archive's members (``None``: every file id's), the archives indexed and fetched concurrently."""
     for ref in groups:
         layout.inside(local_dir, layout.archive_dir(local_dir, ref))
 
-    def one(item: tuple[ArchiveRef, list[str]]) -> list[Path]:
+    def one(item: tuple[ArchiveRef, list[str] | None]) -> list[Path]:
         ref, ids = item
         return fetch_archive_members(transfer, None, hf_url, local_dir, ref.label, ref.split, ref.batch, ref.archive,
-                                     file_ids=ids,
-                                     modalities=modalities, cache_dir=cache_dir, manifest=manifest)
+                                     file_ids=ids, modalities=modalities, cache_dir=cache_dir, manifest=manifest)
 
     # One bar for all archives: the per-archive starts below nest into it.
     transfer.progress.start(None, f"{len(groups)} archive(s)")

@@ -121,8 +121,8 @@ class TqdmProgress:
                     total=total_bytes, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
                     disable=self._disable, dynamic_ncols=True, smoothing=0.1,
                 )
-            elif total_bytes and self._bar.total is not None:  # type: ignore[attr-defined]
-                self._bar.total += total_bytes  # type: ignore[attr-defined]
+            elif total_bytes:  # a nested start (one archive of several) grows the one bar's total
+                self._bar.total = (self._bar.total or 0) + total_bytes  # type: ignore[attr-defined]
                 self._bar.refresh()  # type: ignore[attr-defined]
 
     def add_total(self, n: int) -> None:
