@@ -131,3 +131,33 @@ def test_follower_never_places_bytes_of_a_download_that_started_over(tmp_path, h
     for m in members:
         assert set(m.path.read_bytes()) == {ord("B")}, m.name
     assert not [p for p in tar_path.parent.iterdir() if ".extracting-" in p.name]
+
+
+@pytest.mark.parametrize("how", ["one", "several"])
+def test_archives_are_extracted_while_they_download(sample_mirror, tmp_path, monkeypatch, how):
+    """On a slow link most of each archive is staged before its last byte lands; what lands is the tar."""
+    from seamless_interaction.local.archive import Extraction
+    from seamless_interaction.routes.hub import download_archive
+
+    staged_at_commit: list[tuple[int, int]] = []
+    commit = Extraction.commit
+
+    def spy(self, fd):
+        staged_at_commit.append((self.staged_bytes, os.fstat(fd).st_size))
+        return commit(self, fd)
+
+    monkeypatch.setattr(Extraction, "commit", spy)
+    refs = [r for r in _archives(sample_mirror) if _tar(sample_mirror.root, r).stat().st_size > 500_000][:2]
+    with MirrorServer(sample_mirror.root, bandwidth_bps=1_000_000) as srv, Transfer(max_connections=2) as t:
+        if how == "one":
+            download_archive(t, srv.hf_url, tmp_path, *refs[0])
+            refs = refs[:1]
+        else:
+            download_archives(t, srv.hf_url, tmp_path, refs)
+    assert len(staged_at_commit) == len(refs)
+    for staged, size in staged_at_commit:
+        assert staged > size // 2, (staged, size)
+    for ref in refs:
+        with tarfile.open(_tar(sample_mirror.root, ref)) as tf:
+            for m in (m for m in tf.getmembers() if m.isfile()):
+                assert (archive_dir(tmp_path, ArchiveRef(*ref)) / m.name).read_bytes() == tf.extractfile(m).read()

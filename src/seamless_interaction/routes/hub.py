@@ -304,7 +304,13 @@ def _download_locked(
         check_free_space(dest_dir.parent if dest_dir.parent.exists() else local_dir,
                          (info.size or 0) * (2 if extract else 1))
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
-    res = transfer.fetch(url, tar_path,
-                         expected_size=info.size, sha256=info.sha256)
-    assert res is not None  # not optional: absence raises
-    return _settle(ref, local_dir, url, res, extract=extract, manifest=manifest, tar_done=tar_done)
+    follower = _Follower(tar_path, dest_dir) if extract and not tar_done else None
+    try:
+        res = transfer.fetch(url, tar_path, expected_size=info.size, sha256=info.sha256,
+                             watch=follower.watch if follower is not None else None)
+        assert res is not None  # not optional: absence raises
+        return _settle(ref, local_dir, url, res, extract=extract, manifest=manifest, tar_done=tar_done,
+                       follower=follower)
+    finally:
+        if follower is not None:
+            follower.close()
