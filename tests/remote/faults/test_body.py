@@ -17,17 +17,17 @@ import pytest
 from faultserver import Fault, FaultServer, tls_context
 from seamless_interaction.base.errors import TransferCancelled
 from seamless_interaction.remote.transfer import Transfer
-from seamless_interaction.remote.transfer.body import DIRECT_MIN_BYTES, iter_body
+from seamless_interaction.remote.transfer.body import DIRECT_MIN_BYTES, BufferPool, iter_body
 
 BIG = DIRECT_MIN_BYTES + 3 * 1024 * 1024 + 123  # over the direct threshold, not a whole number of blocks
 
 
-def read(client: httpx.Client, url: str, timeout_s: float = 10.0, **kw: int) -> tuple[bytes, list[type]]:
+def read(client: httpx.Client, url: str, timeout_s: float = 10.0, **kw: object) -> tuple[bytes, list[type]]:
     """The body through iter_body, and the type of each non-empty chunk (bytes: iter_raw; memoryview: direct)."""
     out, kinds = bytearray(), []
     with client.stream("GET", url) as r:
         r.raise_for_status()
-        for chunk in iter_body(r, timeout_s, **kw):
+        for chunk in iter_body(r, timeout_s, **kw):  # type: ignore[arg-type]
             if len(chunk):
                 kinds.append(type(chunk))
                 out += chunk
@@ -57,6 +57,31 @@ def test_large_body_is_read_directly_and_exactly(server: FaultServer, payload: C
         # The connection of a direct read is closed, not reused half-read: the next request works.
         again, _ = read(client, server.url("/big"))
         assert again == data
+
+
+def test_pooled_buffers_are_reused_and_never_shared_by_two_bodies(server: FaultServer,
+                                                                   payload: Callable[[int], bytes]) -> None:
+    one, two = payload(BIG), payload(BIG + 4096)[::-1]
+    server.add("/one", one)
+    server.add("/two", two)
+    pool = BufferPool()
+    with httpx.Client() as client:
+        assert read(client, server.url("/one"), buffers=pool)[0] == one
+        assert len(pool._free) == 1  # the body's buffer went back
+        first = pool._free[0]
+        # Two bodies at once, interleaved chunk by chunk: each has its own buffer, then both return.
+        with client.stream("GET", server.url("/one")) as a, client.stream("GET", server.url("/two")) as b:
+            got: dict[str, bytearray] = {"a": bytearray(), "b": bytearray()}
+            streams = {"a": iter_body(a, 10.0, buffers=pool), "b": iter_body(b, 10.0, buffers=pool)}
+            while streams:
+                for k in list(streams):
+                    chunk = next(streams[k], None)
+                    if chunk is None:
+                        del streams[k]
+                    else:
+                        got[k] += chunk
+        assert bytes(got["a"]) == one and bytes(got["b"]) == two
+        assert len(pool._free) == 2 and any(buf is first for buf in pool._free)
 
 
 def test_small_and_chunked_bodies_go_through_httpx(server: FaultServer, payload: Callable[[int], bytes]) -> None:

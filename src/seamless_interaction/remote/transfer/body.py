@@ -21,6 +21,7 @@ import contextlib
 import select
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -64,9 +65,34 @@ def _socket(resp: httpx.Response) -> socket.socket | None:
     return sock if isinstance(sock, socket.socket) else None
 
 
+class BufferPool:
+    """Receive buffers for direct reads, reused across bodies (one engine's; thread-safe).
+
+    A fresh ``BLOCK_BYTES`` buffer per body cost its zeroing and a page fault per 4 KiB; the pool
+    holds at most as many as bodies were read at once.
+    """
+
+    def __init__(self, size: int = BLOCK_BYTES) -> None:
+        self.size = size
+        self._free: list[bytearray] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def take(self) -> Iterator[bytearray]:
+        with self._lock:
+            buf = self._free.pop() if self._free else None
+        if buf is None:
+            buf = bytearray(self.size)
+        try:
+            yield buf
+        finally:
+            with self._lock:
+                self._free.append(buf)
+
+
 def iter_body(
     resp: httpx.Response, timeout_s: float, *, direct_min: int = DIRECT_MIN_BYTES,
-    wanted: Callable[[], int | None] | None = None,
+    wanted: Callable[[], int | None] | None = None, buffers: BufferPool | None = None,
 ) -> Iterator[bytes | memoryview]:
     """The raw bytes of ``resp``'s body, in order; empty chunks are wake-ups without data.
 
@@ -75,6 +101,7 @@ def iter_body(
     ``ReadError``, ``RemoteProtocolError`` for a body cut short), as with ``iter_raw``.
     ``wanted()``: how many more bytes the caller wants, None for all (a split download shortens
     a range while it streams); a direct read never reads past it, and ends when it reaches 0.
+    ``buffers``: where a direct read takes its buffer (else a fresh one).
     """
     chunks = resp.iter_raw()
     left = _length(resp)
@@ -91,13 +118,17 @@ def iter_body(
     if left <= 0:
         yield from chunks  # h11 reaches the end of the message: the connection stays reusable
         return
-    yield from _direct(sock, left, timeout_s, wanted)
+    if buffers is None:
+        yield from _direct(sock, left, timeout_s, wanted, bytearray(min(BLOCK_BYTES, left)))
+        return
+    with buffers.take() as buf:
+        yield from _direct(sock, left, timeout_s, wanted, buf)
 
 
 def _direct(
-    sock: socket.socket, left: int, timeout_s: float, wanted: Callable[[], int | None] | None,
+    sock: socket.socket, left: int, timeout_s: float, wanted: Callable[[], int | None] | None, block: bytearray,
 ) -> Iterator[memoryview]:
-    buf = memoryview(bytearray(min(BLOCK_BYTES, left)))
+    buf = memoryview(block)[:min(len(block), left)]
     tls = sock if isinstance(sock, ssl.SSLSocket) else None
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN)

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -31,7 +31,7 @@ from seamless_interaction.base.errors import (
     TransferError,
 )
 from seamless_interaction.local import layout
-from seamless_interaction.remote.transfer.body import iter_body
+from seamless_interaction.remote.transfer.body import BufferPool, iter_body
 from seamless_interaction.remote.transfer.client import HttpClient
 from seamless_interaction.remote.transfer.disk import (
     PartState,
@@ -74,6 +74,8 @@ _PROGRESS_INTERVAL_S = 0.1
 # A single-stream file smaller than this gets no sidecar (no resume across runs): writing and
 # renaming it costs more than fetching the file again.
 _SIDECAR_MIN_BYTES = 256 << 10
+# Read-back buffer per segmented download (see PartDownload.hash_buf).
+_HASH_BUF_BYTES = 1 << 20
 
 
 class _SlotLike(Protocol):
@@ -118,6 +120,8 @@ class PartContext:
     segments_per_file: int
     # Runs a callable on a segment helper thread (used outside fetch_many batches).
     spawn: Callable[[Callable[[], None]], object]
+    # Receive buffers of direct body reads, shared by the engine's threads.
+    buffers: BufferPool = field(default_factory=BufferPool)
 
 
 class Batch:
@@ -205,6 +209,8 @@ class PartDownload:
         self.hasher = hashlib.sha256()
         self.hashed = 0 if self._hashing() else -1
         self.hash_lock = threading.Lock()
+        # Where _follow_hash reads back what landed (under hash_lock): one buffer for the download.
+        self.hash_buf: bytearray | None = None
         self.state: PartState | None = None
         self.fd = -1
         self.queue: list[_Piece] = []
@@ -517,7 +523,9 @@ class PartDownload:
             with self.lock:
                 written = merge(st.done + [(p.start, p.pos) for p in self.pieces])
             end = next((b for a, b in written if a <= self.hashed < b), self.hashed)
-            self.hashed = update_from_fd(self.hasher, self.fd, self.hashed, end, self.abort.is_set)
+            if end > self.hashed and self.hash_buf is None:
+                self.hash_buf = bytearray(_HASH_BUF_BYTES)
+            self.hashed = update_from_fd(self.hasher, self.fd, self.hashed, end, self.abort.is_set, self.hash_buf)
             if self.watch is not None:
                 self.watch(self.hashed)  # under the lock: the watcher sees the prefix only grow
         finally:
@@ -658,13 +666,13 @@ class PartDownload:
 
         None when the download does not hash (see ``hashed``).
         """
-        with self.hash_lock:
+        with self.hash_lock:  # held throughout: the buffer is _follow_hash's too
             h, pos = self.hasher.copy(), self.hashed
-        if pos < 0:
-            return None
-        if pos > size:  # cannot happen with the bytes checked above; be safe rather than wrong
-            return sha256_fd(self.fd, size)
-        update_from_fd(h, self.fd, pos, size)
+            if pos < 0:
+                return None
+            if pos > size:  # cannot happen with the bytes checked above; be safe rather than wrong
+                return sha256_fd(self.fd, size)
+            update_from_fd(h, self.fd, pos, size, buf=self.hash_buf)
         return h.hexdigest()
 
     def _stream(self, piece: _Piece, resp: httpx.Response) -> None:
@@ -685,7 +693,7 @@ class PartDownload:
             return None if end is None else end - piece.pos
 
         try:
-            for chunk in iter_body(resp, self.http.timeout_s, wanted=wanted):
+            for chunk in iter_body(resp, self.http.timeout_s, wanted=wanted, buffers=self.ctx.buffers):
                 if abort.is_set() or (cancel is not None and cancel.is_set()):
                     raise Stopped()
                 if not chunk:
