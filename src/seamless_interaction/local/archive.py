@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -106,15 +106,17 @@ class Extraction:
             raise _NotYet
         return os.pread(self._fd, n, offset)
 
-    def advance(self, fd: int, upto: int, *, final: bool = False) -> None:
+    def advance(self, fd: int, upto: int, *, final: bool = False, stop: Callable[[], bool] | None = None) -> None:
         """Stage every member whose bytes lie in ``[0, upto)`` of ``fd``; with ``final``, every member.
+
+        ``stop()`` is asked before each member: once true, the call returns, and a later call goes on.
 
         Raises:
             UnsafeArchiveError: a member that may not be extracted (nothing of the archive is placed).
             IntegrityError: not a tar, or truncated (checked with ``final``).
         """
         self._fd, self._upto, self._final = fd, upto, final
-        while not self._ended:
+        while not self._ended and not (stop is not None and stop()):
             if self._held is None:
                 # A header is read with its PAX record: wait until a generous slice past it has
                 # landed rather than restart the walk for each header that straddles ``upto``.

@@ -188,7 +188,8 @@ class _Follower:
             try:
                 if self._fd < 0:
                     self._fd = os.open(layout.part_path(self.tar_path), os.O_RDONLY)
-                self.extraction.advance(self._fd, upto)
+                # Halting (a cancelled download) stops between two members, not after the whole backlog.
+                self.extraction.advance(self._fd, upto, stop=lambda: self._closed)
             except Exception as e:  # noqa: BLE001 - settled by finish(), which extracts the verified tar again
                 log.debug("%s: extraction while downloading stopped (%s); it is done after the download",
                           self.tar_path, e)
