@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["BLOCK_BYTES", "DIRECT_MIN_BYTES", "WAKE_S", "iter_body"]
+__all__ = ["BLOCK_BYTES", "DIRECT_MIN_BYTES", "WAKE_S", "BufferPool", "iter_body"]
 
 # Bodies from this size on are read from the socket directly (below it, keeping the connection
 # for the next request is worth more than the wake-ups saved).
