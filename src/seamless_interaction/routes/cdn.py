@@ -99,9 +99,11 @@ def _stage(catalog: Catalog, cdn_url: str, local_dir: Path, file_id: str, *, man
     # fetched into memory (same retries and checks, no part file, lock or fsync per object).
     # The CDN publishes no checksum (an S3 ETag is no sha256), but the media's sha256, hashed while
     # they stream, goes into the manifest so that `verify --deep` can catch later damage on disk; the
-    # in-memory parts are consumed into the npz/json, which are hashed once written.
+    # in-memory parts are consumed into the npz/json, which are hashed once written. The media are
+    # flushed once, by _commit before their final rename, not also by the engine into this staging
+    # folder (which no later run trusts: it belongs to this process).
     jobs = [Job(url=part.url, dest=staging / part.name.replace(":", "__") if part.kind in _MEDIA else None,
-                optional=not part.required, digest=part.kind in _MEDIA)
+                optional=not part.required, digest=part.kind in _MEDIA, durable=part.kind not in _MEDIA)
             for part in parts]
     return _Staged(rec, parts, final, staging, jobs)
 
@@ -188,6 +190,10 @@ def _commit(staged: _Staged, results: list[FetchResult | None], absent: tuple[st
     for ext in ("wav", "mp4", "npz", "json"):
         _fsync(sources[ext])
         os.replace(sources[ext], final[ext])
+    try:
+        _fsync(final["json"].parent)  # the four new names, in one flush of their folder
+    except OSError:
+        pass  # some filesystems refuse fsync on folders; each rename is atomic all the same
     if manifest is not None:
         manifest.record_many([(final[e], urls[e], final[e].stat().st_size, digests[e])
                               for e in ("wav", "mp4", "npz", "json")])
