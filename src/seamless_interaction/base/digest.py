@@ -35,22 +35,23 @@ def update_from_fd(hasher: Hasher, fd: int, start: int, end: int, stop: Callable
     pos = start
     if pos >= end:
         return pos
-    if not hasattr(os, "preadv"):  # pragma: no cover - platforms without preadv (macOS before 11)
-        while pos < end and not (stop is not None and stop()):
-            chunk = os.pread(fd, min(HASH_CHUNK, end - pos), pos)
-            if not chunk:
-                break
-            hasher.update(chunk)
-            pos += len(chunk)
-        return pos
     view = memoryview(buf if buf is not None else bytearray(min(HASH_CHUNK, end - pos)))
     while pos < end and not (stop is not None and stop()):
-        n = os.preadv(fd, [view[:min(len(view), end - pos)]], pos)
+        n = _pread_into(fd, view[:min(len(view), end - pos)], pos)
         if not n:
             break
         hasher.update(view[:n])
         pos += n
     return pos
+
+
+def _pread_into(fd: int, view: memoryview, pos: int) -> int:
+    """Read into ``view`` at ``pos``; the bytes read."""
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], pos)
+    data = os.pread(fd, len(view), pos)  # pragma: no cover - platforms without preadv (macOS before 11)
+    view[:len(data)] = data  # pragma: no cover
+    return len(data)  # pragma: no cover
 
 
 def sha256_fd(fd: int, size: int) -> str:

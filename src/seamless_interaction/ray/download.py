@@ -336,15 +336,14 @@ def download(
     # The selection is checked before Ray starts; the default groups need the cluster's node count.
     jobs = plan_download(selection, catalog, only=only, source=source, keep_tar=keep_tar, ids_per_task=ids_per_task,
                          archives_per_task=archives_per_task or 1)
+    connect(address)
     if archives_per_task is None:
         whole = sum(1 for j in jobs if _groupable(j))
-        connect(address)
         nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU")))
         jobs = _group_archives(jobs, min(MAX_ARCHIVES_PER_TASK, max(1, math.ceil(whole / nodes))))
     assert cfg.local_dir is not None  # resolved() fills it
     root = Path(cfg.local_dir)
     root.mkdir(parents=True, exist_ok=True)
-    connect(address)
     runtime_env = token_runtime_env(cfg.hf_token)
     worker_cfg = dataclasses.replace(cfg, hf_token=None)  # the token goes by the environment only
     catalog_ref = ray.put(catalog) if any(j.route == "cdn" for j in jobs) else None

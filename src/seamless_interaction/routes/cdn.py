@@ -34,7 +34,7 @@ from seamless_interaction.base.formats import bundle_json, encode_json, encode_n
 from seamless_interaction.constants import BUNDLE_EXTENSIONS
 from seamless_interaction.local import layout
 from seamless_interaction.local.manifest import Manifest, sha256_file
-from seamless_interaction.remote.transfer import FetchResult, Job, Transfer
+from seamless_interaction.remote.transfer import FetchResult, Job, Transfer, fsync_dir
 from seamless_interaction.remote.urls import Part, cdn_parts
 
 __all__ = ["BundleResult", "bundle_complete", "gather_file_id", "gather_many", "plan_file_id"]
@@ -190,10 +190,7 @@ def _commit(staged: _Staged, results: list[FetchResult | None], absent: tuple[st
     for ext in ("wav", "mp4", "npz", "json"):
         _fsync(sources[ext])
         os.replace(sources[ext], final[ext])
-    try:
-        _fsync(final["json"].parent)  # the four new names, in one flush of their folder
-    except OSError:
-        pass  # some filesystems refuse fsync on folders; each rename is atomic all the same
+    fsync_dir(final["json"].parent)  # the four new names, in one flush of their folder
     if manifest is not None:
         manifest.record_many([(final[e], urls[e], final[e].stat().st_size, digests[e])
                               for e in ("wav", "mp4", "npz", "json")])

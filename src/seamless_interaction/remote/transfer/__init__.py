@@ -12,7 +12,7 @@ The package is split along its seams:
 
 from __future__ import annotations
 
-from seamless_interaction.remote.transfer.disk import check_free_space
+from seamless_interaction.remote.transfer.disk import check_free_space, fsync_dir
 from seamless_interaction.remote.transfer.engine import Transfer
 from seamless_interaction.remote.transfer.records import (
     FetchResult,
@@ -32,4 +32,5 @@ __all__ = [
     "TqdmProgress",
     "Transfer",
     "check_free_space",
+    "fsync_dir",
 ]
